@@ -1,0 +1,282 @@
+#include "vfu/engine/session.h"
+
+#include <linux/vfio.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "vfu/base/log.h"
+#include "vfu/base/status_macros.h"
+#include "vfu/wire/device_info.h"
+#include "vfu/wire/errno_status.h"
+#include "vfu/wire/irq.h"
+#include "vfu/wire/region_access.h"
+#include "vfu/wire/region_info.h"
+#include "vfu/wire/version.h"
+
+namespace vfu {
+namespace {
+
+using wire::Command;
+using wire::WireError;
+
+// Commands that may legitimately carry fds (PROTOCOL.md 2.5).
+bool TakesFds(uint16_t command) {
+  switch (static_cast<Command>(command)) {
+    case Command::kDmaMap:
+    case Command::kDeviceSetIrqs:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+Session::Session(Device& device, DeviceContext& context, SessionOptions options,
+                 std::string name)
+    : device_(device), context_(context), options_(std::move(options)), name_(std::move(name)) {}
+
+Session::Result Session::Handle(InboundMessage message) {
+  Result result;
+  const wire::Header header = message.header;
+  std::vector<uint8_t> reply = wire::StartMessage();
+  absl::Status status;
+
+  if (message.oversized) {
+    status = WireError(EINVAL, absl::StrCat("message of ", header.msg_size,
+                                            " bytes exceeds the limit"));
+  } else if (message.fds_truncated) {
+    status = WireError(EINVAL, "more fds than the server accepts in one message");
+  } else if (!wire::IsKnownCommand(header.command)) {
+    status = WireError(EINVAL, absl::StrCat("unknown command ", header.command));
+  } else if (!negotiated_ && header.command != static_cast<uint16_t>(Command::kVersion)) {
+    status = WireError(EINVAL, "the first command must be VERSION");
+    result.close_connection = true;
+  } else {
+    switch (static_cast<Command>(header.command)) {
+      case Command::kVersion:
+        status = HandleVersion(message, result, reply);
+        break;
+      case Command::kDeviceGetInfo:
+        status = HandleGetInfo(message, reply);
+        break;
+      case Command::kDeviceGetRegionInfo:
+        status = HandleGetRegionInfo(message, reply);
+        break;
+      case Command::kDeviceGetIrqInfo:
+        status = HandleGetIrqInfo(message, reply);
+        break;
+      case Command::kRegionRead:
+        status = HandleRegionRead(message, reply);
+        break;
+      case Command::kRegionWrite:
+        status = HandleRegionWrite(message, reply);
+        break;
+      case Command::kRegionWriteMulti:
+        status = HandleRegionWriteMulti(message, reply);
+        break;
+      case Command::kDeviceReset:
+        status = HandleReset(message);
+        break;
+      case Command::kDmaRead:
+      case Command::kDmaWrite:
+        status = WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
+                                                " is a server-to-client command"));
+        break;
+      default:
+        status = WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
+                                                " is not supported by this server"));
+        break;
+    }
+  }
+
+  if (!message.fds.empty() && !TakesFds(header.command) &&
+      header.command != static_cast<uint16_t>(Command::kVersion)) {
+    VFU_LOG(kWarning, name_, ": closing ", message.fds.size(), " unexpected fds sent with ",
+            wire::CommandName(header.command));
+  }
+  // Whatever fds a handler did not take close with `message`.
+
+  if (!status.ok()) {
+    VFU_LOG(kWarning, name_, ": ", wire::CommandName(header.command), " (id ", header.msg_id,
+            ") failed: ", status.message());
+    if (!header.no_reply()) {
+      result.reply = OutboundMessage{wire::ErrorReply(header, wire::ReplyErrno(status)), {}};
+    } else {
+      result.reply.reset();
+    }
+    return result;
+  }
+  if (header.no_reply()) {
+    result.reply.reset();
+    return result;
+  }
+  wire::FinishMessage(wire::ReplyHeader(header), reply);
+  if (!result.reply) result.reply.emplace();
+  result.reply->bytes = std::move(reply);
+  return result;
+}
+
+absl::Status Session::HandleVersion(InboundMessage& message, Result& result,
+                                    std::vector<uint8_t>& reply) {
+  if (negotiated_) return WireError(EINVAL, "VERSION after negotiation");
+  // Any failure of the first VERSION ends the connection (PROTOCOL.md 3.2).
+  result.close_connection = true;
+  VFU_ASSIGN_OR_RETURN(wire::Version client,
+                       wire::DecodeVersionRequest(message.payload(), message.fds.size()));
+  VFU_ASSIGN_OR_RETURN(wire::NegotiatedVersion negotiated,
+                       wire::NegotiateVersion(client, options_.version));
+  if (negotiated.twin_socket()) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) != 0) {
+      return WireError(errno, "socketpair for the twin socket");
+    }
+    result.twin_socket = UniqueFd(pair[0]);
+    result.reply.emplace();
+    result.reply->fds.emplace_back(pair[1]);
+  }
+  wire::EncodeVersionReply(negotiated, reply);
+  result.close_connection = false;
+  result.negotiated = negotiated;
+  negotiated_ = std::move(negotiated);
+  VFU_LOG(kInfo, name_, ": client negotiated version ", negotiated_->reply.major, ".",
+          negotiated_->reply.minor, negotiated_->twin_socket() ? " with twin socket" : "");
+  return absl::OkStatus();
+}
+
+void Session::Attach() {
+  if (attached_) return;
+  attached_ = true;
+  device_.OnAttach(context_);
+}
+
+void Session::Detach() {
+  if (!attached_) return;
+  attached_ = false;
+  device_.OnDetach();
+}
+
+absl::Status Session::HandleGetInfo(const InboundMessage& message, std::vector<uint8_t>& reply) {
+  VFU_ASSIGN_OR_RETURN(wire::DeviceInfo request,
+                       wire::DecodeDeviceGetInfoRequest(message.payload(), message.fds.size()));
+  (void)request;
+  wire::DeviceInfo info;
+  info.flags = VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET;
+  info.num_regions = device_.num_regions();
+  info.num_irqs = device_.num_irqs();
+  wire::EncodeDeviceGetInfoReply(info, reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleGetRegionInfo(const InboundMessage& message,
+                                          std::vector<uint8_t>& reply) {
+  VFU_ASSIGN_OR_RETURN(wire::RegionInfoRequest request,
+                       wire::DecodeRegionInfoRequest(message.payload(), message.fds.size()));
+  if (request.index >= device_.num_regions()) {
+    return WireError(EINVAL, absl::StrCat("region index ", request.index, " out of range"));
+  }
+  RegionDescription region = device_.DescribeRegion(request.index);
+  wire::RegionInfoReply info;
+  info.index = request.index;
+  info.size = region.size;
+  if (region.size > 0) {
+    info.flags = (region.readable ? VFIO_REGION_INFO_FLAG_READ : 0) |
+                 (region.writable ? VFIO_REGION_INFO_FLAG_WRITE : 0);
+  }
+  (void)wire::EncodeRegionInfoReply(info, request.argsz, reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleGetIrqInfo(const InboundMessage& message,
+                                       std::vector<uint8_t>& reply) {
+  VFU_ASSIGN_OR_RETURN(wire::IrqInfo request,
+                       wire::DecodeIrqInfoRequest(message.payload(), message.fds.size()));
+  if (request.index >= device_.num_irqs()) {
+    return WireError(EINVAL, absl::StrCat("IRQ index ", request.index, " out of range"));
+  }
+  wire::IrqInfo info;
+  info.index = request.index;
+  info.count = device_.IrqCount(request.index);
+  info.flags = info.count > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;
+  wire::EncodeIrqInfoReply(info, reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::CheckAccess(uint32_t index, uint64_t offset, uint64_t count,
+                                  bool write) const {
+  if (index >= device_.num_regions()) {
+    return WireError(EINVAL, absl::StrCat("region index ", index, " out of range"));
+  }
+  RegionDescription region = device_.DescribeRegion(index);
+  if (region.size == 0) {
+    return WireError(EINVAL, absl::StrCat("region ", index, " is not implemented"));
+  }
+  if (write ? !region.writable : !region.readable) {
+    return WireError(EINVAL, absl::StrCat("region ", index, " is not ",
+                                          write ? "writable" : "readable"));
+  }
+  if (count > UINT32_MAX) return WireError(EINVAL, "access too large");
+  return wire::CheckRegionAccess(offset, static_cast<uint32_t>(count), region.size);
+}
+
+absl::Status Session::HandleRegionRead(const InboundMessage& message,
+                                       std::vector<uint8_t>& reply) {
+  const uint64_t max = negotiated_->reply.capabilities.max_data_xfer_size;
+  VFU_ASSIGN_OR_RETURN(wire::RegionAccess request,
+                       wire::DecodeRegionReadRequest(message.payload(), message.fds.size(), max));
+  VFU_RETURN_IF_ERROR(CheckAccess(request.region, request.offset, request.count, false));
+  read_buffer_.resize(request.count);
+  if (request.count > 0) {
+    VFU_RETURN_IF_ERROR(device_.ReadRegion(request.region, request.offset,
+                                           absl::MakeSpan(read_buffer_)));
+  }
+  wire::EncodeRegionReadReply(request, read_buffer_, reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleRegionWrite(const InboundMessage& message,
+                                        std::vector<uint8_t>& reply) {
+  const uint64_t max = negotiated_->reply.capabilities.max_data_xfer_size;
+  VFU_ASSIGN_OR_RETURN(wire::RegionAccessData request,
+                       wire::DecodeRegionWriteRequest(message.payload(), message.fds.size(), max));
+  VFU_RETURN_IF_ERROR(CheckAccess(request.region, request.offset, request.data.size(), true));
+  if (!request.data.empty()) {
+    VFU_RETURN_IF_ERROR(device_.WriteRegion(request.region, request.offset, request.data));
+  }
+  wire::EncodeRegionWriteReply(
+      wire::RegionAccess{.offset = request.offset,
+                         .region = request.region,
+                         .count = static_cast<uint32_t>(request.data.size())},
+      reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleRegionWriteMulti(const InboundMessage& message,
+                                             std::vector<uint8_t>& reply) {
+  if (!negotiated_->write_multiple()) {
+    return WireError(EINVAL, "REGION_WRITE_MULTI without write_multiple negotiated");
+  }
+  VFU_ASSIGN_OR_RETURN(
+      std::vector<wire::RegionWriteMultiEntry> entries,
+      wire::DecodeRegionWriteMultiRequest(message.payload(), message.fds.size()));
+  // Applied in order; the first failure ends the batch and fails the
+  // command (the writes before it stay done).
+  for (const wire::RegionWriteMultiEntry& e : entries) {
+    VFU_RETURN_IF_ERROR(CheckAccess(e.region, e.offset, e.data.size(), true));
+    VFU_RETURN_IF_ERROR(device_.WriteRegion(e.region, e.offset, e.data));
+  }
+  wire::EncodeRegionWriteMultiReply(entries.size(), reply);
+  return absl::OkStatus();
+}
+
+absl::Status Session::HandleReset(const InboundMessage& message) {
+  if (!message.payload().empty()) {
+    return WireError(EINVAL, "DEVICE_RESET carries no payload");
+  }
+  return device_.Reset();
+}
+
+}  // namespace vfu

@@ -1,0 +1,45 @@
+// Whole vfio-user messages as the transport hands them over: the bytes of
+// one message (header included) and the fds that travelled with it.
+#ifndef VFU_TRANSPORT_MESSAGE_H_
+#define VFU_TRANSPORT_MESSAGE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/wire/constants.h"
+#include "vfu/wire/header.h"
+
+namespace vfu {
+
+// A message received from the peer. Move-only (it owns its fds).
+struct InboundMessage {
+  wire::Header header;
+  // The whole message, header first. Empty when `oversized`.
+  std::vector<uint8_t> bytes;
+  // The fds that arrived with the message's first byte, in order.
+  std::vector<UniqueFd> fds;
+  // The fds did not all arrive (MSG_CTRUNC: more than the receiver allows);
+  // those that did are in `fds`. The request must fail with EINVAL.
+  bool fds_truncated = false;
+  // msg_size exceeded the receiver's limit: the body was discarded unread
+  // and only `header` is valid. The request must fail with EINVAL.
+  bool oversized = false;
+
+  absl::Span<const uint8_t> payload() const {
+    return bytes.size() <= wire::kHeaderSize
+               ? absl::Span<const uint8_t>()
+               : absl::MakeConstSpan(bytes).subspan(wire::kHeaderSize);
+  }
+};
+
+// A message to send. `fds` go out with its first byte.
+struct OutboundMessage {
+  std::vector<uint8_t> bytes;
+  std::vector<UniqueFd> fds;
+};
+
+}  // namespace vfu
+
+#endif  // VFU_TRANSPORT_MESSAGE_H_

@@ -1,0 +1,56 @@
+// MessageWriter: the outgoing queue of one connection, flushed to a
+// non-blocking stream socket with partial-write handling.
+//
+// Consecutive messages without fds leave in one sendmsg (an iovec each), so
+// a burst of replies costs one syscall. A message with fds is sent in a
+// sendmsg of its own, its fds attached to its first byte: a receiver ties
+// fds to the message that starts the send that carried them. A short write
+// leaves the cursor at the exact byte; the caller arms EPOLLOUT when
+// Flush() reports that bytes remain.
+//
+//   queue_: [ front (sent_ bytes of it gone) | msg | msg | ... ]
+//
+// Thread-compatible: used by the IO thread only.
+#ifndef VFU_TRANSPORT_MESSAGE_WRITER_H_
+#define VFU_TRANSPORT_MESSAGE_WRITER_H_
+
+#include <cstddef>
+#include <deque>
+
+#include "absl/status/status.h"
+#include "vfu/base/syscalls.h"
+#include "vfu/transport/message.h"
+
+namespace vfu {
+
+class MessageWriter {
+ public:
+  void Enqueue(OutboundMessage message);
+
+  // Sends as much as the socket takes.
+  //   OK           everything was sent, or the socket is full (see empty())
+  //   Unavailable  the peer is gone (EPIPE, ECONNRESET)
+  //   other        an unexpected sendmsg error
+  absl::Status Flush(int fd, Syscalls& syscalls);
+
+  bool empty() const { return queue_.empty(); }
+  // Bytes queued and not yet sent; what back-pressure is judged on.
+  size_t queued_bytes() const { return queued_bytes_; }
+  size_t queued_messages() const { return queue_.size(); }
+
+  // Drops everything queued (closing its fds), e.g. on disconnect.
+  void Clear();
+
+  // Most messages gathered into one sendmsg.
+  static constexpr size_t kMaxIovecs = 64;
+
+ private:
+  std::deque<OutboundMessage> queue_;
+  // Bytes of queue_.front() already sent.
+  size_t sent_ = 0;
+  size_t queued_bytes_ = 0;
+};
+
+}  // namespace vfu
+
+#endif  // VFU_TRANSPORT_MESSAGE_WRITER_H_
