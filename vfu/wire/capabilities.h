@@ -103,7 +103,8 @@ struct CapabilityMembers {
 //    max_data_xfer_size 0 or > kMaxDataXferSizeLimit, pgsizes 0, a 32-bit
 //    member (max_dma_maps, fd_index) above 2^32 - 1, migration.pgsize 0 or
 //    not a power of two;
-//  - text longer than kMaxCapabilitiesJsonSize is an error.
+//  - text longer than kMaxCapabilitiesJsonSize, or holding a NUL, is an error
+//    (nlohmann would stop at the NUL and ignore what follows).
 // Duplicate keys: the last one wins. Every error carries EINVAL (row 10, 12).
 absl::StatusOr<Capabilities> ParseCapabilities(std::string_view json);
 

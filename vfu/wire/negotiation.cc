@@ -77,7 +77,12 @@ absl::StatusOr<NegotiatedVersion> NegotiateVersion(const Version& client,
   n.limits.max_fds_from_client = caps.max_msg_fds;
   n.limits.max_data_xfer_to_client = offered.max_data_xfer_size;
   n.limits.max_data_xfer_from_client = caps.max_data_xfer_size;
-  n.limits.max_incoming_message_size = MaxMessageSizeFor(caps.max_data_xfer_size);
+  // Most messages scale with our max_data_xfer_size, but MIG_DATA_WRITE is
+  // bounded by the client's value, and QEMU's REGION_WRITE_MULTI batches
+  // (200 x 24 bytes) do not scale at all: accept the largest of them.
+  n.limits.max_incoming_message_size =
+      std::max({MaxMessageSizeFor(caps.max_data_xfer_size),
+                MaxMessageSizeFor(offered.max_data_xfer_size), kMinIncomingMessageLimit});
   return n;
 }
 

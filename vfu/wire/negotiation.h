@@ -71,6 +71,10 @@ struct ServerVersionPolicy {
 };
 
 // Per-connection limits that follow from a negotiation.
+// Floor of the incoming message limit: a 200-entry REGION_WRITE_MULTI (what
+// QEMU batches) plus headroom for DMA-logging range lists.
+inline constexpr size_t kMinIncomingMessageLimit = 64 * 1024;
+
 struct ConnectionLimits {
   // Most fds we may attach to one message to the client (its max_msg_fds).
   uint32_t max_fds_to_client = kDefaultMaxMsgFds;
@@ -83,8 +87,9 @@ struct ConnectionLimits {
   // Largest REGION_READ/REGION_WRITE count the client may send (ours, as
   // advertised).
   uint64_t max_data_xfer_from_client = kDefaultMaxDataXferSize;
-  // Largest incoming message we accept:
-  // MaxMessageSizeFor(max_data_xfer_from_client); the SplitFrame() limit.
+  // Largest incoming message we accept, the SplitFrame() limit: the largest message either transfer size allows
+  // (MIG_DATA_WRITE carries up to the client's), at least
+  // kMinIncomingMessageLimit.
   size_t max_incoming_message_size = MaxMessageSizeFor(kDefaultMaxDataXferSize);
 
   friend bool operator==(const ConnectionLimits&, const ConnectionLimits&) = default;
