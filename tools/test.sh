@@ -22,22 +22,42 @@ passes=("$@")
 # interactive runs both pass these.
 bazel_flags=(--color=no --curses=no --show_progress_rate_limit=30)
 fuzz_runs=${VFU_FUZZ_RUNS:-20000}
+passed=0
+failed=0
 
 step() { printf '\n==== %s\n' "$*"; }
+
+# Runs `bazel test` with the given arguments, echoing its output, and adds
+# its per-target results to the totals.
+bazel_test() {
+  local log
+  log=$(mktemp)
+  set +e
+  bazel test "${bazel_flags[@]}" --test_summary=short "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  passed=$((passed + $(grep -cE '^//.* PASSED( |$)' "$log" || true)))
+  failed=$((failed + $(grep -cE '^//.* (FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' "$log" || true)))
+  rm -f "$log"
+  return "$rc"
+}
+
+summary() { printf '\ntests: %d passed, %d failed\n' "$passed" "$failed"; }
+trap summary EXIT
 
 run_pass() {
   case "$1" in
     plain)
       step "plain: bazel test //..."
-      bazel test "${bazel_flags[@]}" //...
+      bazel_test //...
       ;;
     asan)
       step "asan: bazel test --config=asan //..."
-      bazel test "${bazel_flags[@]}" --config=asan //...
+      bazel_test --config=asan //...
       ;;
     tsan)
       step "tsan: bazel test --config=tsan //..."
-      bazel test "${bazel_flags[@]}" --config=tsan //...
+      bazel_test --config=tsan //...
       ;;
     fuzz)
       step "fuzz: libFuzzer targets, $fuzz_runs runs each"
@@ -54,16 +74,27 @@ run_pass() {
         local scratch
         scratch=$(mktemp -d)
         echo "-- $t"
+        set +e
         "$bin_dir/$pkg/$name" -runs="$fuzz_runs" -seed=1 -max_len=4096 \
-          "$scratch" "$root/$pkg/corpus/${name%_fuzzer}" 2>&1 | tail -n 3
-        local rc=${PIPESTATUS[0]}
+          "$scratch" "$root/$pkg/corpus/${name%_fuzzer}" >"$scratch.log" 2>&1
+        local rc=$?
+        set -e
+        tail -n "$([[ $rc -eq 0 ]] && echo 2 || echo 40)" "$scratch.log"
+        rm -f "$scratch.log"
         rm -rf "$scratch"
-        [[ $rc -eq 0 ]] || { echo "fuzzer $t failed" >&2; return 1; }
+        if [[ $rc -ne 0 ]]; then
+          failed=$((failed + 1))
+          echo "fuzzer $t failed" >&2
+          return 1
+        fi
+        passed=$((passed + 1))
       done
       ;;
     consumer)
       step "consumer: a workspace that depends on vfu"
-      (cd testing/consumer && bazel test "${bazel_flags[@]}" //...)
+      pushd testing/consumer >/dev/null
+      bazel_test //...
+      popd >/dev/null
       ;;
     *)
       echo "unknown pass: $1" >&2

@@ -1,0 +1,29 @@
+// ThreadSanitizer suppressions for every test binary (linked statically
+// into each executable through //testing:gtest_main: libtsan reads this
+// hook from the executable, not from shared libraries loaded after it).
+//
+// 1. Abseil 20220623's Mutex wakes a sleeping thread by posting to that
+//    thread's ThreadIdentity, created in memory it mmap()ed when it first
+//    blocked. The hand-off runs through the mutex's waiter list, whose
+//    synchronization Abseil hides from TSan, so the post is reported as
+//    racing with the mmap() (google/sanitizers#953, abseil/abseil-cpp#217).
+//    Waiter::Post touches only Abseil's per-thread state.
+// 2. moodycamel::ConcurrentQueue orders its slots with standalone atomic
+//    fences, which TSan does not model (the queue's header says so; its
+//    MOODYCAMEL_NO_TSAN attribute needs clang). Reports inside its frames
+//    are about its own slots.
+#if defined(__SANITIZE_THREAD__)
+#define VFU_TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VFU_TSAN_BUILD 1
+#endif
+#endif
+
+#ifdef VFU_TSAN_BUILD
+extern "C" __attribute__((visibility("default"), used)) const char*
+__tsan_default_suppressions() {
+  return "race:absl::*::synchronization_internal::Waiter::Post\n"
+         "race:moodycamel::ConcurrentQueue\n";
+}
+#endif

@@ -1,0 +1,353 @@
+#include "vfu/server/connection.h"
+
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "vfu/base/check.h"
+#include "vfu/base/log.h"
+#include "vfu/base/status_macros.h"
+#include "vfu/base/syscalls.h"
+#include "vfu/wire/byte_io.h"
+#include "vfu/wire/header.h"
+
+namespace vfu {
+namespace {
+
+// Before negotiation only VERSION may arrive; this bounds what a client can
+// make us buffer before it has told us anything.
+constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
+
+}  // namespace
+
+Connection::Connection(UniqueFd socket, Environment env)
+    : env_(std::move(env)),
+      socket_(std::move(socket)),
+      reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
+      twin_reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
+      socket_handler_(this, &Connection::OnSocketReady),
+      twin_handler_(this, &Connection::OnTwinReady),
+      timer_handler_(this, &Connection::OnStallTimer),
+      session_(*env_.device, *env_.context, env_.session, env_.name),
+      strand_producer_(outgoing_),
+      io_consumer_(outgoing_),
+      strand_(*env_.pool) {
+  dma_config_.layout = env_.runtime.dma_layout;
+  dma_config_.timeout = env_.runtime.dma_timeout;
+}
+
+Connection::~Connection() {
+  VFU_CHECK(closed_.load(), "connection destroyed while open");
+}
+
+absl::Status Connection::StartOnIoThread() {
+  stall_timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!stall_timer_) return absl::ErrnoToStatus(errno, "timerfd_create");
+  VFU_RETURN_IF_ERROR(env_.reactor->Watch(stall_timer_.get(), EPOLLIN, &timer_handler_));
+  socket_events_ = EPOLLIN;
+  return env_.reactor->Watch(socket_.get(), socket_events_, &socket_handler_);
+}
+
+void Connection::CloseOnIoThread(std::string_view why) {
+  if (closed_.exchange(true, std::memory_order_acq_rel)) return;
+  VFU_LOG(kInfo, env_.name, ": client disconnected: ", why);
+  for (UniqueFd* fd : {&socket_, &twin_socket_, &stall_timer_}) {
+    if (*fd) {
+      env_.reactor->Unwatch(fd->get());
+      fd->reset();
+    }
+  }
+  writer_.Clear();
+  twin_writer_.Clear();
+  pending_.FailAll(absl::UnavailableError(absl::StrCat("client disconnected: ", why)));
+  // Queued commands are skipped (RunCommand sees closed_); the last task
+  // detaches the device and tells the IO thread the strand is done.
+  if (strand_paused_) {
+    strand_paused_ = false;
+    strand_.Resume();
+  }
+  strand_.Post([this] {
+    session_.Detach();
+    Outgoing done;
+    done.kind = Outgoing::Kind::kFinished;
+    outgoing_.enqueue(strand_producer_, std::move(done));
+    KickIoThread();
+  });
+}
+
+// ---------------------------------------------------------------- IO thread
+
+void Connection::OnSocketReady(uint32_t events) {
+  if (events & EPOLLIN) {
+    inbound_scratch_.clear();
+    absl::Status status =
+        reader_.ReadAvailable(socket_.get(), PosixSyscalls::Instance(), inbound_scratch_);
+    RouteInboundOnIoThread(inbound_scratch_, /*from_twin=*/false);
+    if (!status.ok()) {
+      if (status.code() == absl::StatusCode::kDataLoss) {
+        VFU_LOG(kError, env_.name, ": closing corrupt stream: ", status.message());
+      }
+      CloseOnIoThread(status.message());
+      return;
+    }
+  } else if (events & (EPOLLHUP | EPOLLERR)) {
+    CloseOnIoThread("socket hang-up");
+    return;
+  }
+  if (events & EPOLLOUT) WriteOnIoThread();
+  if (!closed()) UpdateInterestOnIoThread();
+}
+
+void Connection::OnTwinReady(uint32_t events) {
+  if (events & EPOLLIN) {
+    inbound_scratch_.clear();
+    absl::Status status =
+        twin_reader_.ReadAvailable(twin_socket_.get(), PosixSyscalls::Instance(), inbound_scratch_);
+    RouteInboundOnIoThread(inbound_scratch_, /*from_twin=*/true);
+    if (!status.ok()) {
+      CloseOnIoThread(absl::StrCat("twin socket: ", status.message()));
+      return;
+    }
+  } else if (events & (EPOLLHUP | EPOLLERR)) {
+    CloseOnIoThread("twin socket hang-up");
+    return;
+  }
+  if (events & EPOLLOUT) WriteOnIoThread();
+  if (!closed()) UpdateInterestOnIoThread();
+}
+
+void Connection::OnStallTimer(uint32_t) {
+  uint64_t expirations;
+  while (::read(stall_timer_.get(), &expirations, sizeof expirations) > 0) {
+  }
+  if (strand_paused_) {
+    VFU_LOG(kWarning, env_.name, ": client has not read its replies for ",
+            absl::FormatDuration(env_.runtime.max_write_stall), " (",
+            writer_.queued_bytes(), " bytes queued)");
+    CloseOnIoThread("client stopped reading");
+  }
+}
+
+void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, bool from_twin) {
+  for (InboundMessage& m : messages) {
+    if (closed()) return;
+    const wire::Header& h = m.header;
+    if (!h.is_command() && !h.is_reply()) {
+      // Row 7: the body was read with the message, so the stream is still
+      // framed; drop it without a reply.
+      VFU_LOG(kWarning, env_.name, ": dropping message of unknown type ", h.type(), " (id ",
+              h.msg_id, ")");
+      continue;
+    }
+    if (h.is_reply()) {
+      uint16_t id = h.msg_id;
+      if (!pending_.Complete(id, PendingReplies::Reply{std::move(m.bytes), std::move(m.fds)})) {
+        VFU_LOG(kWarning, env_.name, ": dropping reply with unknown id ", id, " (",
+                wire::CommandName(h.command), ")");
+      }
+      continue;
+    }
+    if (from_twin) {
+      VFU_LOG(kWarning, env_.name, ": dropping ", wire::CommandName(h.command),
+              " sent on the twin socket (client commands belong on the main socket)");
+      continue;
+    }
+    queued_commands_.fetch_add(1, std::memory_order_relaxed);
+    strand_.Post([this, message = std::move(m)]() mutable { RunCommand(std::move(message)); });
+  }
+}
+
+void Connection::DrainOutgoingOnIoThread() {
+  // Clear the flag before draining: a producer that enqueues after this
+  // point sees it clear and wakes us again, so nothing is left behind.
+  kick_pending_.store(false, std::memory_order_seq_cst);
+  Outgoing batch[32];
+  size_t n;
+  bool finished = false;
+  while ((n = outgoing_.try_dequeue_bulk(io_consumer_, batch, std::size(batch))) > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      Outgoing& item = batch[i];
+      switch (item.kind) {
+        case Outgoing::Kind::kMessage:
+          if (!closed()) (item.to_twin ? twin_writer_ : writer_).Enqueue(std::move(item.message));
+          break;
+        case Outgoing::Kind::kApplyNegotiation:
+          if (closed()) break;
+          reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
+          twin_reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
+          if (item.twin_socket) {
+            twin_socket_ = std::move(item.twin_socket);
+            twin_events_ = EPOLLIN;
+            absl::Status s = env_.reactor->Watch(twin_socket_.get(), twin_events_, &twin_handler_);
+            if (!s.ok()) VFU_LOG(kError, env_.name, ": cannot watch twin socket: ", s.message());
+          }
+          break;
+        case Outgoing::Kind::kCloseAfterFlush:
+          close_after_flush_ = true;
+          break;
+        case Outgoing::Kind::kFinished:
+          finished = true;
+          break;
+      }
+      item = Outgoing();
+    }
+  }
+  if (finished) {
+    // The strand's last task queued kFinished; the owner may now release us.
+    env_.on_finished(this);
+    return;
+  }
+  if (closed()) return;
+  WriteOnIoThread();
+  if (!closed()) UpdateInterestOnIoThread();
+}
+
+void Connection::WriteOnIoThread() {
+  absl::Status status = writer_.Flush(socket_.get(), PosixSyscalls::Instance());
+  if (status.ok() && twin_socket_) {
+    status = twin_writer_.Flush(twin_socket_.get(), PosixSyscalls::Instance());
+  }
+  if (!status.ok()) {
+    CloseOnIoThread(status.message());
+    return;
+  }
+  if (close_after_flush_ && writer_.empty()) {
+    CloseOnIoThread("closed by the server after a failed negotiation");
+    return;
+  }
+  // Back-pressure: stop running this client's commands while its replies
+  // pile up, and start the stall clock.
+  const size_t queued = writer_.queued_bytes() + twin_writer_.queued_bytes();
+  if (!strand_paused_ && queued > env_.runtime.outbound_high_water) {
+    strand_paused_ = true;
+    strand_.Pause();
+    ArmStallTimerOnIoThread(true);
+  } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water) {
+    strand_paused_ = false;
+    strand_.Resume();
+    ArmStallTimerOnIoThread(false);
+  }
+}
+
+void Connection::UpdateInterestOnIoThread() {
+  // Stop reading a client whose commands pile up, unless one of our own
+  // commands awaits its reply on this socket (it would never arrive).
+  const bool reply_expected_here = !twin_socket_ && pending_.in_flight() > 0;
+  const bool read = queued_commands_.load(std::memory_order_relaxed) <
+                        env_.runtime.max_queued_commands ||
+                    reply_expected_here;
+  reading_paused_.store(!read, std::memory_order_relaxed);
+  uint32_t events = (read ? EPOLLIN : 0) | (writer_.empty() ? 0 : EPOLLOUT);
+  if (events != socket_events_) {
+    socket_events_ = events;
+    absl::Status s = env_.reactor->Modify(socket_.get(), events);
+    if (!s.ok()) VFU_LOG(kError, env_.name, ": epoll modify: ", s.message());
+  }
+  if (twin_socket_) {
+    uint32_t twin_events = EPOLLIN | (twin_writer_.empty() ? 0 : EPOLLOUT);
+    if (twin_events != twin_events_) {
+      twin_events_ = twin_events;
+      absl::Status s = env_.reactor->Modify(twin_socket_.get(), twin_events);
+      if (!s.ok()) VFU_LOG(kError, env_.name, ": epoll modify (twin): ", s.message());
+    }
+  }
+}
+
+void Connection::ArmStallTimerOnIoThread(bool armed) {
+  if (armed == stall_timer_armed_ || !stall_timer_) return;
+  stall_timer_armed_ = armed;
+  struct itimerspec spec = {};
+  if (armed) {
+    absl::Duration d = env_.runtime.max_write_stall;
+    spec.it_value = absl::ToTimespec(d);
+    if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  }
+  ::timerfd_settime(stall_timer_.get(), 0, &spec, nullptr);
+}
+
+// ------------------------------------------------------------------- strand
+
+void Connection::RunCommand(InboundMessage message) {
+  if (closed()) {
+    queued_commands_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  Session::Result result = session_.Handle(std::move(message));
+  if (result.negotiated) {
+    {
+      absl::MutexLock lock(&dma_mu_);
+      dma_config_.max_transfer = result.negotiated->limits.max_data_xfer_to_client;
+    }
+    Outgoing apply;
+    apply.kind = Outgoing::Kind::kApplyNegotiation;
+    apply.limits = result.negotiated->limits;
+    apply.twin_socket = std::move(result.twin_socket);
+    twin_active_.store(static_cast<bool>(apply.twin_socket), std::memory_order_release);
+    outgoing_.enqueue(strand_producer_, std::move(apply));
+  }
+  if (result.reply) {
+    Outgoing reply;
+    reply.message = std::move(*result.reply);
+    outgoing_.enqueue(strand_producer_, std::move(reply));
+  }
+  if (result.close_connection) {
+    Outgoing close;
+    close.kind = Outgoing::Kind::kCloseAfterFlush;
+    outgoing_.enqueue(strand_producer_, std::move(close));
+  }
+  const size_t still_queued = queued_commands_.fetch_sub(1, std::memory_order_relaxed) - 1;
+  // A posted write that succeeded needs no IO-thread wake-up, unless the IO
+  // thread stopped reading and may resume now.
+  const bool resume_reading = reading_paused_.load(std::memory_order_relaxed) &&
+                              still_queued < env_.runtime.max_queued_commands;
+  if (result.reply || result.negotiated || result.close_connection || resume_reading) {
+    KickIoThread();
+  }
+  if (result.negotiated) session_.Attach();
+}
+
+// --------------------------------------------------------------- any thread
+
+void Connection::KickIoThread() {
+  if (kick_pending_.exchange(true, std::memory_order_seq_cst)) return;
+  env_.reactor->Post([weak = weak_from_this()] {
+    if (std::shared_ptr<Connection> self = weak.lock()) self->DrainOutgoingOnIoThread();
+  });
+}
+
+void Connection::Push(Outgoing item) {
+  if (strand_.IsCurrent()) {
+    outgoing_.enqueue(strand_producer_, std::move(item));
+  } else {
+    outgoing_.enqueue(std::move(item));
+  }
+  KickIoThread();
+}
+
+absl::StatusOr<InboundMessage> Connection::Call(std::vector<uint8_t> command,
+                                                absl::Time deadline) {
+  if (closed()) return absl::UnavailableError("client disconnected");
+  PendingReplies::Slot slot;
+  VFU_ASSIGN_OR_RETURN(uint16_t id, pending_.Register(&slot));
+  wire::Store<uint16_t>(absl::MakeSpan(command), 0, id);
+  Outgoing item;
+  item.message.bytes = std::move(command);
+  item.to_twin = twin_active_.load(std::memory_order_acquire);
+  Push(std::move(item));
+  VFU_ASSIGN_OR_RETURN(PendingReplies::Reply reply, pending_.Wait(&slot, deadline));
+  InboundMessage message;
+  message.header = wire::DecodeHeader(reply.bytes);
+  message.bytes = std::move(reply.bytes);
+  message.fds = std::move(reply.fds);
+  return message;
+}
+
+MessageDmaConfig Connection::dma_config() const {
+  absl::MutexLock lock(&dma_mu_);
+  return dma_config_;
+}
+
+}  // namespace vfu

@@ -1,0 +1,181 @@
+// Connection: one attached client, as the threaded runtime drives it.
+//
+// Three kinds of threads touch a connection:
+//   * the IO thread (methods suffixed OnIoThread, and the Reactor handlers)
+//     owns the sockets: it reads and reassembles messages, routes the
+//     client's commands to the connection's strand, hands replies to our
+//     own commands to the waiting caller, and writes everything queued;
+//   * the strand (one worker at a time, in arrival order) runs each command
+//     through the protocol engine (Session) and queues its reply;
+//   * any thread may call Call() (the ClientChannel used for DMA) and wait
+//     for the client's reply while the IO thread keeps serving.
+//
+// Everything headed to the client goes through one lock-free queue to the
+// IO thread; replies queued by the strand keep their order (one producer
+// token for the strand). The IO thread is woken through the reactor only
+// when that queue goes from empty to non-empty.
+//
+// Back-pressure: see RuntimeOptions.
+//
+// Lifetime: owned by shared_ptr (DMA callers hold a reference while they
+// wait). Close() runs on the IO thread; when the strand has finished its
+// last task the `on_finished` callback runs on the IO thread, after which
+// the owner drops its reference.
+#ifndef VFU_SERVER_CONNECTION_H_
+#define VFU_SERVER_CONNECTION_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <concurrentqueue/concurrentqueue.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/device/device.h"
+#include "vfu/dispatch/pending_replies.h"
+#include "vfu/dispatch/serial_queue.h"
+#include "vfu/dispatch/worker_pool.h"
+#include "vfu/engine/client_channel.h"
+#include "vfu/engine/message_dma.h"
+#include "vfu/engine/session.h"
+#include "vfu/reactor/reactor.h"
+#include "vfu/server/runtime_options.h"
+#include "vfu/transport/message_reader.h"
+#include "vfu/transport/message_writer.h"
+#include "vfu/wire/negotiation.h"
+
+namespace vfu {
+
+class Connection : public ClientChannel, public std::enable_shared_from_this<Connection> {
+ public:
+  struct Environment {
+    Reactor* reactor;
+    WorkerPool* pool;
+    Device* device;
+    DeviceContext* context;
+    SessionOptions session;
+    RuntimeOptions runtime;
+    // Log prefix, e.g. the socket path.
+    std::string name;
+    // Runs on the IO thread once the connection is closed and idle.
+    std::function<void(Connection*)> on_finished;
+  };
+
+  Connection(UniqueFd socket, Environment env);
+  ~Connection() override;
+
+  // Registers the socket with the reactor. IO thread.
+  absl::Status StartOnIoThread();
+  // Disconnects: closes the sockets, fails pending DMA, lets the strand
+  // finish (remaining commands are dropped), detaches the device, then
+  // calls on_finished. Idempotent. IO thread.
+  void CloseOnIoThread(std::string_view why);
+
+  // ClientChannel: sends a command to the client and waits for its reply.
+  // Any thread.
+  absl::StatusOr<InboundMessage> Call(std::vector<uint8_t> command,
+                                      absl::Time deadline) override;
+
+  // DMA parameters negotiated with this client. Any thread.
+  MessageDmaConfig dma_config() const ABSL_LOCKS_EXCLUDED(dma_mu_);
+
+  // Waits until the strand has no task running. IO thread, after
+  // on_finished has been called.
+  void WaitIdle() { strand_.WaitIdle(); }
+
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
+  const std::string& name() const { return env_.name; }
+
+ private:
+  // Something for the IO thread: a message to send, or a change of state
+  // that must take effect in order with the messages around it.
+  struct Outgoing {
+    enum class Kind { kMessage, kApplyNegotiation, kCloseAfterFlush, kFinished };
+    Kind kind = Kind::kMessage;
+    OutboundMessage message;
+    bool to_twin = false;
+    wire::ConnectionLimits limits;
+    UniqueFd twin_socket;
+  };
+
+  // Reactor handler for one of the connection's fds.
+  class FdHandler : public Reactor::Handler {
+   public:
+    FdHandler(Connection* owner, void (Connection::*on_ready)(uint32_t))
+        : owner_(owner), on_ready_(on_ready) {}
+    void OnReady(uint32_t events) override { (owner_->*on_ready_)(events); }
+
+   private:
+    Connection* owner_;
+    void (Connection::*on_ready_)(uint32_t);
+  };
+
+  // IO thread.
+  void OnSocketReady(uint32_t events);
+  void OnTwinReady(uint32_t events);
+  void OnStallTimer(uint32_t events);
+  void RouteInboundOnIoThread(std::vector<InboundMessage>& messages, bool from_twin);
+  void DrainOutgoingOnIoThread();
+  void WriteOnIoThread();
+  void UpdateInterestOnIoThread();
+  void ArmStallTimerOnIoThread(bool armed);
+
+  // Strand.
+  void RunCommand(InboundMessage message);
+
+  // Any thread.
+  void Push(Outgoing item);
+  void KickIoThread();
+
+  Environment env_;
+  // IO thread only.
+  UniqueFd socket_;
+  UniqueFd twin_socket_;
+  UniqueFd stall_timer_;
+  MessageReader reader_;
+  MessageReader twin_reader_;
+  MessageWriter writer_;
+  MessageWriter twin_writer_;
+  FdHandler socket_handler_;
+  FdHandler twin_handler_;
+  FdHandler timer_handler_;
+  uint32_t socket_events_ = 0;
+  uint32_t twin_events_ = 0;
+  bool close_after_flush_ = false;
+  bool strand_paused_ = false;
+  bool stall_timer_armed_ = false;
+  std::vector<InboundMessage> inbound_scratch_;
+
+  // Strand only.
+  Session session_;
+
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> twin_active_{false};
+  std::atomic<size_t> queued_commands_{0};
+  std::atomic<bool> kick_pending_{false};
+  // Set by the IO thread while it does not read the socket (back-pressure).
+  std::atomic<bool> reading_paused_{false};
+
+  moodycamel::ConcurrentQueue<Outgoing> outgoing_;
+  // Used only by strand tasks (never two at once), so the strand's replies
+  // leave in the order the commands ran.
+  moodycamel::ProducerToken strand_producer_;
+  moodycamel::ConsumerToken io_consumer_;
+
+  PendingReplies pending_;
+  SerialQueue strand_;
+
+  mutable absl::Mutex dma_mu_;
+  MessageDmaConfig dma_config_ ABSL_GUARDED_BY(dma_mu_);
+};
+
+}  // namespace vfu
+
+#endif  // VFU_SERVER_CONNECTION_H_
