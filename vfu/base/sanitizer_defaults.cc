@@ -1,6 +1,7 @@
-// ThreadSanitizer suppressions for every test binary (linked statically
-// into each executable through //testing:gtest_main: libtsan reads this
-// hook from the executable, not from shared libraries loaded after it).
+// ThreadSanitizer suppressions for vfu's own executables: tests (through
+// //testing:gtest_main), tools and example devices. Linked statically, since
+// libtsan reads this hook from the executable, not from shared libraries
+// loaded after it. Not part of //vfu: a consumer may define its own.
 //
 // 1. Abseil 20220623's Mutex wakes a sleeping thread by posting to that
 //    thread's ThreadIdentity, created in memory it mmap()ed when it first
