@@ -1,0 +1,153 @@
+// Fuzzes the DEVICE_GET_REGION_IO_FDS codec (vfu/wire/region_io_fds.h):
+// request decoder and client-side reply decoder on the same payload, and
+// the reply encoder on the entries the reply decoder accepts.
+//
+// Input: one selector byte, then the payload. Selector bits 0-2: number of
+// fds that came with the message (0..7); bits 3-7: the request argsz the
+// entries are re-encoded for (16 + 24 * n).
+//
+// Checks:
+//  - a rejection carries EINVAL;
+//  - a decoded request has 16 <= argsz <= 1 MiB, flags 0 and count 0, and
+//    re-encodes to the payload's first 16 bytes exactly;
+//  - a decoded reply has flags 0, known entry types (shadow only in 48-byte
+//    entries) and fd indexes below the number of fds; a header-only reply
+//    has no entries and a payload of exactly 16 bytes;
+//  - reply round trip: the entries re-encode (48-byte layout) to a complete
+//    reply of RegionIoFdsReplyFullSize() bytes that decodes to the same
+//    entries, index and count;
+//  - truncation: for a smaller request argsz the reply is the 16-byte
+//    header alone, and no reply exceeds the request argsz.
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "testing/fuzz/fuzz_util.h"
+#include "vfu/wire/constants.h"
+#include "vfu/wire/region_io_fds.h"
+
+namespace vfu::fuzz {
+namespace {
+
+using wire::IoFdEntry;
+using wire::IoFdType;
+using wire::RegionIoFdsReply;
+using wire::RegionIoFdsReplyKind;
+using wire::RegionIoFdsRequest;
+
+void CheckRequest(absl::Span<const uint8_t> payload, size_t num_fds) {
+  const absl::StatusOr<RegionIoFdsRequest> r = wire::DecodeRegionIoFdsRequest(payload, num_fds);
+  if (!r.ok()) {
+    VFU_FUZZ_CHECK(Errno(r.status()) == EINVAL, r.status().ToString());
+    return;
+  }
+  VFU_FUZZ_CHECK(r->argsz >= wire::kRegionIoFdsHeaderSize &&
+                     r->argsz <= wire::kRegionIoFdsMaxArgsz && r->flags == 0 && r->count == 0,
+                 "request argsz ", r->argsz, " flags ", r->flags, " count ", r->count, " accepted");
+  std::vector<uint8_t> out;
+  wire::EncodeRegionIoFdsRequest(*r, out);
+  VFU_FUZZ_CHECK(out.size() == wire::kRegionIoFdsHeaderSize &&
+                     std::equal(out.begin(), out.end(), payload.begin()),
+                 "request re-encoded as ", Hex(out));
+  const absl::StatusOr<RegionIoFdsRequest> back = wire::DecodeRegionIoFdsRequest(out, num_fds);
+  VFU_FUZZ_CHECK(back.ok() && *back == *r, "request round trip differs");
+}
+
+// Encodes `entries` for `request_argsz`, checks size and kind, and returns
+// the decoded encoding.
+RegionIoFdsReply EncodeAndDecode(uint32_t index, const std::vector<IoFdEntry>& entries,
+                                 uint32_t request_argsz, size_t num_fds) {
+  const uint64_t full = wire::RegionIoFdsReplyFullSize(entries.size());
+  std::vector<uint8_t> out;
+  const RegionIoFdsReplyKind kind =
+      wire::EncodeRegionIoFdsReply(index, entries, request_argsz, out);
+  VFU_FUZZ_CHECK(out.size() <= request_argsz, "reply of ", out.size(),
+                 " bytes exceeds the request argsz ", request_argsz);
+  if (full <= request_argsz) {
+    VFU_FUZZ_CHECK(kind == RegionIoFdsReplyKind::kComplete && out.size() == full,
+                   "complete reply of ", out.size(), " bytes, full size ", full);
+  } else {
+    VFU_FUZZ_CHECK(
+        kind == RegionIoFdsReplyKind::kHeaderOnly && out.size() == wire::kRegionIoFdsHeaderSize,
+        "header-only reply of ", out.size(), " bytes");
+  }
+  const absl::StatusOr<RegionIoFdsReply> back = wire::DecodeRegionIoFdsReply(out, num_fds);
+  VFU_FUZZ_CHECK(back.ok(), "own reply rejected: ", back.status().ToString(), " ", Hex(out));
+  VFU_FUZZ_CHECK(back->argsz == full && back->flags == 0 && back->index == index &&
+                     back->count == entries.size(),
+                 "reply header argsz ", back->argsz, " index ", back->index, " count ",
+                 back->count);
+  if (kind == RegionIoFdsReplyKind::kHeaderOnly && !entries.empty()) {
+    VFU_FUZZ_CHECK(back->header_only() && back->entries.empty(), "truncated reply has entries");
+  }
+  return *back;
+}
+
+void CheckReply(absl::Span<const uint8_t> payload, size_t num_fds, uint32_t request_argsz) {
+  const absl::StatusOr<RegionIoFdsReply> r = wire::DecodeRegionIoFdsReply(payload, num_fds);
+  if (!r.ok()) {
+    VFU_FUZZ_CHECK(Errno(r.status()) == EINVAL, r.status().ToString());
+    return;
+  }
+  VFU_FUZZ_CHECK(r->argsz >= wire::kRegionIoFdsHeaderSize && r->flags == 0, "reply argsz ",
+                 r->argsz, " flags ", r->flags, " accepted");
+  if (r->header_only()) {
+    VFU_FUZZ_CHECK(
+        r->entries.empty() && r->count > 0 && payload.size() == wire::kRegionIoFdsHeaderSize,
+        "header-only reply with ", r->entries.size(), " of ", r->count, " entries");
+    const uint64_t stride = (r->argsz - wire::kRegionIoFdsHeaderSize) / r->count;
+    VFU_FUZZ_CHECK(stride * r->count == r->argsz - wire::kRegionIoFdsHeaderSize &&
+                       (stride == wire::kIoFdEntrySpecSize || stride == wire::kIoFdEntryLvuSize),
+                   "header-only reply with argsz ", r->argsz, " count ", r->count);
+    return;
+  }
+  VFU_FUZZ_CHECK(payload.size() >= r->argsz || r->count == 0, "payload shorter than argsz");
+  for (const IoFdEntry& e : r->entries) {
+    VFU_FUZZ_CHECK(e.type == IoFdType::kIoeventfd || e.type == IoFdType::kIoregionfd ||
+                       e.type == IoFdType::kShadowIoeventfd,
+                   "unknown type ", static_cast<uint32_t>(e.type));
+    VFU_FUZZ_CHECK(e.fd_index < num_fds, "fd_index ", e.fd_index, " of ", num_fds, " fds");
+    if (e.type == IoFdType::kShadowIoeventfd) {
+      VFU_FUZZ_CHECK(e.shadow_mem_fd_index < num_fds, "shadow fd index ", e.shadow_mem_fd_index);
+      VFU_FUZZ_CHECK(
+          r->argsz - wire::kRegionIoFdsHeaderSize == wire::kIoFdEntryLvuSize * uint64_t{r->count},
+          "shadow ioeventfd in a 40-byte entry");
+    } else if (r->argsz - wire::kRegionIoFdsHeaderSize ==
+               wire::kIoFdEntrySpecSize * uint64_t{r->count}) {
+      VFU_FUZZ_CHECK(e.shadow_mem_fd_index == 0 && e.shadow_offset == 0,
+                     "40-byte entry with shadow fields");
+    }
+  }
+
+  const RegionIoFdsReply complete =
+      EncodeAndDecode(r->index, r->entries, std::numeric_limits<uint32_t>::max(), num_fds);
+  VFU_FUZZ_CHECK(complete.entries == r->entries, "entries round trip differs");
+  const RegionIoFdsReply sized = EncodeAndDecode(r->index, r->entries, request_argsz, num_fds);
+  if (wire::RegionIoFdsReplyFullSize(r->entries.size()) <= request_argsz) {
+    VFU_FUZZ_CHECK(sized.entries == r->entries, "entries round trip for argsz ", request_argsz,
+                   " differs");
+  }
+}
+
+void Run(InputReader& in) {
+  const uint8_t selector = in.U8();
+  const size_t num_fds = selector & 7;
+  const uint32_t request_argsz = wire::kRegionIoFdsHeaderSize + 24 * (selector >> 3);
+  const absl::Span<const uint8_t> payload = in.Rest();
+  CheckRequest(payload, num_fds);
+  CheckReply(payload, num_fds, request_argsz);
+}
+
+}  // namespace
+}  // namespace vfu::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  vfu::fuzz::InputScope scope(data, size);
+  vfu::fuzz::InputReader in(data, size);
+  vfu::fuzz::Run(in);
+  return 0;
+}

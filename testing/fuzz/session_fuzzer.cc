@@ -1,0 +1,432 @@
+// Fuzzes the protocol engine (vfu/engine/session.h) end to end: a
+// MemoryDevice behind a Session, fed a client's byte stream framed the way
+// the server's connection frames it, and checked against a small model of
+// what each command must do.
+//
+// Input: a control byte, then the client's byte stream. Control bits:
+//   0  negotiate first with a well-formed VERSION (else the stream must)
+//   1  that VERSION offers write_multiple
+//   2  the server supports write_multiple
+//   3  the server's max_data_xfer_size is 256 (else 1 MiB)
+//   4  commands whose msg_id has bit 0 set carry an eventfd
+//   5  commands whose msg_id has bit 1 set report MSG_CTRUNC
+//   6  the device migrates (pgsize 4096) and the VERSION offers migration
+//   7  BAR0 is 16 bytes (else 4096)
+// The stream is framed with SplitFrame() under the server's limits (64 KiB
+// before negotiation, the negotiated one after). Oversized messages reach
+// the session as headers; a corrupt or incomplete frame ends the run, as
+// it ends the connection. Messages of reply or unknown type are dropped,
+// as the connection drops them.
+//
+// Checks, for every command handled:
+//  - success or failure, and closing the connection, are what the model
+//    predicts (PROTOCOL.md section 10 rows 1-2, 4, 5, 8-10, 14, 15, 17,
+//    19, 20, 35; the commands this engine does not implement fail);
+//  - a NO_REPLY command gets no reply; any other gets a well-formed one:
+//    reply type, msg_id and command echoed, msg_size equal to its length,
+//    no reserved flag bits, no fds; an error reply is exactly the 16-byte
+//    header with errno EINVAL;
+//  - success payloads: VERSION decodes and is accepted by the client's
+//    ValidateServerVersionReply(); GET_INFO, GET_REGION_INFO and
+//    GET_IRQ_INFO fit the request's argsz and describe the device;
+//    REGION_READ returns exactly the bytes the model holds; REGION_WRITE
+//    and REGION_WRITE_MULTI echo what was written;
+//  - after every command BAR0 equals the model's copy (writes, partial
+//    WRITE_MULTI batches and resets applied exactly once, NO_REPLY ones
+//    included);
+//  - the device is attached once after negotiation and detached at the
+//    end; every fd sent with a command is closed.
+#include <linux/vfio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "testing/fuzz/fuzz_util.h"
+#include "testing/memory_device.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/device/device.h"
+#include "vfu/engine/session.h"
+#include "vfu/transport/message.h"
+#include "vfu/wire/byte_io.h"
+#include "vfu/wire/capabilities.h"
+#include "vfu/wire/constants.h"
+#include "vfu/wire/device_info.h"
+#include "vfu/wire/frame_splitter.h"
+#include "vfu/wire/header.h"
+#include "vfu/wire/irq.h"
+#include "vfu/wire/negotiation.h"
+#include "vfu/wire/region_access.h"
+#include "vfu/wire/region_info.h"
+#include "vfu/wire/version.h"
+
+namespace vfu::fuzz {
+namespace {
+
+using wire::Command;
+using wire::kHeaderSize;
+
+// The server connection's limit before negotiation (vfu/server/connection.cc).
+constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
+// Config space of MemoryDevice: region 7, 256 bytes, read-only zeros.
+constexpr uint32_t kConfigRegion = wire::kPciNumRegions - 2;
+constexpr uint64_t kConfigSize = 256;
+constexpr size_t kMaxFdsPerRun = 64;
+
+class NoDmaContext : public DeviceContext {
+ public:
+  absl::Status DmaRead(uint64_t, absl::Span<uint8_t>) override {
+    return absl::UnavailableError("no DMA in the fuzzer");
+  }
+  absl::Status DmaWrite(uint64_t, absl::Span<const uint8_t>) override {
+    return absl::UnavailableError("no DMA in the fuzzer");
+  }
+};
+
+// What the engine must have done so far, kept independently of it.
+struct Model {
+  wire::ServerVersionPolicy policy;
+  bool negotiated = false;
+  wire::Version proposal;  // the client's VERSION, once negotiated
+  bool write_multiple = false;
+  uint64_t max_data_xfer_size = 0;
+  std::vector<uint8_t> bar0;
+};
+
+// Region access as MemoryDevice allows it: BAR0 read-write, config space
+// read-only, nothing else; within bounds.
+bool AccessOk(const Model& model, uint32_t region, uint64_t offset, uint64_t count, bool write) {
+  uint64_t size = 0;
+  if (region == 0) {
+    size = model.bar0.size();
+  } else if (region == kConfigRegion && !write) {
+    size = kConfigSize;
+  } else {
+    return false;
+  }
+  return offset <= size && count <= size - offset;
+}
+
+struct Prediction {
+  bool ok = false;
+  bool close = false;
+};
+
+// What handling `m` must do, updating the model with its side effects
+// (which happen whether or not a reply is sent).
+Prediction Predict(const InboundMessage& m, Model& model) {
+  const wire::Header& h = m.header;
+  const absl::Span<const uint8_t> payload = m.payload();
+  const size_t fds = m.fds.size();
+  if (m.oversized || m.fds_truncated || !wire::IsKnownCommand(h.command)) return {};
+  if (!model.negotiated && h.command != static_cast<uint16_t>(Command::kVersion)) {
+    return {.ok = false, .close = true};
+  }
+  switch (static_cast<Command>(h.command)) {
+    case Command::kVersion: {
+      if (model.negotiated) return {};
+      const absl::StatusOr<wire::Version> v = wire::DecodeVersionRequest(payload, fds);
+      if (!v.ok()) return {.ok = false, .close = true};
+      const absl::StatusOr<wire::NegotiatedVersion> n = wire::NegotiateVersion(*v, model.policy);
+      if (!n.ok()) return {.ok = false, .close = true};
+      model.negotiated = true;
+      model.proposal = *v;
+      model.write_multiple = n->write_multiple();
+      model.max_data_xfer_size = n->reply.capabilities.max_data_xfer_size;
+      return {.ok = true};
+    }
+    case Command::kDeviceGetInfo:
+      return {.ok = wire::DecodeDeviceGetInfoRequest(payload, fds).ok()};
+    case Command::kDeviceGetRegionInfo: {
+      const absl::StatusOr<wire::RegionInfoRequest> r = wire::DecodeRegionInfoRequest(payload, fds);
+      return {.ok = r.ok() && r->index < wire::kPciNumRegions};
+    }
+    case Command::kDeviceGetIrqInfo: {
+      const absl::StatusOr<wire::IrqInfo> r = wire::DecodeIrqInfoRequest(payload, fds);
+      return {.ok = r.ok() && r->index < wire::kPciNumIrqs};
+    }
+    case Command::kRegionRead: {
+      const absl::StatusOr<wire::RegionAccess> r =
+          wire::DecodeRegionReadRequest(payload, fds, model.max_data_xfer_size);
+      return {.ok = r.ok() && AccessOk(model, r->region, r->offset, r->count, false)};
+    }
+    case Command::kRegionWrite: {
+      const absl::StatusOr<wire::RegionAccessData> r =
+          wire::DecodeRegionWriteRequest(payload, fds, model.max_data_xfer_size);
+      if (!r.ok() || !AccessOk(model, r->region, r->offset, r->data.size(), true)) return {};
+      std::copy(r->data.begin(), r->data.end(), model.bar0.begin() + r->offset);
+      return {.ok = true};
+    }
+    case Command::kRegionWriteMulti: {
+      if (!model.write_multiple) return {};
+      const absl::StatusOr<std::vector<wire::RegionWriteMultiEntry>> entries =
+          wire::DecodeRegionWriteMultiRequest(payload, fds);
+      if (!entries.ok()) return {};
+      // In order; the first bad entry ends the batch, earlier writes stay.
+      for (const wire::RegionWriteMultiEntry& e : *entries) {
+        if (!AccessOk(model, e.region, e.offset, e.data.size(), true)) return {};
+        std::copy(e.data.begin(), e.data.end(), model.bar0.begin() + e.offset);
+      }
+      return {.ok = true};
+    }
+    case Command::kDeviceReset:
+      if (!payload.empty()) return {};
+      std::fill(model.bar0.begin(), model.bar0.end(), 0);
+      return {.ok = true};
+    default:
+      return {};  // Not implemented by this engine, or server-to-client.
+  }
+}
+
+// The reply's header must answer `request`; returns the reply payload.
+absl::Span<const uint8_t> CheckReplyHeader(const wire::Header& request,
+                                           const OutboundMessage& reply, bool ok) {
+  VFU_FUZZ_CHECK(reply.bytes.size() >= kHeaderSize, "reply of ", reply.bytes.size(), " bytes");
+  VFU_FUZZ_CHECK(reply.fds.empty(), "reply with ", reply.fds.size(), " fds");
+  const wire::Header h = wire::DecodeHeader(reply.bytes);
+  VFU_FUZZ_CHECK(h.msg_size == reply.bytes.size(), "reply msg_size ", h.msg_size, " of ",
+                 reply.bytes.size(), " bytes");
+  VFU_FUZZ_CHECK(h.is_reply() && h.msg_id == request.msg_id && h.command == request.command,
+                 "reply header id ", h.msg_id, " cmd ", h.command, " flags ", h.flags, " for id ",
+                 request.msg_id, " cmd ", request.command);
+  VFU_FUZZ_CHECK((h.flags & ~(wire::kFlagsTypeMask | wire::kFlagError)) == 0, "reply flags 0x",
+                 absl::Hex(h.flags));
+  if (ok) {
+    VFU_FUZZ_CHECK(!h.is_error() && h.error == 0, "command ", request.command, " (",
+                   wire::CommandName(request.command), ") failed with errno ", h.error,
+                   ", the model expects success");
+  } else {
+    VFU_FUZZ_CHECK(h.is_error(), "command ", request.command, " (",
+                   wire::CommandName(request.command), ") succeeded, the model expects failure");
+    VFU_FUZZ_CHECK(h.msg_size == kHeaderSize, "error reply of ", h.msg_size, " bytes");
+    VFU_FUZZ_CHECK(h.error == EINVAL, "error reply with errno ", h.error);
+  }
+  return absl::MakeConstSpan(reply.bytes).subspan(kHeaderSize);
+}
+
+// Checks a success reply's payload against the request and the model.
+void CheckReplyPayload(const InboundMessage& request, const Session::Result& result,
+                       absl::Span<const uint8_t> reply, const Model& model) {
+  const absl::Span<const uint8_t> payload = request.payload();
+  switch (static_cast<Command>(request.header.command)) {
+    case Command::kVersion: {
+      const absl::StatusOr<wire::Version> v = wire::DecodeVersionReply(reply, 0);
+      VFU_FUZZ_CHECK(v.ok(), "VERSION reply rejected: ", v.status().ToString());
+      VFU_FUZZ_CHECK(result.negotiated.has_value() && *v == result.negotiated->reply,
+                     "VERSION reply differs from the negotiation");
+      const absl::Status accepted = wire::ValidateServerVersionReply(model.proposal, *v, 0);
+      VFU_FUZZ_CHECK(accepted.ok(), "the client rejects the VERSION reply: ", accepted.ToString());
+      break;
+    }
+    case Command::kDeviceGetInfo: {
+      VFU_FUZZ_CHECK(
+          reply.size() == wire::kDeviceInfoSize && reply.size() <= wire::LoadU32(payload, 0),
+          "GET_INFO reply of ", reply.size(), " bytes");
+      const absl::StatusOr<wire::DeviceInfo> info = wire::DecodeDeviceGetInfoReply(reply, 0);
+      VFU_FUZZ_CHECK(info.ok() && info->num_regions == wire::kPciNumRegions &&
+                         info->num_irqs == wire::kPciNumIrqs &&
+                         info->flags == (VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET),
+                     "GET_INFO reply ", Hex(reply));
+      break;
+    }
+    case Command::kDeviceGetRegionInfo: {
+      const uint32_t argsz = wire::LoadU32(payload, 0);
+      const uint32_t index = wire::LoadU32(payload, 8);
+      VFU_FUZZ_CHECK(reply.size() <= argsz, "REGION_INFO reply of ", reply.size(),
+                     " bytes exceeds argsz ", argsz);
+      const absl::StatusOr<wire::RegionInfoReply> info = wire::DecodeRegionInfoReply(reply, 0);
+      VFU_FUZZ_CHECK(info.ok(), "REGION_INFO reply rejected: ", info.status().ToString());
+      const uint64_t size = index == 0               ? model.bar0.size()
+                            : index == kConfigRegion ? kConfigSize
+                                                     : 0;
+      const uint32_t flags = index == 0 ? (VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE)
+                             : index == kConfigRegion ? VFIO_REGION_INFO_FLAG_READ
+                                                      : 0;
+      VFU_FUZZ_CHECK(info->index == index && info->size == size && info->flags == flags,
+                     "REGION_INFO reply ", Hex(reply), " for region ", index);
+      break;
+    }
+    case Command::kDeviceGetIrqInfo: {
+      VFU_FUZZ_CHECK(
+          reply.size() == wire::kIrqInfoSize && reply.size() <= wire::LoadU32(payload, 0),
+          "IRQ_INFO reply of ", reply.size(), " bytes");
+      const absl::StatusOr<wire::IrqInfo> info = wire::DecodeIrqInfoReply(reply, 0);
+      VFU_FUZZ_CHECK(info.ok() && info->index == wire::LoadU32(payload, 8) && info->count == 0,
+                     "IRQ_INFO reply ", Hex(reply));
+      break;
+    }
+    case Command::kRegionRead: {
+      const absl::StatusOr<wire::RegionAccessData> data = wire::DecodeRegionReadReply(reply, 0);
+      VFU_FUZZ_CHECK(data.ok(), "REGION_READ reply rejected: ", data.status().ToString());
+      const uint64_t offset = wire::LoadU64(payload, 0);
+      const uint32_t region = wire::LoadU32(payload, 8);
+      const uint32_t count = wire::LoadU32(payload, 12);
+      VFU_FUZZ_CHECK(data->offset == offset && data->region == region && data->data.size() == count,
+                     "REGION_READ reply header ", Hex(reply.first(16)));
+      std::vector<uint8_t> want(count, 0);
+      if (region == 0) {
+        std::copy_n(model.bar0.begin() + offset, count, want.begin());
+      }
+      VFU_FUZZ_CHECK(data->data == absl::MakeConstSpan(want), "REGION_READ of region ", region,
+                     " at ", offset, " returned ", Hex(data->data), ", model holds ", Hex(want));
+      break;
+    }
+    case Command::kRegionWrite: {
+      const absl::StatusOr<wire::RegionAccess> echo = wire::DecodeRegionWriteReply(reply, 0);
+      VFU_FUZZ_CHECK(echo.ok() && echo->offset == wire::LoadU64(payload, 0) &&
+                         echo->region == wire::LoadU32(payload, 8) &&
+                         echo->count == wire::LoadU32(payload, 12),
+                     "REGION_WRITE reply ", Hex(reply));
+      break;
+    }
+    case Command::kRegionWriteMulti: {
+      const absl::StatusOr<uint64_t> n = wire::DecodeRegionWriteMultiReply(reply, 0);
+      VFU_FUZZ_CHECK(n.ok() && *n == wire::LoadU64(payload, 0), "WRITE_MULTI reply ", Hex(reply));
+      break;
+    }
+    case Command::kDeviceReset:
+      VFU_FUZZ_CHECK(reply.empty(), "DEVICE_RESET reply with ", reply.size(), " bytes");
+      break;
+    default:
+      VFU_FUZZ_CHECK(false, "command ", request.header.command, " succeeded");
+  }
+}
+
+class SessionFuzzer {
+ public:
+  explicit SessionFuzzer(uint8_t control)
+      : control_(control),
+        device_((control & 128) ? 16 : 4096),
+        session_(device_, context_, SessionOptions{.version = Policy(control)}, "fuzz") {
+    model_.policy = Policy(control);
+    model_.bar0.assign((control & 128) ? 16 : 4096, 0);
+  }
+
+  // A well-formed VERSION command as QEMU would send it.
+  void Negotiate() {
+    wire::Version v;
+    v.major = 0;
+    v.minor = 2;
+    v.capabilities.max_msg_fds = 16;
+    v.capabilities.write_multiple = (control_ & 2) != 0;
+    if (control_ & 64) v.capabilities.migration = wire::MigrationCapability{.pgsize = 4096};
+    std::vector<uint8_t> bytes = wire::StartMessage();
+    wire::EncodeVersion(v, wire::CapabilityMembers::All(), bytes);
+    wire::FinishMessage(wire::CommandHeader(0, Command::kVersion), bytes);
+    InboundMessage m;
+    m.header = wire::DecodeHeader(bytes);
+    m.bytes = std::move(bytes);
+    Handle(std::move(m));
+    VFU_FUZZ_CHECK(model_.negotiated, "the well-formed VERSION failed");
+  }
+
+  // Frames `stream` and handles each command; stops where the connection
+  // would close.
+  void Feed(absl::Span<const uint8_t> stream) {
+    while (!closed_) {
+      const wire::FrameSplit split = wire::SplitFrame(stream, limit_);
+      if (split.status == wire::FrameStatus::kNeedMore ||
+          split.status == wire::FrameStatus::kCorrupt) {
+        return;
+      }
+      InboundMessage m;
+      m.header = wire::DecodeHeader(stream);
+      if (split.status == wire::FrameStatus::kOversized) {
+        m.oversized = true;
+      } else {
+        m.bytes.assign(stream.begin(), stream.begin() + split.size);
+      }
+      stream.remove_prefix(std::min(split.size, stream.size()));
+      if (m.header.is_command()) Handle(std::move(m));  // Replies, bad types: dropped.
+    }
+  }
+
+  // The client goes away: the device is detached, no fd is left open.
+  void Finish() {
+    session_.Detach();
+    const int attached = model_.negotiated ? 1 : 0;
+    VFU_FUZZ_CHECK(device_.attaches() == attached && device_.detaches() == attached, "attaches ",
+                   device_.attaches(), " detaches ", device_.detaches());
+    tracker_.CheckAllClosed();
+  }
+
+ private:
+  static wire::ServerVersionPolicy Policy(uint8_t control) {
+    wire::ServerVersionPolicy policy;
+    policy.write_multiple = (control & 4) != 0;
+    if (control & 8) policy.max_data_xfer_size = 256;
+    if (control & 64) policy.migration_pgsize = 4096;
+    return policy;
+  }
+
+  void Handle(InboundMessage m) {
+    if ((control_ & 16) && (m.header.msg_id & 1) && tracker_.created() < kMaxFdsPerRun) {
+      m.fds.emplace_back(tracker_.NewEventFd());
+    }
+    if ((control_ & 32) && (m.header.msg_id & 2)) m.fds_truncated = true;
+
+    const bool was_negotiated = model_.negotiated;
+    const Prediction want = Predict(m, model_);
+    const wire::Header header = m.header;
+    InboundMessage request;  // what the checks need, without the fds
+    request.header = m.header;
+    request.bytes = m.bytes;
+    Session::Result result = session_.Handle(std::move(m));
+
+    VFU_FUZZ_CHECK(result.close_connection == want.close, "command ", header.command,
+                   " close_connection ", result.close_connection, ", model ", want.close);
+    VFU_FUZZ_CHECK(!result.twin_socket.valid(), "twin socket without asking");
+    const bool negotiated_now = !was_negotiated && model_.negotiated;
+    VFU_FUZZ_CHECK(result.negotiated.has_value() == negotiated_now &&
+                       session_.negotiated() == model_.negotiated,
+                   "negotiation state differs from the model");
+    if (header.no_reply()) {
+      VFU_FUZZ_CHECK(!result.reply.has_value(), "reply to a NO_REPLY command ", header.command);
+    } else {
+      VFU_FUZZ_CHECK(result.reply.has_value(), "no reply to command ", header.command);
+      const absl::Span<const uint8_t> payload = CheckReplyHeader(header, *result.reply, want.ok);
+      if (want.ok) CheckReplyPayload(request, result, payload, model_);
+    }
+    VFU_FUZZ_CHECK(device_.bar0() == model_.bar0, "BAR0 differs from the model after command ",
+                   header.command, " (", wire::CommandName(header.command), ")");
+
+    if (negotiated_now) {
+      // As the connection does: apply the limits, then attach the device.
+      limit_ = result.negotiated->limits.max_incoming_message_size;
+      session_.Attach();
+    }
+    if (result.close_connection) closed_ = true;
+  }
+
+  const uint8_t control_;
+  FdTracker tracker_;
+  Model model_;
+  testing::MemoryDevice device_;
+  NoDmaContext context_;
+  Session session_;
+  size_t limit_ = kPreNegotiationMaxMessage;
+  bool closed_ = false;
+};
+
+void Run(InputReader& in) {
+  const uint8_t control = in.U8();
+  SessionFuzzer fuzzer(control);
+  if (control & 1) fuzzer.Negotiate();
+  fuzzer.Feed(in.Rest());
+  fuzzer.Finish();
+}
+
+}  // namespace
+}  // namespace vfu::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  vfu::fuzz::InputScope scope(data, size);
+  vfu::fuzz::InputReader in(data, size);
+  vfu::fuzz::Run(in);
+  return 0;
+}
