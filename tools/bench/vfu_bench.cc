@@ -221,8 +221,7 @@ std::vector<uint8_t> WritePayload() {
 // Stores `value` as the data of a REGION_WRITE whose payload starts at
 // `payload_offset` in `bytes`.
 void SetWriteValue(std::vector<uint8_t>& bytes, size_t payload_offset, uint32_t value) {
-  std::memcpy(bytes.data() + payload_offset + wire::kRegionAccessPrefixSize, &value,
-              sizeof value);
+  std::memcpy(bytes.data() + payload_offset + wire::kRegionAccessPrefixSize, &value, sizeof value);
 }
 
 std::vector<uint8_t> CommandMessage(wire::Command command, bool no_reply,
@@ -238,8 +237,8 @@ std::vector<uint8_t> ReadReplyMessage() {
   const uint8_t data[kAccessSize] = {};
   std::vector<uint8_t> message = wire::StartMessage(kReadReplyPayload);
   wire::EncodeRegionReadReply({.offset = 0, .region = 0, .count = kAccessSize}, data, message);
-  wire::FinishMessage(
-      wire::ReplyHeader(wire::CommandHeader(0, wire::Command::kRegionRead)), message);
+  wire::FinishMessage(wire::ReplyHeader(wire::CommandHeader(0, wire::Command::kRegionRead)),
+                      message);
   return message;
 }
 
@@ -375,8 +374,8 @@ struct ThreadUsage {
     return *this;
   }
   ThreadUsage operator-(const ThreadUsage& other) const {
-    return {voluntary - other.voluntary, involuntary - other.involuntary,
-            cpu_ns - other.cpu_ns, wait_ns - other.wait_ns};
+    return {voluntary - other.voluntary, involuntary - other.involuntary, cpu_ns - other.cpu_ns,
+            wait_ns - other.wait_ns};
   }
 };
 
@@ -406,8 +405,7 @@ ThreadUsage SelfUsage() { return ReadThreadUsage(::getpid(), ::gettid()); }
 // reaps the child.
 class ChildProcess {
  public:
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Fork(
-      absl::FunctionRef<int(UniqueFd)> body) {
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Fork(absl::FunctionRef<int(UniqueFd)> body) {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
       return absl::ErrnoToStatus(errno, "socketpair");
@@ -533,6 +531,7 @@ constexpr char kStatsRequest = 'S';
 
 int RunServerChild(UniqueFd control, const std::string& socket_path, int workers,
                    int busy_poll_us) {
+  const pid_t parent = ::getppid();
   BarDevice device;
   ServerOptions options;
   options.worker_threads = static_cast<size_t>(workers);
@@ -556,9 +555,12 @@ int RunServerChild(UniqueFd control, const std::string& socket_path, int workers
     if (!WriteAll(control.get(), &stats, sizeof stats)) break;
   }
   (*server)->Stop();
-  // The parent removes the socket's directory too, unless it was killed.
+  // An orphan (the parent was killed, or interrupted) also removes the
+  // socket's directory, which the parent would otherwise remove at its end.
   const std::string::size_type slash = socket_path.rfind('/');
-  if (slash != std::string::npos) ::rmdir(socket_path.substr(0, slash).c_str());
+  if (::getppid() != parent && slash != std::string::npos) {
+    ::rmdir(socket_path.substr(0, slash).c_str());
+  }
   return 0;
 }
 
@@ -567,11 +569,10 @@ class ServerProcess {
  public:
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(const std::string& socket_path,
                                                               int workers, int busy_poll_us) {
-    VFU_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child,
-                         ChildProcess::Fork([&](UniqueFd control) {
-                           return RunServerChild(std::move(control), socket_path, workers,
-                                                 busy_poll_us);
-                         }));
+    VFU_ASSIGN_OR_RETURN(
+        std::unique_ptr<ChildProcess> child, ChildProcess::Fork([&](UniqueFd control) {
+          return RunServerChild(std::move(control), socket_path, workers, busy_poll_us);
+        }));
     char ready = 0;
     if (!ReadAll(child->fd(), &ready, 1) || ready != kReady) {
       return absl::InternalError("the server child did not start");
@@ -628,7 +629,7 @@ struct Costs {
   uint64_t wakeups = 0;        // Reactor::wakeups(): eventfd writes
   uint64_t epoll_returns = 0;  // Reactor::loop_iterations()
   uint64_t reactor_tasks = 0;
-  uint64_t pool_tasks = 0;  // strand runners
+  uint64_t pool_tasks = 0;     // strand runners
   uint64_t client_sleeps = 0;  // ClientStats::poll_sleeps
 
   Costs& operator+=(const Costs& other) {
@@ -727,10 +728,10 @@ absl::StatusOr<Measurement> MeasureVfu(ServerProcess& server, Client& client, in
 
   if (s1.device_reads - s0.device_reads != pass.device_reads ||
       s1.device_writes - s0.device_writes != pass.device_writes) {
-    return absl::InternalError(absl::StrCat(
-        "the device saw ", s1.device_reads - s0.device_reads, " reads and ",
-        s1.device_writes - s0.device_writes, " writes, expected ", pass.device_reads, " and ",
-        pass.device_writes));
+    return absl::InternalError(absl::StrCat("the device saw ", s1.device_reads - s0.device_reads,
+                                            " reads and ", s1.device_writes - s0.device_writes,
+                                            " writes, expected ", pass.device_reads, " and ",
+                                            pass.device_writes));
   }
   Measurement m;
   Costs& c = m.costs;
@@ -987,15 +988,11 @@ absl::Status RunMode(const Config& config, bool spin, std::vector<Row>& rows) {
   auto raw_pipelined = [window](RawEnd& end, Limit limit) {
     return RawPipelined(end, limit, window);
   };
-  auto vfu_pipelined = [window](Client& c, Limit limit) {
-    return VfuPipelined(c, limit, window);
-  };
+  auto vfu_pipelined = [window](Client& c, Limit limit) { return VfuPipelined(c, limit, window); };
   auto raw_flood = [&next_value](RawEnd& end, Limit limit) {
     return RawFlood(end, limit, next_value);
   };
-  auto vfu_flood = [&next_value](Client& c, Limit limit) {
-    return VfuFlood(c, limit, next_value);
-  };
+  auto vfu_flood = [&next_value](Client& c, Limit limit) { return VfuFlood(c, limit, next_value); };
 
   Series raw_rtt, vfu_rtt, raw_pipe, vfu_pipe, raw_writes, vfu_writes;
   std::vector<double> median_ratios, p99_ratios, pipe_ratios, flood_ratios;
@@ -1060,19 +1057,18 @@ absl::Status RunMode(const Config& config, bool spin, std::vector<Row>& rows) {
   const double raw_reply = Median(ReplyLegs(raw_rtt.total));
   add("(a) request leg: send -> echo child, median", raw_request, true, std::nullopt);
   add("(a) reply leg: echo child -> reply, median", raw_reply, true, std::nullopt);
-  compare(add("(b) request leg: send -> device, median",
-              Median(vfu_rtt.total.request_leg_ns), true, std::nullopt),
+  compare(add("(b) request leg: send -> device, median", Median(vfu_rtt.total.request_leg_ns), true,
+              std::nullopt),
           raw_request, {});
   compare(add("(b) reply leg: device -> reply, median", Median(ReplyLegs(vfu_rtt.total)), true,
               std::nullopt),
           raw_reply, {});
   add(absl::StrCat("(c) raw pipelined echo, window ", window), raw_pipe.total.rate(), false,
       raw_pipe.costs, "(c) raw");
-  compare(add(absl::StrCat("(c) pipelined REGION_READ, window ", window),
-              vfu_pipe.total.rate(), false, vfu_pipe.costs, "(c) vfu"),
+  compare(add(absl::StrCat("(c) pipelined REGION_READ, window ", window), vfu_pipe.total.rate(),
+              false, vfu_pipe.costs, "(c) vfu"),
           raw_pipe.total.rate(), pipe_ratios, Target::kAtLeast, 0.6);
-  add("(d) raw write flood + 1 echo", raw_writes.total.rate(), false, raw_writes.costs,
-      "(d) raw");
+  add("(d) raw write flood + 1 echo", raw_writes.total.rate(), false, raw_writes.costs, "(d) raw");
   compare(add("(d) NO_REPLY REGION_WRITE flood + 1 read", vfu_writes.total.rate(), false,
               vfu_writes.costs, "(d) vfu"),
           raw_writes.total.rate(), flood_ratios, Target::kAtLeast, 0.1);
@@ -1085,8 +1081,9 @@ std::string FormatValue(double value, bool latency) {
                  : absl::StrFormat("%.1f kmsg/s", value / 1e3);
 }
 
-std::string FormatNumber(double value, const char* format = "%.2f") {
-  return std::isnan(value) ? "-" : absl::StrFormat(format, value);
+// Two decimals, none from 100 up (to fit the column).
+std::string FormatNumber(double value) {
+  return std::isnan(value) ? "-" : absl::StrFormat("%.*f", value >= 100 ? 0 : 2, value);
 }
 
 std::string FormatTarget(const Row& row) {
@@ -1149,20 +1146,20 @@ constexpr CostColumn kCostColumns[] = {
 };
 
 void PrintTables(const std::vector<Row>& rows) {
-  std::printf("%-6s %-44s %14s %14s %7s %12s %8s %s\n", "mode", "figure", "value", "floor",
-              "ratio", "round ratios", "target", "met");
+  std::printf("%-6s %-44s %14s %14s %7s %12s %8s %s\n", "mode", "figure", "value", "floor", "ratio",
+              "round ratios", "target", "met");
   for (const Row& row : rows) {
     const std::optional<bool> met = row.met();
-    std::printf("%-6s %-44s %14s %14s %7s %12s %8s %s\n", row.mode.c_str(), row.figure.c_str(),
-                FormatValue(row.value, row.latency).c_str(),
-                FormatValue(row.floor, row.latency).c_str(),
-                std::isnan(row.floor) ? "-" : absl::StrFormat("%.2fx", row.ratio()).c_str(),
-                FormatSpread(row).c_str(), FormatTarget(row).c_str(),
-                met ? (*met ? "yes" : "NO") : "");
+    std::printf(
+        "%-6s %-44s %14s %14s %7s %12s %8s %s\n", row.mode.c_str(), row.figure.c_str(),
+        FormatValue(row.value, row.latency).c_str(), FormatValue(row.floor, row.latency).c_str(),
+        std::isnan(row.floor) ? "-" : absl::StrFormat("%.2fx", row.ratio()).c_str(),
+        FormatSpread(row).c_str(), FormatTarget(row).c_str(), met ? (*met ? "yes" : "NO") : "");
   }
   std::printf(
       "\nmsgs: messages measured, all rounds; the rest per message. c: client process; p: peer "
-      "(echo child, or the\nserver's IO thread + workers); io: IO thread; w: workers. vcs/ics: voluntary "
+      "(echo child, or the\nserver's IO thread + workers); io: IO thread; w: workers. vcs/ics: "
+      "voluntary "
       "(blocked) / involuntary (preempted) context switches;\ncpu/wait: us on a CPU / us "
       "runnable but waiting for one. wakeup: eventfd writes (Reactor::wakeups()); epoll:\n"
       "epoll_wait returns; r.task/p.task: reactor / pool tasks run; sleep: client poll(2) "
@@ -1175,7 +1172,7 @@ void PrintTables(const std::vector<Row>& rows) {
     std::printf("%-6s %-9s", row.mode.c_str(), row.costs_label.c_str());
     for (const CostColumn& column : kCostColumns) {
       const double value = column.per_message(*row.costs);
-      std::printf(" %6s", FormatNumber(value, value >= 100 ? "%.0f" : "%.2f").c_str());
+      std::printf(" %6s", FormatNumber(value).c_str());
     }
     std::printf("\n");
   }
@@ -1199,17 +1196,16 @@ void PrintCsv(const std::vector<Row>& rows) {
     if (row.target != Target::kNone) {
       target = absl::StrCat(row.target == Target::kAtMost ? "<=" : ">=", row.target_ratio);
     }
-    std::vector<std::string> fields = {
-        row.mode,
-        absl::StrCat("\"", row.figure, "\""),
-        num(row.latency ? row.value / 1e3 : row.value),
-        row.latency ? "us" : "msg/s",
-        num(row.latency ? row.floor / 1e3 : row.floor),
-        num(row.ratio()),
-        num(lo),
-        num(hi),
-        target,
-        met ? (*met ? "yes" : "no") : ""};
+    std::vector<std::string> fields = {row.mode,
+                                       absl::StrCat("\"", row.figure, "\""),
+                                       num(row.latency ? row.value / 1e3 : row.value),
+                                       row.latency ? "us" : "msg/s",
+                                       num(row.latency ? row.floor / 1e3 : row.floor),
+                                       num(row.ratio()),
+                                       num(lo),
+                                       num(hi),
+                                       target,
+                                       met ? (*met ? "yes" : "no") : ""};
     for (const CostColumn& column : kCostColumns) {
       fields.push_back(row.costs ? num(column.per_message(*row.costs)) : "");
     }
@@ -1239,11 +1235,11 @@ absl::Status Run() {
   if (mode != "spin" && mode != "sleep" && mode != "both") {
     return absl::InvalidArgumentError("--mode must be spin, sleep or both");
   }
-  if (config.rounds < 1 || config.pass_ns <= 0 || config.iterations < 1 || config.messages < 1 || config.workers < 1 ||
-      config.reactor_busy_poll_us < 0) {
+  if (config.rounds < 1 || config.pass_ns <= 0 || config.iterations < 1 || config.messages < 1 ||
+      config.workers < 1 || config.reactor_busy_poll_us < 0) {
     return absl::InvalidArgumentError(
-        "--rounds, --pass_seconds, --iterations, --messages and --workers must be positive, --reactor_busy_poll_us "
-        "not negative");
+        "--rounds, --pass_seconds, --iterations, --messages and --workers must be positive, "
+        "--reactor_busy_poll_us not negative");
   }
   // The client has 65536 message IDs.
   if (config.window < 1 || config.window > 4096) {
@@ -1252,8 +1248,8 @@ absl::Status Run() {
 
   PeerStamp();  // Maps the shared page before the first fork.
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                     "/vfu-bench-XXXXXX");
+  std::string pattern =
+      absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/vfu-bench-XXXXXX");
   if (::mkdtemp(pattern.data()) == nullptr) return absl::ErrnoToStatus(errno, "mkdtemp");
   const std::string dir = pattern;
   config.socket_path = dir + "/bench.sock";

@@ -163,7 +163,7 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
 void Connection::DrainOutgoingOnIoThread() {
   // Clear the flag before draining: a producer that enqueues after this
   // point sees it clear and wakes us again, so nothing is left behind.
-  kick_pending_.store(false, std::memory_order_seq_cst);
+  kick_pending_.exchange(false, std::memory_order_seq_cst);
   Outgoing batch[32];
   size_t n;
   bool finished = false;
@@ -236,18 +236,27 @@ void Connection::UpdateInterestOnIoThread() {
   // Stop reading a client whose commands pile up, unless one of our own
   // commands awaits its reply on this socket (it would never arrive).
   const bool reply_expected_here = !twin_socket_ && pending_.in_flight() > 0;
-  const bool read = queued_commands_.load(std::memory_order_relaxed) <
-                        env_.runtime.max_queued_commands ||
-                    reply_expected_here;
-  reading_paused_.store(!read, std::memory_order_relaxed);
-  uint32_t events = (read ? EPOLLIN : 0) | (writer_.empty() ? 0 : EPOLLOUT);
+  auto below_limit = [this] {
+    return queued_commands_.load(std::memory_order_seq_cst) < env_.runtime.max_queued_commands;
+  };
+  bool read = reply_expected_here || below_limit();
+  if (!read) {
+    // Publish the pause before looking at the count again: a command that
+    // finished before the store saw no pause and did not kick us, so its
+    // decrement must be visible to the second look. (RunCommand decrements,
+    // then reads the flag; both sides seq_cst.)
+    reading_paused_.store(true, std::memory_order_seq_cst);
+    read = below_limit();
+  }
+  if (read) reading_paused_.store(false, std::memory_order_seq_cst);
+  uint32_t events = (read ? uint32_t{EPOLLIN} : 0u) | (writer_.empty() ? 0u : uint32_t{EPOLLOUT});
   if (events != socket_events_) {
     socket_events_ = events;
     absl::Status s = env_.reactor->Modify(socket_.get(), events);
     if (!s.ok()) VFU_LOG(kError, env_.name, ": epoll modify: ", s.message());
   }
   if (twin_socket_) {
-    uint32_t twin_events = EPOLLIN | (twin_writer_.empty() ? 0 : EPOLLOUT);
+    uint32_t twin_events = uint32_t{EPOLLIN} | (twin_writer_.empty() ? 0u : uint32_t{EPOLLOUT});
     if (twin_events != twin_events_) {
       twin_events_ = twin_events;
       absl::Status s = env_.reactor->Modify(twin_socket_.get(), twin_events);
@@ -298,10 +307,10 @@ void Connection::RunCommand(InboundMessage message) {
     close.kind = Outgoing::Kind::kCloseAfterFlush;
     outgoing_.enqueue(strand_producer_, std::move(close));
   }
-  const size_t still_queued = queued_commands_.fetch_sub(1, std::memory_order_relaxed) - 1;
+  const size_t still_queued = queued_commands_.fetch_sub(1, std::memory_order_seq_cst) - 1;
   // A posted write that succeeded needs no IO-thread wake-up, unless the IO
-  // thread stopped reading and may resume now.
-  const bool resume_reading = reading_paused_.load(std::memory_order_relaxed) &&
+  // thread stopped reading and may resume now (see UpdateInterestOnIoThread).
+  const bool resume_reading = reading_paused_.load(std::memory_order_seq_cst) &&
                               still_queued < env_.runtime.max_queued_commands;
   if (result.reply || result.negotiated || result.close_connection || resume_reading) {
     KickIoThread();
