@@ -101,6 +101,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "google/protobuf/util/json_util.h"
+#include "proto/benchmark_report.pb.h"
 #include "vfu/base/check.h"
 #include "vfu/base/log.h"
 #include "vfu/base/unique_fd.h"
@@ -130,6 +132,8 @@ ABSL_FLAG(int, reactor_busy_poll_us, 0,
 ABSL_FLAG(std::string, mode, "both",
           "spin, sleep or both: how the client and the raw ends wait for data");
 ABSL_FLAG(bool, csv, false, "print one CSV table instead of the two text tables");
+ABSL_FLAG(std::string, report, "",
+          "also write the figures as a vfu.proto.BenchmarkReport in JSON to this file");
 
 namespace vfu::bench {
 namespace {
@@ -1178,6 +1182,52 @@ void PrintTables(const std::vector<Row>& rows) {
   }
 }
 
+// The 1-minute load average: figures from a busy machine are noisy (a
+// spinning end that loses its CPU stalls for a whole time slice).
+std::string LoadAverage() {
+  double load = 0;
+  return ::getloadavg(&load, 1) == 1 ? absl::StrFormat("%.2f", load) : "?";
+}
+
+// Writes `rows` as a vfu.proto.BenchmarkReport (JSON) to `path`.
+absl::Status WriteReport(const std::string& path, const std::vector<Row>& rows,
+                         double seconds) {
+  vfu::proto::BenchmarkReport report;
+  report.set_cpus(static_cast<int32_t>(::sysconf(_SC_NPROCESSORS_ONLN)));
+  report.set_load_average(LoadAverage());
+  report.set_seconds(seconds);
+  for (const Row& row : rows) {
+    vfu::proto::BenchmarkFigure* f = report.add_figures();
+    f->set_mode(row.mode);
+    f->set_figure(row.figure);
+    f->set_value(row.value);
+    f->set_unit(row.latency ? "ns" : "msg/s");
+    if (!std::isnan(row.floor)) {
+      f->set_floor(row.floor);
+      f->set_ratio(row.ratio());
+    }
+    if (!row.round_ratios.empty()) {
+      f->set_round_ratio_min(*std::min_element(row.round_ratios.begin(), row.round_ratios.end()));
+      f->set_round_ratio_max(*std::max_element(row.round_ratios.begin(), row.round_ratios.end()));
+    }
+    if (row.target != Target::kNone) {
+      f->set_target(absl::StrCat(row.target == Target::kAtMost ? "<=" : ">=", row.target_ratio));
+      f->set_met(row.met().value_or(false));
+    }
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  google::protobuf::util::Status status =
+      google::protobuf::util::MessageToJsonString(report, &json, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  std::ofstream out(path);
+  out << json;
+  if (!out.good()) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
 void PrintCsv(const std::vector<Row>& rows) {
   std::string header =
       "mode,figure,value,unit,floor,ratio,round_ratio_min,round_ratio_max,target,met";
@@ -1213,12 +1263,6 @@ void PrintCsv(const std::vector<Row>& rows) {
   }
 }
 
-// The 1-minute load average: figures from a busy machine are noisy (a
-// spinning end that loses its CPU stalls for a whole time slice).
-std::string LoadAverage() {
-  double load = 0;
-  return ::getloadavg(&load, 1) == 1 ? absl::StrFormat("%.2f", load) : "?";
-}
 
 absl::Status Run() {
   Config config{
@@ -1275,6 +1319,9 @@ absl::Status Run() {
   ::unlink(config.socket_path.c_str());  // The server removes it; this is for a failed run.
   ::rmdir(dir.c_str());
   VFU_RETURN_IF_ERROR(status);
+  if (!absl::GetFlag(FLAGS_report).empty()) {
+    VFU_RETURN_IF_ERROR(WriteReport(absl::GetFlag(FLAGS_report), rows, (NowNs() - start) / 1e9));
+  }
 
   if (absl::GetFlag(FLAGS_csv)) {
     PrintCsv(rows);
