@@ -123,7 +123,10 @@ Prediction Predict(const InboundMessage& m, Model& model) {
   const wire::Header& h = m.header;
   const absl::Span<const uint8_t> payload = m.payload();
   const size_t fds = m.fds.size();
-  if (m.oversized || m.fds_truncated || !wire::IsKnownCommand(h.command)) return {};
+  // Before negotiation, anything but a good VERSION fails and closes (row 9).
+  if (m.oversized || m.fds_truncated || !wire::IsKnownCommand(h.command)) {
+    return {.ok = false, .close = !model.negotiated};
+  }
   if (!model.negotiated && h.command != static_cast<uint16_t>(Command::kVersion)) {
     return {.ok = false, .close = true};
   }

@@ -101,6 +101,9 @@ Session::Result Session::Handle(InboundMessage message) {
   // Whatever fds a handler did not take close with `message`.
 
   if (!status.ok()) {
+    // Row 9: the first message must be a good VERSION; whatever else comes
+    // first ends the connection after the error reply.
+    if (!negotiated_) result.close_connection = true;
     VFU_LOG(kWarning, name_, ": ", wire::CommandName(header.command), " (id ", header.msg_id,
             ") failed: ", status.message());
     if (!header.no_reply()) {

@@ -124,6 +124,22 @@ TEST_F(SessionTest, VersionNegotiates) {
   EXPECT_EQ(device_.attaches(), 1);
 }
 
+// Section 10 row 9: an unknown or oversized first message also closes.
+TEST_F(SessionTest, BadFirstMessageCloses) {
+  InboundMessage unknown = MakeCommand(1, Command::kVersion, {});
+  unknown.header.command = 14;
+  Session::Result r = session_.Handle(std::move(unknown));
+  EXPECT_EQ(ReplyErrno(r), EINVAL);
+  EXPECT_TRUE(r.close_connection);
+  InboundMessage big;
+  big.header = wire::CommandHeader(2, Command::kVersion);
+  big.header.msg_size = 1 << 30;
+  big.oversized = true;
+  Session::Result r2 = session_.Handle(std::move(big));
+  EXPECT_EQ(ReplyErrno(r2), EINVAL);
+  EXPECT_TRUE(r2.close_connection);
+}
+
 // Section 10 row 10: malformed VERSION JSON fails and closes.
 TEST_F(SessionTest, BadVersionClosesConnection) {
   Session::Result r = session_.Handle(MakeCommand(
