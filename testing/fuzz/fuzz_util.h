@@ -94,4 +94,14 @@ class FdTracker {
     }                                                                                 \
   } while (false)
 
+// Defines libFuzzer's entry point: runs `run(InputReader&)` on each input
+// inside an InputScope (so a failed check prints the input).
+#define VFU_FUZZ_ENTRY_POINT(run)                                          \
+  extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { \
+    ::vfu::fuzz::InputScope scope(data, size);                             \
+    ::vfu::fuzz::InputReader in(data, size);                               \
+    run(in);                                                               \
+    return 0;                                                              \
+  }
+
 #endif  // VFU_TESTING_FUZZ_FUZZ_UTIL_H_

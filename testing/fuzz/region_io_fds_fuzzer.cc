@@ -145,9 +145,4 @@ void Run(InputReader& in) {
 }  // namespace
 }  // namespace vfu::fuzz
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  vfu::fuzz::InputScope scope(data, size);
-  vfu::fuzz::InputReader in(data, size);
-  vfu::fuzz::Run(in);
-  return 0;
-}
+VFU_FUZZ_ENTRY_POINT(vfu::fuzz::Run)
