@@ -73,9 +73,11 @@ class Device {
   // DEVICE_RESET.
   virtual absl::Status Reset() { return absl::OkStatus(); }
 
-  // A client attached (after VERSION negotiation) or went away. `context`
-  // stays valid for the device's lifetime; between OnDetach and the next
-  // OnAttach its DMA calls fail with Unavailable.
+  // A client attached (after VERSION negotiation, before the client gets
+  // the VERSION reply) or went away. `context` stays valid for the
+  // device's lifetime; between OnDetach and the next OnAttach its DMA calls
+  // fail with Unavailable. OnAttach must not wait for DMA itself: the
+  // client has not had its VERSION reply yet.
   virtual void OnAttach(DeviceContext& context) {}
   virtual void OnDetach() {}
 };

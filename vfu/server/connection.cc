@@ -296,6 +296,9 @@ void Connection::RunCommand(InboundMessage message) {
     apply.twin_socket = std::move(result.twin_socket);
     twin_active_.store(static_cast<bool>(apply.twin_socket), std::memory_order_release);
     outgoing_.enqueue(strand_producer_, std::move(apply));
+    // Tell the device before the VERSION reply leaves, so a client that has
+    // its reply knows the device is attached.
+    session_.Attach();
   }
   if (result.reply) {
     Outgoing reply;
@@ -315,7 +318,6 @@ void Connection::RunCommand(InboundMessage message) {
   if (result.reply || result.negotiated || result.close_connection || resume_reading) {
     KickIoThread();
   }
-  if (result.negotiated) session_.Attach();
 }
 
 // --------------------------------------------------------------- any thread
