@@ -6,5 +6,9 @@ for mode in "" "--twin_socket"; do
   echo "$out"
   grep -q 'device status done; BAR0\[0\]: "copied by the device with DMA_READ messages"' <<<"$out"
   grep -q 'REGION_READ of BAR0\[0x10\]: "hello, vfio-user"' <<<"$out"
+  if [[ -n "$mode" ]]; then
+    grep -q "twin socket granted" <<<"$out"
+  else
+    grep -q "single socket" <<<"$out"
+  fi
 done
-grep -q "twin socket granted" <<<"$(tools/demo/demo --twin_socket)"

@@ -80,39 +80,28 @@ void Connection::CloseOnIoThread(std::string_view why) {
 
 // ---------------------------------------------------------------- IO thread
 
-void Connection::OnSocketReady(uint32_t events) {
+void Connection::OnSocketReady(uint32_t events) { OnChannelReady(events, /*twin=*/false); }
+
+void Connection::OnTwinReady(uint32_t events) { OnChannelReady(events, /*twin=*/true); }
+
+void Connection::OnChannelReady(uint32_t events, bool twin) {
+  const char* which = twin ? "twin socket" : "socket";
   if (events & EPOLLIN) {
     inbound_scratch_.clear();
-    absl::Status status =
-        reader_.ReadAvailable(socket_.get(), PosixSyscalls::Instance(), inbound_scratch_);
-    RouteInboundOnIoThread(inbound_scratch_, /*from_twin=*/false);
+    absl::Status status = (twin ? twin_reader_ : reader_)
+                              .ReadAvailable((twin ? twin_socket_ : socket_).get(),
+                                             PosixSyscalls::Instance(), inbound_scratch_);
+    RouteInboundOnIoThread(inbound_scratch_, twin);
     if (!status.ok()) {
       if (status.code() == absl::StatusCode::kDataLoss) {
-        VFU_LOG(kError, env_.name, ": closing corrupt stream: ", status.message());
+        VFU_LOG(kError, env_.name, ": closing corrupt stream on the ", which, ": ",
+                status.message());
       }
-      CloseOnIoThread(status.message());
+      CloseOnIoThread(absl::StrCat(which, ": ", status.message()));
       return;
     }
   } else if (events & (EPOLLHUP | EPOLLERR)) {
-    CloseOnIoThread("socket hang-up");
-    return;
-  }
-  if (events & EPOLLOUT) WriteOnIoThread();
-  if (!closed()) UpdateInterestOnIoThread();
-}
-
-void Connection::OnTwinReady(uint32_t events) {
-  if (events & EPOLLIN) {
-    inbound_scratch_.clear();
-    absl::Status status =
-        twin_reader_.ReadAvailable(twin_socket_.get(), PosixSyscalls::Instance(), inbound_scratch_);
-    RouteInboundOnIoThread(inbound_scratch_, /*from_twin=*/true);
-    if (!status.ok()) {
-      CloseOnIoThread(absl::StrCat("twin socket: ", status.message()));
-      return;
-    }
-  } else if (events & (EPOLLHUP | EPOLLERR)) {
-    CloseOnIoThread("twin socket hang-up");
+    CloseOnIoThread(absl::StrCat(which, " hang-up"));
     return;
   }
   if (events & EPOLLOUT) WriteOnIoThread();

@@ -120,6 +120,8 @@ class Connection : public ClientChannel, public std::enable_shared_from_this<Con
   // IO thread.
   void OnSocketReady(uint32_t events);
   void OnTwinReady(uint32_t events);
+  // Reads, routes and writes for the main socket or the twin socket.
+  void OnChannelReady(uint32_t events, bool twin);
   void OnStallTimer(uint32_t events);
   void RouteInboundOnIoThread(std::vector<InboundMessage>& messages, bool from_twin);
   void DrainOutgoingOnIoThread();

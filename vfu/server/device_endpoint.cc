@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "vfu/base/log.h"
+#include "vfu/base/status_macros.h"
 #include "vfu/engine/message_dma.h"
 #include "vfu/server/unix_listener.h"
 
@@ -116,19 +117,21 @@ std::shared_ptr<Connection> DeviceEndpoint::current() const {
   return connection_;
 }
 
-absl::Status DeviceEndpoint::DmaRead(uint64_t iova, absl::Span<uint8_t> out) {
+absl::StatusOr<std::shared_ptr<Connection>> DeviceEndpoint::AttachedClient() const {
   std::shared_ptr<Connection> connection = current();
   if (connection == nullptr || connection->closed()) {
     return absl::UnavailableError("no client attached");
   }
+  return connection;
+}
+
+absl::Status DeviceEndpoint::DmaRead(uint64_t iova, absl::Span<uint8_t> out) {
+  VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
   return DmaReadViaMessages(*connection, connection->dma_config(), iova, out);
 }
 
 absl::Status DeviceEndpoint::DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) {
-  std::shared_ptr<Connection> connection = current();
-  if (connection == nullptr || connection->closed()) {
-    return absl::UnavailableError("no client attached");
-  }
+  VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
   return DmaWriteViaMessages(*connection, connection->dma_config(), iova, data);
 }
 

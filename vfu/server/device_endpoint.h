@@ -55,6 +55,8 @@ class DeviceEndpoint : public DeviceContext, private Reactor::Handler {
   void OnReady(uint32_t events) override;
   void OnConnectionFinished(Connection* connection);
   std::shared_ptr<Connection> current() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The client DMA goes to, kept alive for the caller; Unavailable if none.
+  absl::StatusOr<std::shared_ptr<Connection>> AttachedClient() const;
 
   const std::string socket_path_;
   Device& device_;

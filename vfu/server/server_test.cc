@@ -280,8 +280,9 @@ TEST_F(ServerTest, DisconnectWakesDmaWaiters) {
   StartServer(options);
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);  // the VERSION reply
-  DeviceContext* context = nullptr;
-  while ((context = devices_[0]->context()) == nullptr) std::this_thread::yield();
+  // The device is attached before the VERSION reply leaves.
+  DeviceContext* context = devices_[0]->context();
+  ASSERT_NE(context, nullptr);
   constexpr int kWaiters = 4;
   std::vector<absl::Status> results(kWaiters);
   std::vector<std::thread> threads;
@@ -313,8 +314,9 @@ TEST_F(ServerTest, StrayReplyIsDroppedAndCommandsStillServed) {
   StartServer();
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
-  DeviceContext* context = nullptr;
-  while ((context = devices_[0]->context()) == nullptr) std::this_thread::yield();
+  // The device is attached before the VERSION reply leaves.
+  DeviceContext* context = devices_[0]->context();
+  ASSERT_NE(context, nullptr);
   absl::Status dma_status;
   std::vector<uint8_t> out(4);
   std::thread device([&] { dma_status = context->DmaRead(0x2000, absl::MakeSpan(out)); });

@@ -52,22 +52,18 @@ absl::Status MessageReader::ReadAvailable(int fd, Syscalls& syscalls,
       // End of stream. fds cannot arrive without bytes on a stream socket.
       return absl::UnavailableError("peer closed the connection");
     }
-    const bool fds_empty = fds.empty() && !truncated;
-    assembler_.Commit(static_cast<size_t>(r.value), std::move(fds), truncated);
-    budget -= std::min(budget, static_cast<size_t>(r.value));
     // A short read without fds means the socket is (momentarily) drained:
     // skip the extra recvmsg that would only return EAGAIN. (The kernel
     // also ends a read early after a send that carried fds.)
-    const bool received_fds = !fds_empty;
-    if (static_cast<size_t>(r.value) < space.size() && !received_fds) {
-      absl::Status status = assembler_.TakeMessages(out);
-      if (!status.ok()) return status;
-      return absl::OkStatus();
-    }
+    const bool drained =
+        static_cast<size_t>(r.value) < space.size() && fds.empty() && !truncated;
+    assembler_.Commit(static_cast<size_t>(r.value), std::move(fds), truncated);
+    budget -= std::min(budget, static_cast<size_t>(r.value));
+    // Taking messages after every receive keeps the buffer one message deep.
     absl::Status status = assembler_.TakeMessages(out);
-    if (!status.ok()) return status;
+    if (!status.ok() || drained) return status;
   }
-  return assembler_.TakeMessages(out);
+  return absl::OkStatus();
 }
 
 }  // namespace vfu
