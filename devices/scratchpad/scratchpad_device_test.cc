@@ -71,7 +71,7 @@ TEST_F(ScratchpadTest, ScratchMemoryRoundTrip) {
 TEST_F(ScratchpadTest, DoorbellCopiesClientMemory) {
   std::vector<uint8_t> guest(4096);
   for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i * 3 + 1);
-  ASSERT_OK(client_->AddDmaMemory(0x100000, absl::MakeSpan(guest)));
+  ASSERT_OK(client_->DmaMapMemory(0x100000, absl::MakeSpan(guest)));
   EXPECT_EQ(RunCopy(0x100000 + 100, 300), ScratchpadDevice::kDone);
   ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> copied, client_->RegionRead(0, 0, 300));
   EXPECT_EQ(0, std::memcmp(copied.data(), guest.data() + 100, 300));

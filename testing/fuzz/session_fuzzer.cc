@@ -21,16 +21,21 @@
 // Checks, for every command handled:
 //  - success or failure, and closing the connection, are what the model
 //    predicts (PROTOCOL.md section 10 rows 1-2, 4, 5, 8-10, 14, 15, 17,
-//    19, 20, 35; the commands this engine does not implement fail);
+//    19, 20, 22-28, 35; SET_IRQS fails, as MemoryDevice has no
+//    interrupts; DMA_MAP succeeds exactly for an fd-less, aligned map that
+//    overlaps no model mapping, DMA_UNMAP exactly for a model mapping or
+//    ALL; DEVICE_FEATURE: migration is ENOTSUP, dirty logging is checked
+//    for shape only, as the model does not keep logging state);
 //  - a NO_REPLY command gets no reply; any other gets a well-formed one:
 //    reply type, msg_id and command echoed, msg_size equal to its length,
 //    no reserved flag bits, no fds; an error reply is exactly the 16-byte
-//    header with errno EINVAL;
+//    header with an errno the command may give (EINVAL unless noted);
 //  - success payloads: VERSION decodes and is accepted by the client's
 //    ValidateServerVersionReply(); GET_INFO, GET_REGION_INFO and
 //    GET_IRQ_INFO fit the request's argsz and describe the device;
 //    REGION_READ returns exactly the bytes the model holds; REGION_WRITE
-//    and REGION_WRITE_MULTI echo what was written;
+//    and REGION_WRITE_MULTI echo what was written; DMA_UNMAP echoes its
+//    range; DEVICE_FEATURE echoes SET/PROBE and decodes as a GET reply;
 //  - after every command BAR0 equals the model's copy (writes, partial
 //    WRITE_MULTI batches and resets applied exactly once, NO_REPLY ones
 //    included);
@@ -42,12 +47,14 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "testing/fuzz/fuzz_util.h"
+#include "testing/local_dma_context.h"
 #include "testing/memory_device.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
@@ -56,7 +63,10 @@
 #include "vfu/wire/byte_io.h"
 #include "vfu/wire/capabilities.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/device_feature.h"
 #include "vfu/wire/device_info.h"
+#include "vfu/wire/dma_map.h"
+#include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/frame_splitter.h"
 #include "vfu/wire/header.h"
 #include "vfu/wire/irq.h"
@@ -78,16 +88,6 @@ constexpr uint32_t kConfigRegion = wire::kPciNumRegions - 2;
 constexpr uint64_t kConfigSize = 256;
 constexpr size_t kMaxFdsPerRun = 64;
 
-class NoDmaContext : public DeviceContext {
- public:
-  absl::Status DmaRead(uint64_t, absl::Span<uint8_t>) override {
-    return absl::UnavailableError("no DMA in the fuzzer");
-  }
-  absl::Status DmaWrite(uint64_t, absl::Span<const uint8_t>) override {
-    return absl::UnavailableError("no DMA in the fuzzer");
-  }
-};
-
 // What the engine must have done so far, kept independently of it.
 struct Model {
   wire::ServerVersionPolicy policy;
@@ -96,6 +96,8 @@ struct Model {
   bool write_multiple = false;
   uint64_t max_data_xfer_size = 0;
   std::vector<uint8_t> bar0;
+  // Live fd-less DMA mappings: iova -> size.
+  std::map<uint64_t, uint64_t> dma_maps;
 };
 
 // Region access as MemoryDevice allows it: BAR0 read-write, config space
@@ -115,7 +117,64 @@ bool AccessOk(const Model& model, uint32_t region, uint64_t offset, uint64_t cou
 struct Prediction {
   bool ok = false;
   bool close = false;
+  // The outcome depends on state the model does not keep (dirty logging):
+  // success or any of `errnos` is right.
+  bool either = false;
+  // Errnos a failure may carry.
+  std::vector<int> errnos = {EINVAL};
 };
+
+constexpr uint64_t kPageSize = 4096;
+
+// DMA_MAP as DmaMapTable judges it for the fds this fuzzer sends (eventfds,
+// which cannot be mmapped): success only for an fd-less, page-aligned map
+// that overlaps nothing.
+Prediction PredictDmaMap(absl::Span<const uint8_t> payload, size_t fds, Model& model) {
+  const absl::StatusOr<wire::DmaMapRequest> r = wire::DecodeDmaMapRequest(payload, fds);
+  if (!r.ok()) return {};
+  Prediction fail{.errnos = {EINVAL, EEXIST, ENOSPC, ENODEV, EACCES}};
+  if (fds != 0 || (r->flags & (wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite)) == 0 ||
+      r->addr % kPageSize != 0 || r->size % kPageSize != 0 ||
+      r->size > (uint64_t{8} << 40)) {
+    return fail;
+  }
+  for (const auto& [iova, size] : model.dma_maps) {
+    if (r->addr < iova + size && iova < r->addr + r->size) return fail;
+  }
+  model.dma_maps[r->addr] = r->size;
+  return {.ok = true};
+}
+
+Prediction PredictDmaUnmap(absl::Span<const uint8_t> payload, size_t fds, Model& model) {
+  const absl::StatusOr<wire::DmaUnmapRequest> r = wire::DecodeDmaUnmapRequest(payload, fds);
+  if (!r.ok()) return {};
+  if (r->flags & wire::kDmaUnmapFlagAll) {
+    model.dma_maps.clear();
+    return {.ok = true};
+  }
+  // A dirty bitmap needs logging and fd-backed memory, which never exist here.
+  auto it = model.dma_maps.find(r->addr);
+  if (r->bitmap || it == model.dma_maps.end() || it->second != r->size) {
+    return {.errnos = {EINVAL, ENOENT}};
+  }
+  model.dma_maps.erase(it);
+  return {.ok = true};
+}
+
+Prediction PredictDeviceFeature(absl::Span<const uint8_t> payload, size_t fds) {
+  const absl::StatusOr<wire::DeviceFeatureRequest> r =
+      wire::DecodeDeviceFeatureRequest(payload, fds);
+  if (!r.ok()) return {};
+  switch (r->feature()) {
+    case wire::DeviceFeature::kDmaLoggingStart:
+    case wire::DeviceFeature::kDmaLoggingStop:
+    case wire::DeviceFeature::kDmaLoggingReport:
+      if (r->is_probe()) return {.ok = true};
+      return {.either = true};
+    default:
+      return {.errnos = {ENOTSUP}};  // no migration in this device
+  }
+}
 
 // What handling `m` must do, updating the model with its side effects
 // (which happen whether or not a reply is sent).
@@ -181,6 +240,12 @@ Prediction Predict(const InboundMessage& m, Model& model) {
       if (!payload.empty()) return {};
       std::fill(model.bar0.begin(), model.bar0.end(), 0);
       return {.ok = true};
+    case Command::kDmaMap:
+      return PredictDmaMap(payload, fds, model);
+    case Command::kDmaUnmap:
+      return PredictDmaUnmap(payload, fds, model);
+    case Command::kDeviceFeature:
+      return PredictDeviceFeature(payload, fds);
     default:
       return {};  // Not implemented by this engine, or server-to-client.
   }
@@ -188,7 +253,7 @@ Prediction Predict(const InboundMessage& m, Model& model) {
 
 // The reply's header must answer `request`; returns the reply payload.
 absl::Span<const uint8_t> CheckReplyHeader(const wire::Header& request,
-                                           const OutboundMessage& reply, bool ok) {
+                                           const OutboundMessage& reply, const Prediction& want) {
   VFU_FUZZ_CHECK(reply.bytes.size() >= kHeaderSize, "reply of ", reply.bytes.size(), " bytes");
   VFU_FUZZ_CHECK(reply.fds.empty(), "reply with ", reply.fds.size(), " fds");
   const wire::Header h = wire::DecodeHeader(reply.bytes);
@@ -199,15 +264,17 @@ absl::Span<const uint8_t> CheckReplyHeader(const wire::Header& request,
                  request.msg_id, " cmd ", request.command);
   VFU_FUZZ_CHECK((h.flags & ~(wire::kFlagsTypeMask | wire::kFlagError)) == 0, "reply flags 0x",
                  absl::Hex(h.flags));
-  if (ok) {
+  if (want.ok) {
     VFU_FUZZ_CHECK(!h.is_error() && h.error == 0, "command ", request.command, " (",
                    wire::CommandName(request.command), ") failed with errno ", h.error,
                    ", the model expects success");
-  } else {
+  } else if (!want.either || h.is_error()) {
     VFU_FUZZ_CHECK(h.is_error(), "command ", request.command, " (",
                    wire::CommandName(request.command), ") succeeded, the model expects failure");
     VFU_FUZZ_CHECK(h.msg_size == kHeaderSize, "error reply of ", h.msg_size, " bytes");
-    VFU_FUZZ_CHECK(h.error == EINVAL, "error reply with errno ", h.error);
+    VFU_FUZZ_CHECK(std::find(want.errnos.begin(), want.errnos.end(),
+                             static_cast<int>(h.error)) != want.errnos.end(),
+                   "error reply with errno ", h.error, " to ", wire::CommandName(request.command));
   }
   return absl::MakeConstSpan(reply.bytes).subspan(kHeaderSize);
 }
@@ -293,8 +360,28 @@ void CheckReplyPayload(const InboundMessage& request, const Session::Result& res
       break;
     }
     case Command::kDeviceReset:
-      VFU_FUZZ_CHECK(reply.empty(), "DEVICE_RESET reply with ", reply.size(), " bytes");
+    case Command::kDmaMap:
+      VFU_FUZZ_CHECK(reply.empty(), wire::CommandName(request.header.command), " reply with ",
+                     reply.size(), " bytes");
       break;
+    case Command::kDmaUnmap: {
+      const absl::StatusOr<wire::DmaUnmapReply> r = wire::DecodeDmaUnmapReply(reply, 0);
+      VFU_FUZZ_CHECK(r.ok() && r->addr == wire::LoadU64(payload, 8) &&
+                         r->size == wire::LoadU64(payload, 16),
+                     "DMA_UNMAP reply ", Hex(reply));
+      break;
+    }
+    case Command::kDeviceFeature: {
+      const uint32_t flags = wire::LoadU32(payload, 4);
+      if (flags & (wire::kDeviceFeatureProbe | wire::kDeviceFeatureSet)) {
+        VFU_FUZZ_CHECK(wire::CheckDeviceFeatureEchoReply(reply, payload).ok(),
+                       "DEVICE_FEATURE echo ", Hex(reply));
+      } else {
+        VFU_FUZZ_CHECK(wire::DecodeDeviceFeatureGetReply(reply, 0).ok(),
+                       "DEVICE_FEATURE GET reply ", Hex(reply));
+      }
+      break;
+    }
     default:
       VFU_FUZZ_CHECK(false, "command ", request.header.command, " succeeded");
   }
@@ -305,7 +392,7 @@ class SessionFuzzer {
   explicit SessionFuzzer(uint8_t control)
       : control_(control),
         device_((control & 128) ? 16 : 4096),
-        session_(device_, context_, SessionOptions{.version = Policy(control)}, "fuzz") {
+        session_(device_, context_, context_.table(), SessionOptions{.version = Policy(control)}, "fuzz") {
     model_.policy = Policy(control);
     model_.bar0.assign((control & 128) ? 16 : 4096, 0);
   }
@@ -392,8 +479,9 @@ class SessionFuzzer {
       VFU_FUZZ_CHECK(!result.reply.has_value(), "reply to a NO_REPLY command ", header.command);
     } else {
       VFU_FUZZ_CHECK(result.reply.has_value(), "no reply to command ", header.command);
-      const absl::Span<const uint8_t> payload = CheckReplyHeader(header, *result.reply, want.ok);
-      if (want.ok) CheckReplyPayload(request, result, payload, model_);
+      const absl::Span<const uint8_t> payload = CheckReplyHeader(header, *result.reply, want);
+      const bool succeeded = !wire::DecodeHeader(result.reply->bytes).is_error();
+      if (succeeded) CheckReplyPayload(request, result, payload, model_);
     }
     VFU_FUZZ_CHECK(device_.bar0() == model_.bar0, "BAR0 differs from the model after command ",
                    header.command, " (", wire::CommandName(header.command), ")");
@@ -410,7 +498,7 @@ class SessionFuzzer {
   FdTracker tracker_;
   Model model_;
   testing::MemoryDevice device_;
-  NoDmaContext context_;
+  testing::LocalDmaContext context_;
   Session session_;
   size_t limit_ = kPreNegotiationMaxMessage;
   bool closed_ = false;

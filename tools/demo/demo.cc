@@ -85,7 +85,7 @@ absl::Status Run() {
   std::string text = "copied by the device with DMA_READ messages";
   std::vector<uint8_t> guest(4096);
   std::memcpy(guest.data() + 0x200, text.data(), text.size());
-  VFU_RETURN_IF_ERROR(client->AddDmaMemory(0x100000, absl::MakeSpan(guest)));
+  VFU_RETURN_IF_ERROR(client->DmaMapMemory(0x100000, absl::MakeSpan(guest)));
   Say("client", "registered 4 KiB of guest memory at IOVA 0x100000 (no fd: message DMA only)");
 
   auto write_u64 = [&](uint64_t offset, uint64_t value, size_t size) {

@@ -14,10 +14,18 @@
 #define VFU_DEVICE_DEVICE_H_
 
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/dma/dma_map_table.h"
+#include "vfu/dma/dma_sg_list.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/irq.h"
+#include "vfu/wire/region_info.h"
 
 namespace vfu {
 
@@ -27,6 +35,14 @@ struct RegionDescription {
   uint64_t size = 0;
   bool readable = false;
   bool writable = false;
+  // Parts of the region the client may mmap (offsets within the region),
+  // served from `mmap_fd` starting at file offset `fd_offset`. The fd is
+  // borrowed: the device keeps it open while it describes it.
+  std::vector<wire::SparseMmapArea> mmap_areas;
+  int mmap_fd = -1;
+  uint64_t fd_offset = 0;
+  // Device-specific regions (index >= 9) carry a type.
+  std::optional<wire::RegionType> type;
 };
 
 // What vfu offers a device. Thread-safe.
@@ -45,6 +61,14 @@ class DeviceContext {
   // first, then do the DMA from the device's own thread.
   virtual absl::Status DmaRead(uint64_t iova, absl::Span<uint8_t> out) = 0;
   virtual absl::Status DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) = 0;
+
+  // Zero-copy access: host pointers to client memory the client shared
+  // with an fd. The list keeps the mappings alive (a DMA_UNMAP waits for
+  // it); FailedPrecondition if part of the range has no fd, NotFound if
+  // part is unmapped. A device writing through the pointers marks what it
+  // wrote with DmaSgList::MarkDirty.
+  virtual absl::StatusOr<DmaSgList> DmaPin(uint64_t iova, uint64_t length,
+                                           DmaDirection direction) = 0;
 };
 
 // What a device author implements.
@@ -72,6 +96,21 @@ class Device {
 
   // DEVICE_RESET.
   virtual absl::Status Reset() { return absl::OkStatus(); }
+
+  // DEVICE_SET_IRQS, decoded (the errno of a failure goes to the client).
+  // Takes the fds it keeps out of `fds`; the rest are closed.
+  virtual absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) {
+    return absl::InvalidArgumentError("device has no interrupts");
+  }
+
+  // The client mapped or unmapped memory (DMA_MAP / DMA_UNMAP, and every
+  // mapping at disconnect). An unmap is reported after no device thread
+  // uses the mapping any more.
+  virtual void OnDmaMapped(const DmaRange& range) {}
+  virtual void OnDmaUnmapped(const DmaRange& range) {}
+
+  // A server refuses to serve a device whose description is invalid.
+  virtual absl::Status Validate() const { return absl::OkStatus(); }
 
   // A client attached (after VERSION negotiation, before the client gets
   // the VERSION reply) or went away. `context` stays valid for the

@@ -1,5 +1,6 @@
 #include "vfu/engine/session.h"
 
+#include <fcntl.h>
 #include <linux/vfio.h>
 #include <sys/socket.h>
 
@@ -10,6 +11,7 @@
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/wire/device_info.h"
+#include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/irq.h"
 #include "vfu/wire/region_access.h"
@@ -35,14 +37,19 @@ bool TakesFds(uint16_t command) {
 
 }  // namespace
 
-Session::Session(Device& device, DeviceContext& context, SessionOptions options,
-                 std::string name)
-    : device_(device), context_(context), options_(std::move(options)), name_(std::move(name)) {}
+Session::Session(Device& device, DeviceContext& context, DmaMapTable& dma,
+                 SessionOptions options, std::string name)
+    : device_(device),
+      context_(context),
+      dma_(dma),
+      options_(std::move(options)),
+      name_(std::move(name)) {}
 
 Session::Result Session::Handle(InboundMessage message) {
   Result result;
   const wire::Header header = message.header;
   std::vector<uint8_t> reply = wire::StartMessage();
+  std::vector<UniqueFd> reply_fds;
   absl::Status status;
 
   if (message.oversized) {
@@ -64,7 +71,7 @@ Session::Result Session::Handle(InboundMessage message) {
         status = HandleGetInfo(message, reply);
         break;
       case Command::kDeviceGetRegionInfo:
-        status = HandleGetRegionInfo(message, reply);
+        status = HandleGetRegionInfo(message, reply, reply_fds);
         break;
       case Command::kDeviceGetIrqInfo:
         status = HandleGetIrqInfo(message, reply);
@@ -80,6 +87,18 @@ Session::Result Session::Handle(InboundMessage message) {
         break;
       case Command::kDeviceReset:
         status = HandleReset(message);
+        break;
+      case Command::kDeviceSetIrqs:
+        status = HandleSetIrqs(message);
+        break;
+      case Command::kDmaMap:
+        status = HandleDmaMap(message);
+        break;
+      case Command::kDmaUnmap:
+        status = HandleDmaUnmap(message, reply);
+        break;
+      case Command::kDeviceFeature:
+        status = HandleDeviceFeature(message, reply);
         break;
       case Command::kDmaRead:
       case Command::kDmaWrite:
@@ -120,6 +139,7 @@ Session::Result Session::Handle(InboundMessage message) {
   wire::FinishMessage(wire::ReplyHeader(header), reply);
   if (!result.reply) result.reply.emplace();
   result.reply->bytes = std::move(reply);
+  for (UniqueFd& fd : reply_fds) result.reply->fds.push_back(std::move(fd));
   return result;
 }
 
@@ -153,12 +173,24 @@ absl::Status Session::HandleVersion(InboundMessage& message, Result& result,
 void Session::Attach() {
   if (attached_) return;
   attached_ = true;
+  if (negotiated_) {
+    const wire::Capabilities& caps = negotiated_->reply.capabilities;
+    dma_.set_limits({.max_maps = caps.max_dma_maps, .page_sizes = caps.pgsizes});
+  }
   device_.OnAttach(context_);
 }
 
 void Session::Detach() {
   if (!attached_) return;
   attached_ = false;
+  // PROTOCOL.md section 8: the client's mappings go with it (after any
+  // device thread still copying has finished with them).
+  absl::StatusOr<std::vector<DmaRange>> removed =
+      dma_.Unmap(wire::DmaUnmapRequest{.flags = wire::kDmaUnmapFlagAll}, nullptr);
+  if (removed.ok()) {
+    for (const DmaRange& range : *removed) device_.OnDmaUnmapped(range);
+  }
+  dma_.UnmapAll();  // also stops dirty logging
   device_.OnDetach();
 }
 
@@ -175,7 +207,8 @@ absl::Status Session::HandleGetInfo(const InboundMessage& message, std::vector<u
 }
 
 absl::Status Session::HandleGetRegionInfo(const InboundMessage& message,
-                                          std::vector<uint8_t>& reply) {
+                                          std::vector<uint8_t>& reply,
+                                          std::vector<UniqueFd>& reply_fds) {
   VFU_ASSIGN_OR_RETURN(wire::RegionInfoRequest request,
                        wire::DecodeRegionInfoRequest(message.payload(), message.fds.size()));
   if (request.index >= device_.num_regions()) {
@@ -189,9 +222,25 @@ absl::Status Session::HandleGetRegionInfo(const InboundMessage& message,
     info.flags = (region.readable ? VFIO_REGION_INFO_FLAG_READ : 0) |
                  (region.writable ? VFIO_REGION_INFO_FLAG_WRITE : 0);
   }
-  // A truncated reply would matter only with an fd attached to complete
-  // replies; regions are not mappable yet, so the kind is not needed.
-  (void)wire::EncodeRegionInfoReply(info, request.argsz, reply);
+  const bool mappable = region.size > 0 && region.mmap_fd >= 0 && !region.mmap_areas.empty();
+  if (mappable) {
+    info.flags |= VFIO_REGION_INFO_FLAG_MMAP;
+    info.offset = region.fd_offset;
+    // One area covering the region needs no sparse capability.
+    const bool whole = region.mmap_areas.size() == 1 && region.mmap_areas[0].offset == 0 &&
+                       region.mmap_areas[0].size == region.size;
+    if (!whole) info.sparse_mmap = region.mmap_areas;
+  }
+  if (region.type) info.type = region.type;
+  if (info.sparse_mmap || info.type) info.flags |= VFIO_REGION_INFO_FLAG_CAPS;
+  const wire::RegionInfoReplyKind kind = wire::EncodeRegionInfoReply(info, request.argsz, reply);
+  // The fd travels only with a complete reply: a client that sent a short
+  // argsz asks again with the size the reply reports (PROTOCOL.md 4.4).
+  if (mappable && kind == wire::RegionInfoReplyKind::kComplete) {
+    const int copy = ::fcntl(region.mmap_fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) return WireError(errno, "duplicating the region fd");
+    reply_fds.emplace_back(copy);
+  }
   return absl::OkStatus();
 }
 
@@ -282,6 +331,16 @@ absl::Status Session::HandleReset(const InboundMessage& message) {
     return WireError(EINVAL, "DEVICE_RESET carries no payload");
   }
   return device_.Reset();
+}
+
+absl::Status Session::HandleSetIrqs(InboundMessage& message) {
+  VFU_ASSIGN_OR_RETURN(wire::SetIrqsRequest request,
+                       wire::DecodeSetIrqsRequest(message.payload(), message.fds.size()));
+  if (request.index >= device_.num_irqs()) {
+    return WireError(EINVAL, absl::StrCat("IRQ index ", request.index, " out of range"));
+  }
+  VFU_RETURN_IF_ERROR(wire::CheckSetIrqsRange(request, device_.IrqCount(request.index)));
+  return device_.SetIrqs(request, message.fds);
 }
 
 }  // namespace vfu

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
+#include "vfu/dma/dma_map_table.h"
 #include "vfu/transport/message.h"
 #include "vfu/wire/dma_transfer.h"
 #include "vfu/wire/header.h"
@@ -38,9 +39,11 @@ struct SessionOptions {
 
 class Session {
  public:
-  // `device` and `context` must outlive the session. `name` prefixes log
-  // lines (e.g. the socket path).
-  Session(Device& device, DeviceContext& context, SessionOptions options, std::string name);
+  // `device`, `context` and `dma` must outlive the session. `dma` holds
+  // the client's memory mappings (the device reaches them through
+  // `context`). `name` prefixes log lines (e.g. the socket path).
+  Session(Device& device, DeviceContext& context, DmaMapTable& dma, SessionOptions options,
+          std::string name);
 
   // What handling one command produced.
   struct Result {
@@ -64,7 +67,8 @@ class Session {
   // device's first DMA already uses them. Idempotent.
   void Attach();
 
-  // The client is gone: release its resources and tell the device
+  // The client is gone: release its resources (DMA mappings, dirty
+  // logging; the device releases its interrupts) and tell the device
   // (Device::OnDetach, if attached).
   void Detach();
 
@@ -76,19 +80,26 @@ class Session {
   // status whose errno the error reply carries.
   absl::Status HandleVersion(InboundMessage& message, Result& result, std::vector<uint8_t>& reply);
   absl::Status HandleGetInfo(const InboundMessage& message, std::vector<uint8_t>& reply);
-  absl::Status HandleGetRegionInfo(const InboundMessage& message, std::vector<uint8_t>& reply);
+  absl::Status HandleGetRegionInfo(const InboundMessage& message, std::vector<uint8_t>& reply,
+                                   std::vector<UniqueFd>& reply_fds);
   absl::Status HandleGetIrqInfo(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleRegionRead(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleRegionWrite(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleRegionWriteMulti(const InboundMessage& message,
                                       std::vector<uint8_t>& reply);
   absl::Status HandleReset(const InboundMessage& message);
+  absl::Status HandleSetIrqs(InboundMessage& message);
+  // DMA commands (session_dma.cc).
+  absl::Status HandleDmaMap(InboundMessage& message);
+  absl::Status HandleDmaUnmap(const InboundMessage& message, std::vector<uint8_t>& reply);
+  absl::Status HandleDeviceFeature(const InboundMessage& message, std::vector<uint8_t>& reply);
 
   // Checks index, permissions and bounds of a region access.
   absl::Status CheckAccess(uint32_t index, uint64_t offset, uint64_t count, bool write) const;
 
   Device& device_;
   DeviceContext& context_;
+  DmaMapTable& dma_;
   SessionOptions options_;
   std::string name_;
   std::optional<wire::NegotiatedVersion> negotiated_;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "testing/local_dma_context.h"
 #include "testing/memory_device.h"
 #include "testing/status_matchers.h"
 #include "testing/wire_matchers.h"
@@ -23,16 +24,6 @@ namespace vfu {
 namespace {
 
 using wire::Command;
-
-class NoDmaContext : public DeviceContext {
- public:
-  absl::Status DmaRead(uint64_t, absl::Span<uint8_t>) override {
-    return absl::UnavailableError("no client");
-  }
-  absl::Status DmaWrite(uint64_t, absl::Span<const uint8_t>) override {
-    return absl::UnavailableError("no client");
-  }
-};
 
 InboundMessage MakeCommand(uint16_t id, Command cmd, const std::vector<uint8_t>& payload,
                            bool no_reply = false) {
@@ -82,7 +73,7 @@ absl::Span<const uint8_t> ReplyPayload(const Session::Result& r) {
 
 class SessionTest : public ::testing::Test {
  protected:
-  SessionTest() : session_(device_, context_, SessionOptions{}, "test") {}
+  SessionTest() : session_(device_, context_, context_.table(), SessionOptions{}, "test") {}
 
   void Negotiate() {
     Session::Result r = session_.Handle(
@@ -93,7 +84,7 @@ class SessionTest : public ::testing::Test {
   }
 
   testing::MemoryDevice device_;
-  NoDmaContext context_;
+  testing::LocalDmaContext context_;
   Session session_;
 };
 

@@ -31,7 +31,7 @@ Connection::Connection(UniqueFd socket, Environment env)
       socket_handler_(this, &Connection::OnSocketReady),
       twin_handler_(this, &Connection::OnTwinReady),
       timer_handler_(this, &Connection::OnStallTimer),
-      session_(*env_.device, *env_.context, env_.session, env_.name),
+      session_(*env_.device, *env_.context, *env_.dma, env_.session, env_.name),
       strand_producer_(outgoing_),
       io_consumer_(outgoing_),
       strand_(*env_.pool) {

@@ -60,6 +60,8 @@ class Connection : public ClientChannel, public std::enable_shared_from_this<Con
     WorkerPool* pool;
     Device* device;
     DeviceContext* context;
+    // The device's DMA mappings, which this client fills.
+    DmaMapTable* dma;
     SessionOptions session;
     RuntimeOptions runtime;
     // Log prefix, e.g. the socket path.

@@ -23,7 +23,9 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
       reactor_(reactor),
       pool_(pool),
       session_options_(std::move(session)),
-      runtime_options_(runtime) {}
+      runtime_options_(runtime),
+      dma_table_(DmaMapLimits{}),
+      dma_memory_(dma_table_, *this) {}
 
 DeviceEndpoint::~DeviceEndpoint() {
   if (listen_fd_) UnlinkSocketPath(socket_path_);
@@ -60,6 +62,7 @@ void DeviceEndpoint::OnReady(uint32_t) {
         .pool = &pool_,
         .device = &device_,
         .context = this,
+        .dma = &dma_table_,
         .session = session_options_,
         .runtime = runtime_options_,
         .name = socket_path_,
@@ -126,11 +129,24 @@ absl::StatusOr<std::shared_ptr<Connection>> DeviceEndpoint::AttachedClient() con
 }
 
 absl::Status DeviceEndpoint::DmaRead(uint64_t iova, absl::Span<uint8_t> out) {
+  return dma_memory_.Read(iova, out);
+}
+
+absl::Status DeviceEndpoint::DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) {
+  return dma_memory_.Write(iova, data);
+}
+
+absl::StatusOr<DmaSgList> DeviceEndpoint::DmaPin(uint64_t iova, uint64_t length,
+                                                 DmaDirection direction) {
+  return dma_memory_.Pin(iova, length, direction);
+}
+
+absl::Status DeviceEndpoint::Read(uint64_t iova, absl::Span<uint8_t> out) {
   VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
   return DmaReadViaMessages(*connection, connection->dma_config(), iova, out);
 }
 
-absl::Status DeviceEndpoint::DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) {
+absl::Status DeviceEndpoint::Write(uint64_t iova, absl::Span<const uint8_t> data) {
   VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
   return DmaWriteViaMessages(*connection, connection->dma_config(), iova, data);
 }

@@ -3,7 +3,8 @@
 // Accepts one client at a time (a second one is refused with a log line
 // while the first is attached), runs each client's connection, and keeps
 // the device between clients. It is also the device's DeviceContext: DMA
-// calls go to whichever client is attached, or fail with Unavailable.
+// goes straight through memory the client shared with an fd, and as
+// DMA_READ/DMA_WRITE messages to the attached client otherwise.
 //
 // Threads: the reactor handler and the *OnIoThread methods run on the IO
 // thread; DmaRead/DmaWrite on any thread.
@@ -20,6 +21,8 @@
 #include "absl/synchronization/mutex.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
+#include "vfu/dma/dma_map_table.h"
+#include "vfu/dma/dma_memory.h"
 #include "vfu/dispatch/worker_pool.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
@@ -28,7 +31,9 @@
 
 namespace vfu {
 
-class DeviceEndpoint : public DeviceContext, private Reactor::Handler {
+class DeviceEndpoint : public DeviceContext,
+                       private Reactor::Handler,
+                       private MessageDmaPath {
  public:
   DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor, WorkerPool& pool,
                  SessionOptions session, RuntimeOptions runtime);
@@ -46,6 +51,8 @@ class DeviceEndpoint : public DeviceContext, private Reactor::Handler {
   // DeviceContext.
   absl::Status DmaRead(uint64_t iova, absl::Span<uint8_t> out) override;
   absl::Status DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) override;
+  absl::StatusOr<DmaSgList> DmaPin(uint64_t iova, uint64_t length,
+                                   DmaDirection direction) override;
 
   const std::string& socket_path() const { return socket_path_; }
   // Clients served so far (statistic).
@@ -53,6 +60,9 @@ class DeviceEndpoint : public DeviceContext, private Reactor::Handler {
 
  private:
   void OnReady(uint32_t events) override;
+  // MessageDmaPath: fd-less client memory, through the attached client.
+  absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) override;
+  absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) override;
   void OnConnectionFinished(Connection* connection);
   std::shared_ptr<Connection> current() const ABSL_LOCKS_EXCLUDED(mu_);
   // The client DMA goes to, kept alive for the caller; Unavailable if none.
@@ -74,6 +84,9 @@ class DeviceEndpoint : public DeviceContext, private Reactor::Handler {
   // callers on any thread.
   std::shared_ptr<Connection> connection_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> clients_served_{0};
+  // The client's DMA mappings (filled by its Session, used by any thread).
+  DmaMapTable dma_table_;
+  DmaMemory dma_memory_;
 };
 
 }  // namespace vfu

@@ -65,7 +65,7 @@ void RunTraffic(Client& client, MemoryDevice& device) {
   // Server-initiated DMA, answered by the client while it polls.
   std::vector<uint8_t> guest(16384);
   for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i * 11);
-  ASSERT_OK(client.AddDmaMemory(0x40000, absl::MakeSpan(guest)));
+  ASSERT_OK(client.DmaMapMemory(0x40000, absl::MakeSpan(guest)));
   absl::Status read_status, write_status;
   absl::Notification device_done;
   std::vector<uint8_t> out(10000);

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "vfu/base/log.h"
@@ -26,6 +27,10 @@ Server::~Server() { Stop(); }
 absl::Status Server::AddDevice(const std::string& socket_path, Device& device,
                                DeviceOptions options) {
   if (started_) return absl::FailedPreconditionError("AddDevice after Start");
+  if (absl::Status valid = device.Validate(); !valid.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device for ", socket_path, " is invalid: ", valid.message()));
+  }
   auto endpoint = std::make_unique<DeviceEndpoint>(
       socket_path, device, *reactor_, *pool_, SessionOptions{.version = options_.version},
       options_.runtime);

@@ -28,6 +28,7 @@
 #include "vfu/server/unix_listener.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/wire/device_info.h"
+#include "vfu/wire/dma_map.h"
 #include "vfu/wire/dma_transfer.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/header.h"
@@ -176,7 +177,7 @@ TEST_F(ServerTest, DmaInsideCallbackWithCommandsQueuedBehind) {
   ASSERT_NE(client, nullptr);
   std::vector<uint8_t> guest(8192);
   for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i ^ 0x5a);
-  ASSERT_OK(client->AddDmaMemory(0x10000, absl::MakeSpan(guest)));
+  ASSERT_OK(client->DmaMapMemory(0x10000, absl::MakeSpan(guest)));
 
   absl::Notification later_commands_sent;
   std::vector<uint8_t> dma_result(100);
@@ -215,7 +216,7 @@ TEST_F(ServerTest, ConcurrentDmaFromManyThreads) {
   ASSERT_NE(client, nullptr);
   std::vector<uint8_t> guest(64 * 1024);
   for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i * 31 + 7);
-  ASSERT_OK(client->AddDmaMemory(0x100000, absl::MakeSpan(guest)));
+  ASSERT_OK(client->DmaMapMemory(0x100000, absl::MakeSpan(guest)));
   ASSERT_OK(client->StartServingThread());
   DeviceContext* context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
@@ -272,6 +273,21 @@ std::vector<InboundMessage> ReadMessages(int fd, size_t count) {
   return messages;
 }
 
+// Maps [0, 64 KiB) without an fd, so device DMA there travels as messages,
+// and consumes the reply.
+void MapFdLessMemory(int fd) {
+  std::vector<uint8_t> m = wire::StartMessage();
+  wire::EncodeDmaMapRequest({.flags = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite,
+                             .addr = 0,
+                             .size = 0x10000},
+                            m);
+  wire::FinishMessage(wire::CommandHeader(2, wire::Command::kDmaMap), m);
+  ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), (ssize_t)m.size());
+  std::vector<InboundMessage> replies = ReadMessages(fd, 1);
+  ASSERT_EQ(replies.size(), 1u);
+  ASSERT_FALSE(replies[0].header.is_error());
+}
+
 // A client that disconnects while DMA calls wait for it: every waiter
 // returns Unavailable at once, long before its one-minute deadline.
 TEST_F(ServerTest, DisconnectWakesDmaWaiters) {
@@ -280,6 +296,7 @@ TEST_F(ServerTest, DisconnectWakesDmaWaiters) {
   StartServer(options);
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);  // the VERSION reply
+  MapFdLessMemory(raw.get());
   // The device is attached before the VERSION reply leaves.
   DeviceContext* context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
@@ -314,6 +331,7 @@ TEST_F(ServerTest, StrayReplyIsDroppedAndCommandsStillServed) {
   StartServer();
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
+  MapFdLessMemory(raw.get());
   // The device is attached before the VERSION reply leaves.
   DeviceContext* context = devices_[0]->context();
   ASSERT_NE(context, nullptr);

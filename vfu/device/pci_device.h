@@ -1,0 +1,149 @@
+// PciDevice: the base class device authors derive from.
+//
+// The framework owns everything PCI defines: config space (header, BAR
+// sizing, capabilities), the MSI-X table and PBA, interrupt state, region
+// bookkeeping, and the memory behind memory-backed regions. The author
+// describes the device in a PciDeviceSpec and overrides only the hooks for
+// behaviour it has:
+//
+//   class Gpio : public vfu::PciDevice {
+//    public:
+//     Gpio() : PciDevice(MakeSpec()) {}
+//     absl::Status OnRegionRead(uint32_t region, uint64_t offset,
+//                               absl::Span<uint8_t> out) override;
+//     ...
+//   };
+//
+// Hooks run on worker threads, one client command at a time per device.
+// The services (TriggerIrq, dma(), region_memory(), config reads) may be
+// used from any thread, including the device's own.
+#ifndef VFU_DEVICE_PCI_DEVICE_H_
+#define VFU_DEVICE_PCI_DEVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/device/device.h"
+#include "vfu/device/pci_device_spec.h"
+#include "vfu/irq/irq_controller.h"
+#include "vfu/pci/config_space.h"
+#include "vfu/pci/msix_table.h"
+
+namespace vfu {
+
+class PciDevice : public Device {
+ public:
+  explicit PciDevice(PciDeviceSpec spec);
+  ~PciDevice() override;
+
+  PciDevice(const PciDevice&) = delete;
+  PciDevice& operator=(const PciDevice&) = delete;
+
+  // ---- Hooks for the device author (defaults shown) ----
+
+  // An access to a BAR, the ROM or a device-specific region that the
+  // framework does not serve itself (the MSI-X table and PBA are its own).
+  // Bounds and permissions are already checked. Default: the region's
+  // backing memory, or an error if it has none.
+  virtual absl::Status OnRegionRead(uint32_t region, uint64_t offset, absl::Span<uint8_t> out);
+  virtual absl::Status OnRegionWrite(uint32_t region, uint64_t offset,
+                                     absl::Span<const uint8_t> data);
+  // A config-space write the framework has applied (read-only bits already
+  // dropped). `offset` and `data` are what the client wrote.
+  virtual void OnConfigWrite(uint32_t offset, absl::Span<const uint8_t> data) {}
+  // DEVICE_RESET, after config space is back to its defaults.
+  virtual absl::Status OnReset() { return absl::OkStatus(); }
+  // A client attached / went away (its interrupts and DMA mappings are
+  // already released when OnClientDetached runs).
+  virtual void OnClientAttached() {}
+  virtual void OnClientDetached() {}
+  // The client changed interrupt state with SET_IRQS.
+  virtual void OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
+                                 IrqController::Change change) {}
+
+  // ---- Services, any thread ----
+
+  // Raises vector `vector` of IRQ index `index` (kIntxIrq, kMsiIrq,
+  // kMsixIrq, ...): an eventfd write when the vector is enabled and
+  // unmasked; pending (delivered on unmask) while masked. Lock-free.
+  absl::Status TriggerIrq(uint32_t index, uint32_t vector);
+  bool IrqEnabled(uint32_t index, uint32_t vector) const;
+
+  // Client memory (DMA): null until the first client attaches; after that
+  // valid for the device's lifetime (its calls fail with Unavailable while
+  // no client is attached).
+  DeviceContext* dma() const { return context_.load(std::memory_order_acquire); }
+
+  // The shared memory behind a `backed_by_memory` region (empty span
+  // otherwise). Stable for the device's lifetime; the client may have it
+  // mapped, so treat it as shared with another process.
+  absl::Span<uint8_t> region_memory(uint32_t region) const;
+
+  // A snapshot read of config space (e.g. to check bus-master enable).
+  uint32_t ReadConfig32(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
+  uint16_t ReadConfig16(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
+
+  const PciDeviceSpec& spec() const { return spec_; }
+
+  // ---- Device (the engine's contract); final: authors use the hooks ----
+  absl::Status Validate() const final { return init_status_; }
+  uint32_t num_regions() const final;
+  uint32_t num_irqs() const final { return wire::kPciNumIrqs; }
+  RegionDescription DescribeRegion(uint32_t index) const final;
+  uint32_t IrqCount(uint32_t index) const final;
+  absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) final;
+  absl::Status WriteRegion(uint32_t index, uint64_t offset,
+                           absl::Span<const uint8_t> data) final;
+  absl::Status Reset() final;
+  absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) final;
+  void OnAttach(DeviceContext& context) final;
+  void OnDetach() final;
+
+ private:
+  // One region as served: the spec plus the framework's memory.
+  struct Region {
+    RegionSpec spec;
+    UniqueFd memfd;
+    uint8_t* memory = nullptr;  // mmapped memfd, or null
+  };
+
+  absl::Status Build();
+  const Region* FindRegion(uint32_t index) const;
+  // The MSI-X table / PBA ranges inside the MSI-X BAR.
+  bool InMsixTable(uint32_t region, uint64_t offset, uint64_t size) const;
+  bool InMsixPba(uint32_t region, uint64_t offset, uint64_t size) const;
+  absl::Status ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> out)
+      ABSL_LOCKS_EXCLUDED(config_mu_);
+  absl::Status WriteConfigRegion(uint64_t offset, absl::Span<const uint8_t> data)
+      ABSL_LOCKS_EXCLUDED(config_mu_);
+  // Recomputes the device-level interrupt masks from config space and the
+  // MSI-X table after either changed (delivers what became unmasked).
+  void UpdateDeviceMasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
+
+  PciDeviceSpec spec_;
+  absl::Status init_status_;
+  std::vector<Region> regions_;  // indexed by region number; fixed after Build
+  IrqController irqs_;
+
+  mutable absl::Mutex config_mu_;
+  std::optional<pci::ConfigSpace> config_ ABSL_GUARDED_BY(config_mu_);
+  std::optional<pci::MsixTable> msix_table_ ABSL_GUARDED_BY(config_mu_);
+  // QEMU emulates the MSI-X table itself and masks through SET_IRQS, so the
+  // table's masks (all set at reset, as PCI says) count only once the
+  // client has written the table.
+  bool msix_table_driven_ ABSL_GUARDED_BY(config_mu_) = false;
+
+  std::atomic<DeviceContext*> context_{nullptr};
+};
+
+}  // namespace vfu
+
+#endif  // VFU_DEVICE_PCI_DEVICE_H_

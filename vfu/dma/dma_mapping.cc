@@ -1,0 +1,153 @@
+#include "vfu/dma/dma_mapping.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <bit>
+
+#include "vfu/base/check.h"
+
+namespace vfu::dma_internal {
+namespace {
+
+// The bits of word `w` whose index (counting across words) is in
+// [first, last]; 0 when the word holds none of them.
+uint64_t WordMask(uint64_t w, uint64_t first, uint64_t last) {
+  const uint64_t word_first = w * 64;
+  const uint64_t word_last = word_first + 63;
+  if (first > last || last < word_first || first > word_last) return 0;
+  const uint64_t lo = std::max(first, word_first) - word_first;
+  const uint64_t hi = std::min(last, word_last) - word_first;
+  const uint64_t up_to_hi = hi == 63 ? ~uint64_t{0} : (uint64_t{2} << hi) - 1;
+  return up_to_hi & ~((uint64_t{1} << lo) - 1);
+}
+
+// Sets bits [first, last] of `words`.
+void SetBits(absl::Span<uint64_t> words, uint64_t first, uint64_t last) {
+  for (uint64_t w = first / 64; w <= last / 64; ++w) words[w] |= WordMask(w, first, last);
+}
+
+size_t DirtyWordsFor(uint64_t iova, uint64_t size) {
+  const uint64_t pages = ((iova + size - 1) >> kDirtyPageShift) - (iova >> kDirtyPageShift) + 1;
+  return static_cast<size_t>((pages + 63) / 64);
+}
+
+}  // namespace
+
+DmaMapping::DmaMapping(uint64_t iova, uint64_t size, uint32_t flags, uint8_t* host, void* mmap_base,
+                       size_t mmap_length, const std::atomic<bool>* logging)
+    : iova_(iova),
+      size_(size),
+      flags_(flags),
+      host_(host),
+      mmap_base_(mmap_base),
+      mmap_length_(mmap_length),
+      logging_(logging),
+      first_page_(iova >> kDirtyPageShift),
+      dirty_words_(DirtyWordsFor(iova, size)) {}
+
+DmaMapping::~DmaMapping() {
+  if (mmap_base_ != nullptr) ::munmap(mmap_base_, mmap_length_);
+}
+
+void DmaMapping::Unref() {
+  // Release hands this user's accesses to the memory over to the thread
+  // that unmaps it; acquire, on the last decrement, makes `drained_` visible.
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    VFU_CHECK(drained_ != nullptr, "DMA mapping released while still in its table");
+    // Nothing of this mapping is touched after Notify(): the waiter may free
+    // it as soon as it wakes (the Notification itself outlives Notify()).
+    drained_->Notify();
+  }
+}
+
+void DmaMapping::DropTableReferenceAndWait() {
+  absl::Notification drained;
+  drained_ = &drained;
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) return;  // nobody else held it
+  drained.WaitForNotification();
+}
+
+void DmaMapping::StartDirtyLog() {
+  if (!fd_backed()) return;
+  // Relaxed: `dirty_` is only ever stored under the same exclusive lock.
+  std::atomic<uint64_t>* words = dirty_.load(std::memory_order_relaxed);
+  if (words == nullptr) {
+    dirty_storage_.reset(new std::atomic<uint64_t>[dirty_words_]());
+    dirty_.store(dirty_storage_.get(), std::memory_order_release);
+    return;
+  }
+  // A mark racing this clear came from before logging (re)started: keeping
+  // or losing it only changes whether a page is reported once too often.
+  for (size_t i = 0; i < dirty_words_; ++i) words[i].store(0, std::memory_order_relaxed);
+}
+
+void DmaMapping::MarkDirty(uint64_t iova, uint64_t length) const {
+  if (length == 0 || !logging_->load(std::memory_order_acquire)) return;
+  std::atomic<uint64_t>* words = dirty_.load(std::memory_order_acquire);
+  if (words == nullptr) return;
+  const uint64_t last_requested = iova + length - 1 < iova ? ~uint64_t{0} : iova + length - 1;
+  const uint64_t lo = std::max(iova, iova_);
+  const uint64_t last = std::min(last_requested, end() - 1);
+  if (lo > last) return;
+  const uint64_t first_bit = (lo >> kDirtyPageShift) - first_page_;
+  const uint64_t last_bit = (last >> kDirtyPageShift) - first_page_;
+  for (uint64_t w = first_bit / 64; w <= last_bit / 64; ++w) {
+    // Release: the device's stores to the page come before its bit, so a
+    // report that reads the bit with acquire, and the copy of the page that
+    // follows it, see the new bytes. Relaxed would keep the bit itself exact
+    // (a read-modify-write never loses a concurrent bit) but a weakly
+    // ordered CPU could show the bit before the data, and the page would be
+    // copied stale with its bit already consumed. On x86 both orders compile
+    // to the same locked OR.
+    words[w].fetch_or(WordMask(w, first_bit, last_bit), std::memory_order_release);
+  }
+}
+
+void DmaMapping::TakeDirty(uint64_t report_iova, uint64_t report_length, uint64_t page_size,
+                           absl::Span<uint64_t> report_words) const {
+  std::atomic<uint64_t>* words = dirty_.load(std::memory_order_acquire);
+  if (words == nullptr || report_length == 0) return;
+  const uint64_t report_last = report_iova + report_length - 1;
+  const uint64_t lo = std::max(report_iova, iova_);
+  const uint64_t last = std::min(report_last, end() - 1);
+  if (lo > last) return;
+  const int page_shift = std::countr_zero(page_size);
+
+  const uint64_t first_bit = (lo >> kDirtyPageShift) - first_page_;
+  const uint64_t last_bit = (last >> kDirtyPageShift) - first_page_;
+  // 4 KiB pages wholly inside the report range (absolute page numbers,
+  // [clear_first, clear_end)); written without `+ 4095` so nothing wraps.
+  const uint64_t clear_first =
+      (report_iova >> kDirtyPageShift) + ((report_iova & (kDirtyPageSize - 1)) != 0);
+  const uint64_t clear_end = (report_last >> kDirtyPageShift) +
+                             ((report_last & (kDirtyPageSize - 1)) == kDirtyPageSize - 1);
+  const bool any_clear =
+      clear_end > clear_first && clear_end > first_page_ && clear_first <= first_page_ + last_bit;
+  const uint64_t clear_first_bit = clear_first > first_page_ ? clear_first - first_page_ : 0;
+  const uint64_t clear_last_bit = any_clear ? clear_end - 1 - first_page_ : 0;
+
+  for (uint64_t w = first_bit / 64; w <= last_bit / 64; ++w) {
+    const uint64_t mask = WordMask(w, first_bit, last_bit);
+    // Most words are clean: look before paying for a read-modify-write. A
+    // bit set right after this load stays set for the next report.
+    uint64_t seen = words[w].load(std::memory_order_acquire) & mask;
+    if (seen == 0) continue;
+    const uint64_t clear = any_clear ? mask & WordMask(w, clear_first_bit, clear_last_bit) : 0;
+    if (clear != 0) {
+      // Read and clear in one step, so a mark landing in between is either
+      // returned now or kept for the next report, never lost.
+      seen = words[w].fetch_and(~clear, std::memory_order_acq_rel) & mask;
+    }
+    while (seen != 0) {
+      const uint64_t page = first_page_ + w * 64 + std::countr_zero(seen);
+      seen &= seen - 1;
+      const uint64_t page_lo = std::max(page << kDirtyPageShift, lo);
+      const uint64_t page_last = std::min((page << kDirtyPageShift) + (kDirtyPageSize - 1), last);
+      SetBits(report_words, (page_lo - report_iova) >> page_shift,
+              (page_last - report_iova) >> page_shift);
+    }
+  }
+}
+
+}  // namespace vfu::dma_internal

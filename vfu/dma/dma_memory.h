@@ -1,0 +1,67 @@
+// DmaMemory: the copy helpers device code uses to read and write client
+// memory, from any thread.
+//
+//   DmaMemory dma(table, messages);
+//   VFU_RETURN_IF_ERROR(dma.Read(descriptor_iova, absl::MakeSpan(descriptor)));
+//   VFU_RETURN_IF_ERROR(dma.Write(status_iova, status_bytes));
+//
+// Each call resolves its range with DmaMapTable::Translate, then copies
+// straight through the mmapped segments and sends DMA_READ / DMA_WRITE
+// messages (through MessageDmaPath) for fd-less ones. The mappings involved
+// stay mapped until the call returns, so an unmap waits for a copy in
+// progress instead of pulling the memory from under it.
+#ifndef VFU_DMA_DMA_MEMORY_H_
+#define VFU_DMA_DMA_MEMORY_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "vfu/dma/dma_map_table.h"
+#include "vfu/dma/dma_sg_list.h"
+
+namespace vfu {
+
+// How fd-less client memory is reached: DMA_READ / DMA_WRITE messages, sent
+// by the runtime, which also splits a transfer to the client's
+// max_data_xfer_size. Called from device threads, several at once; a call
+// blocks until the client answers (or the runtime gives up). Errors come
+// back unchanged from DmaMemory.
+class MessageDmaPath {
+ public:
+  virtual ~MessageDmaPath() = default;
+  virtual absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) = 0;
+  virtual absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) = 0;
+};
+
+class DmaMemory {
+ public:
+  // Both must outlive this object.
+  DmaMemory(DmaMapTable& table, MessageDmaPath& messages);
+
+  // Fills `out` from client memory at `iova`. The whole range is checked
+  // before any byte moves: NotFound when part of it is not mapped,
+  // PermissionDenied when a mapping lacks READ; a message failure is
+  // returned as is (`out` may then be partly filled). Empty `out` is OK.
+  absl::Status Read(uint64_t iova, absl::Span<uint8_t> out);
+
+  // Copies `data` into client memory at `iova`; same errors (WRITE needed).
+  // Pages written through the mmap are marked dirty for DMA logging after
+  // the copy; message writes are not, as the client sees those itself.
+  absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data);
+
+  // Zero-copy access: the resolved range, with host pointers valid while
+  // the returned list lives (an unmap waits for it). FailedPrecondition when
+  // any part is fd-less and so has no host memory. A writer calls
+  // MarkDirty / MarkAllDirty on the list once its bytes are written.
+  absl::StatusOr<DmaSgList> Pin(uint64_t iova, uint64_t length, DmaDirection dir);
+
+ private:
+  DmaMapTable& table_;
+  MessageDmaPath& messages_;
+};
+
+}  // namespace vfu
+
+#endif  // VFU_DMA_DMA_MEMORY_H_
