@@ -11,6 +11,7 @@
 #include "testing/memory_device.h"
 #include "testing/status_matchers.h"
 #include "testing/wire_matchers.h"
+#include "vfu/engine/session_test_util.h"
 #include "vfu/base/log.h"
 #include "vfu/wire/capabilities.h"
 #include "vfu/wire/device_info.h"
@@ -23,23 +24,11 @@
 namespace vfu {
 namespace {
 
+using testing::MakeCommand;
+using testing::ReplyErrno;
+using testing::ReplyPayload;
+using testing::VersionPayload;
 using wire::Command;
-
-InboundMessage MakeCommand(uint16_t id, Command cmd, const std::vector<uint8_t>& payload,
-                           bool no_reply = false) {
-  InboundMessage m;
-  m.bytes = wire::StartMessage(payload.size());
-  m.bytes.insert(m.bytes.end(), payload.begin(), payload.end());
-  wire::FinishMessage(wire::CommandHeader(id, cmd, no_reply), m.bytes);
-  m.header = wire::DecodeHeader(m.bytes);
-  return m;
-}
-
-std::vector<uint8_t> VersionPayload(const std::string& json) {
-  std::vector<uint8_t> p;
-  wire::EncodeVersionWithJson(0, 2, json, p);
-  return p;
-}
 
 std::vector<uint8_t> RegionReadPayload(uint32_t region, uint64_t offset, uint32_t count) {
   std::vector<uint8_t> p;
@@ -52,23 +41,6 @@ std::vector<uint8_t> RegionWritePayload(uint32_t region, uint64_t offset,
   std::vector<uint8_t> p;
   wire::EncodeRegionWriteRequest({.offset = offset, .region = region, .data = data}, p);
   return p;
-}
-
-// The errno of an error reply, or 0 for a success reply.
-int ReplyErrno(const Session::Result& r) {
-  EXPECT_TRUE(r.reply.has_value());
-  if (!r.reply) return -1;
-  wire::Header h = wire::DecodeHeader(r.reply->bytes);
-  EXPECT_TRUE(h.is_reply());
-  if (h.is_error()) {
-    EXPECT_EQ(h.msg_size, wire::kHeaderSize) << "error replies are header only";
-    return static_cast<int>(h.error);
-  }
-  return 0;
-}
-
-absl::Span<const uint8_t> ReplyPayload(const Session::Result& r) {
-  return absl::MakeConstSpan(r.reply->bytes).subspan(wire::kHeaderSize);
 }
 
 class SessionTest : public ::testing::Test {
