@@ -31,9 +31,11 @@ absl::Status Server::AddDevice(const std::string& socket_path, Device& device,
     return absl::InvalidArgumentError(
         absl::StrCat("device for ", socket_path, " is invalid: ", valid.message()));
   }
+  RuntimeOptions runtime = options_.runtime;
+  if (options.dma_layout) runtime.dma_layout = *options.dma_layout;
   auto endpoint = std::make_unique<DeviceEndpoint>(
       socket_path, device, *reactor_, *pool_, SessionOptions{.version = options_.version},
-      options_.runtime);
+      runtime);
   VFU_RETURN_IF_ERROR(endpoint->Listen(options.socket_mode));
   endpoints_.push_back(std::move(endpoint));
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,10 @@ struct ServerOptions {
 struct DeviceOptions {
   // Permissions of the socket file: who may connect.
   mode_t socket_mode = 0600;
+  // Layout of this device's DMA_READ/DMA_WRITE messages, when its clients
+  // differ from the server's default (e.g. a device served to QEMU, whose
+  // layout differs from the spec's, PROTOCOL.md 4.10).
+  std::optional<wire::DmaTransferLayout> dma_layout;
 };
 
 class Server {

@@ -53,13 +53,15 @@ int CountOpenFds() {
 
 class ServerTest : public ::testing::Test {
  protected:
-  void StartServer(ServerOptions options = {}, int num_devices = 1) {
+  void StartServer(ServerOptions options = {}, int num_devices = 1,
+                   std::vector<DeviceOptions> device_options = {}) {
+    device_options.resize(num_devices);
     for (int i = 0; i < num_devices; ++i) {
       devices_.push_back(std::make_unique<MemoryDevice>(64 * 1024));
     }
     ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
     for (int i = 0; i < num_devices; ++i) {
-      ASSERT_OK(server_->AddDevice(Path(i), *devices_[i]));
+      ASSERT_OK(server_->AddDevice(Path(i), *devices_[i], device_options[i]));
     }
     ASSERT_OK(server_->Start());
   }
@@ -286,6 +288,30 @@ void MapFdLessMemory(int fd) {
   std::vector<InboundMessage> replies = ReadMessages(fd, 1);
   ASSERT_EQ(replies.size(), 1u);
   ASSERT_FALSE(replies[0].header.is_error());
+}
+
+// Each device's connection speaks its own DMA message layout: one device
+// is served to a QEMU-style client, the other to a spec-layout one.
+TEST_F(ServerTest, DmaLayoutIsChosenPerDevice) {
+  StartServer({}, 2, {DeviceOptions{}, DeviceOptions{.dma_layout = wire::DmaTransferLayout::kQemu}});
+  for (int device = 0; device < 2; ++device) {
+    ClientOptions options;
+    options.dma_layout =
+        device == 0 ? wire::DmaTransferLayout::kSpec : wire::DmaTransferLayout::kQemu;
+    std::unique_ptr<Client> client = Connect(device, options);
+    ASSERT_NE(client, nullptr);
+    std::vector<uint8_t> guest(4096, static_cast<uint8_t>(0x30 + device));
+    ASSERT_OK(client->DmaMapMemory(0x10000, absl::MakeSpan(guest)));
+    ASSERT_OK(client->StartServingThread());
+    std::vector<uint8_t> out(64);
+    ASSERT_OK(devices_[device]->context()->DmaRead(0x10000 + 8, absl::MakeSpan(out)));
+    EXPECT_EQ(out, std::vector<uint8_t>(64, static_cast<uint8_t>(0x30 + device)));
+    const std::vector<uint8_t> data(16, 0xee);
+    ASSERT_OK(devices_[device]->context()->DmaWrite(0x10000 + 100, data));
+    client->StopServingThread();
+    EXPECT_EQ(guest[100], 0xee);
+    EXPECT_EQ(guest[115], 0xee);
+  }
 }
 
 // A client that disconnects while DMA calls wait for it: every waiter
