@@ -1,12 +1,13 @@
 """vfu_fuzzer(): one libFuzzer target plus a test that replays its corpus.
 
-For a target `foo_fuzzer` with sources defining LLVMFuzzerTestOneInput:
-  //testing/fuzz:foo_fuzzer              the libFuzzer binary; built with
-                                         --config=fuzz (clang), tagged
-                                         "manual" so `bazel test //...` skips it
-  //testing/fuzz:foo_fuzzer_replay_test  a cc_test (any compiler) that runs
-                                         every seed in corpus/foo/ and a fixed
-                                         set of mutations of each
+For a target `foo_fuzzer` with sources defining LLVMFuzzerTestOneInput,
+declared in package //pkg (testing/fuzz or the package of the code fuzzed):
+  //pkg:foo_fuzzer              the libFuzzer binary; built with
+                                --config=fuzz (clang), tagged "manual" so
+                                `bazel test //...` skips it
+  //pkg:foo_fuzzer_replay_test  a cc_test (any compiler) that runs every
+                                seed in pkg/corpus/foo/ and a fixed set of
+                                mutations of each
 """
 
 def vfu_fuzzer(name, srcs, deps = [], corpus = None):
@@ -35,5 +36,5 @@ def vfu_fuzzer(name, srcs, deps = [], corpus = None):
             "//testing/fuzz:replay_main",
         ],
         data = native.glob(["corpus/" + corpus + "/**"]),
-        args = ["testing/fuzz/corpus/" + corpus],
+        args = [native.package_name() + "/corpus/" + corpus],
     )
