@@ -1,0 +1,199 @@
+#include "devices/gpio/gpio_device.h"
+
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "vfu/base/log.h"
+
+namespace vfu::devices {
+namespace {
+
+constexpr uint32_t kLineMask = (1u << GpioDevice::kNumLines) - 1;
+
+PciDeviceSpec GpioSpec() {
+  PciDeviceSpec spec;
+  spec.identity = {.vendor_id = GpioDevice::kVendorId,
+                   .device_id = GpioDevice::kDeviceId,
+                   .subsystem_vendor_id = GpioDevice::kVendorId,
+                   .subsystem_id = GpioDevice::kDeviceId,
+                   .class_code = GpioDevice::kClassCode,
+                   .revision = GpioDevice::kRevision};
+  spec.bars[0].size = GpioDevice::kBarSize;  // 32-bit memory, messages only
+  spec.interrupts = {.intx = true, .msi_vectors = 1};
+  return spec;
+}
+
+}  // namespace
+
+GpioDevice::GpioDevice() : PciDevice(GpioSpec()) {}
+
+absl::Status GpioDevice::SetInputLine(int line, bool level) {
+  if (line < 0 || line >= kNumLines) {
+    return absl::OutOfRangeError(absl::StrCat("GPIO line ", line, " does not exist (0-15)"));
+  }
+  const uint16_t bit = static_cast<uint16_t>(1u << line);
+  absl::MutexLock lock(&mu_);
+  const Levels before = LevelsLocked();
+  outside_ = level ? (outside_ | bit) : (outside_ & ~bit);
+  UpdateLocked(before);
+  return absl::OkStatus();
+}
+
+uint16_t GpioDevice::OutputLevels() const {
+  absl::MutexLock lock(&mu_);
+  return regs_.output & regs_.direction;
+}
+
+uint16_t GpioDevice::InputLocked() const {
+  return (regs_.control & kControlLoopback) != 0 ? regs_.output : outside_;
+}
+
+GpioDevice::Levels GpioDevice::LevelsLocked() const {
+  return {.input = InputLocked(), .pending = PendingLocked()};
+}
+
+void GpioDevice::UpdateLocked(Levels before) {
+  regs_.irq_status |= (before.input ^ InputLocked()) & regs_.irq_enable;
+  if ((PendingLocked() & ~before.pending) != 0) RaiseLocked();
+}
+
+void GpioDevice::RaiseLocked() {
+  // MSI when the client set it up: QEMU installs MSI eventfds only once the
+  // guest enables MSI, and removes them when it disables it.
+  uint32_t index = kMsiIrq;
+  if (!IrqEnabled(kMsiIrq, 0)) {
+    if (!IrqEnabled(kIntxIrq, 0)) return;  // nobody listens
+    index = kIntxIrq;
+    if (intx_masked_) intx_raised_while_masked_ = true;
+  }
+  absl::Status status = TriggerIrq(index, 0);
+  // FailedPrecondition: the client removed the eventfd since we looked.
+  if (!status.ok() && !absl::IsFailedPrecondition(status)) {
+    VFU_LOG(kWarning, "gpio: raising IRQ index ", index, " failed: ", status.ToString());
+  }
+}
+
+uint32_t GpioDevice::ReadRegisterLocked(uint64_t offset) const {
+  switch (offset) {
+    case kRegId:
+      return kIdValue;
+    case kRegInfo:
+      return kInfoValue;
+    case kRegInput:
+      return InputLocked();
+    case kRegOutput:
+      return regs_.output;
+    case kRegDirection:
+      return regs_.direction;
+    case kRegIrqEnable:
+      return regs_.irq_enable;
+    case kRegIrqStatus:
+      return regs_.irq_status;
+    case kRegControl:
+      return regs_.control;
+    default:
+      return 0;  // reserved
+  }
+}
+
+void GpioDevice::WriteRegisterLocked(uint64_t offset, uint32_t value, uint32_t mask) {
+  auto merge = [value, mask](uint32_t old, uint32_t bits) {
+    return ((old & ~mask) | (value & mask)) & bits;
+  };
+  const Levels before = LevelsLocked();
+  switch (offset) {
+    case kRegOutput:
+      regs_.output = static_cast<uint16_t>(merge(regs_.output, kLineMask));
+      break;
+    case kRegDirection:
+      regs_.direction = static_cast<uint16_t>(merge(regs_.direction, kLineMask));
+      break;
+    case kRegIrqEnable:
+      regs_.irq_enable = static_cast<uint16_t>(merge(regs_.irq_enable, kLineMask));
+      break;
+    case kRegIrqStatus:
+      regs_.irq_status &= static_cast<uint16_t>(~(value & mask));
+      break;
+    case kRegControl:
+      regs_.control = merge(regs_.control, kControlLoopback);
+      break;
+    default:
+      break;  // read-only or reserved: writes are dropped, as hardware does
+  }
+  // OUTPUT and CONTROL can change INPUT (loopback); IRQ_ENABLE can make a
+  // line with a stale status bit pending.
+  UpdateLocked(before);
+}
+
+absl::Status GpioDevice::OnRegionRead(uint32_t region, uint64_t offset,
+                                      absl::Span<uint8_t> out) {
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const uint64_t byte = offset + i;
+    out[i] = static_cast<uint8_t>(ReadRegisterLocked(byte & ~uint64_t{3}) >> (8 * (byte & 3)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::OnRegionWrite(uint32_t region, uint64_t offset,
+                                       absl::Span<const uint8_t> data) {
+  absl::MutexLock lock(&mu_);
+  // One register at a time, with a mask of the bytes the access covers, so
+  // a byte write to OUTPUT leaves the other byte alone and a byte of ones
+  // written to IRQ_STATUS clears only that byte's lines.
+  size_t i = 0;
+  while (i < data.size()) {
+    const uint64_t reg = (offset + i) & ~uint64_t{3};
+    uint32_t value = 0;
+    uint32_t mask = 0;
+    for (; i < data.size() && ((offset + i) & ~uint64_t{3}) == reg; ++i) {
+      const uint32_t shift = 8 * ((offset + i) & 3);
+      value |= uint32_t{data[i]} << shift;
+      mask |= 0xffu << shift;
+    }
+    WriteRegisterLocked(reg, value, mask);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::OnReset() {
+  absl::MutexLock lock(&mu_);
+  regs_ = Registers();
+  return absl::OkStatus();
+}
+
+void GpioDevice::OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
+                                   IrqController::Change change) {
+  using Change = IrqController::Change;
+  absl::MutexLock lock(&mu_);
+  if (index == kMsiIrq) {
+    // MSI torn down while a line is pending: the level moves to INTx.
+    if (change == Change::kDisabled && PendingLocked() != 0) RaiseLocked();
+    return;
+  }
+  if (index != kIntxIrq) return;
+  bool reassert = false;
+  switch (change) {
+    case Change::kMasked:
+      intx_masked_ = true;
+      intx_raised_while_masked_ = false;
+      break;
+    case Change::kUnmasked:
+      intx_masked_ = false;
+      // A raise while masked is pending in the framework and the unmask
+      // delivers it; raising again would duplicate it.
+      reassert = !intx_raised_while_masked_;
+      intx_raised_while_masked_ = false;
+      break;
+    case Change::kEnabled:
+      reassert = true;
+      break;
+    case Change::kDisabled:
+      break;
+  }
+  // Level-triggered: a line still pending fires whenever it could have
+  // been missed.
+  if (reassert && PendingLocked() != 0 && !IrqEnabled(kMsiIrq, 0)) RaiseLocked();
+}
+
+}  // namespace vfu::devices
