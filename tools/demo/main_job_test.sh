@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's main command (tools/run_demo.sh) runs to the end against the
+# binaries built for this test and shows what it promises.
+set -euo pipefail
+out=$(VFU_SKIP_INSTALL=1 VFU_DEMO_BIN="$PWD" bash tools/run_demo.sh 2>&1)
+echo "$out"
+expect() {
+  if ! grep -qF -- "$1" <<<"$out"; then
+    echo "missing from the output: $1" >&2
+    exit 1
+  fi
+}
+expect "f00d:0001 System peripheral [0880]"
+expect "Region 0: Memory at 00000000 (32-bit, non-prefetchable) [size=4K]"
+expect "[48] MSI"
+expect "MSI    1 vector"
+expect "vendor_id: 0xf00d"
+expect "interrupt: MSI vector 0 fired (count 1)"
+expect "acknowledged: IRQ_STATUS = 0x0000"
+expect "servers exited, sockets removed"
