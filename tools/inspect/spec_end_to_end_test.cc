@@ -144,6 +144,8 @@ constexpr char kRoundTripSpec[] = R"pb(
     msix_table_offset: 0x18000
     msix_pba_offset: 0x1c000
     req: true
+    msi_64bit: true
+    msi_per_vector_mask: true
   }
   power_management: false
   vendor_capabilities { payload: "\x01\x02" }

@@ -139,6 +139,8 @@ void AddInterrupts(const DeviceSnapshot& device, const ConfigSpaceInfo& config,
 
 void AddCapabilities(const ConfigSpaceInfo& config, SpecResult& result) {
   proto::DeviceSpec& spec = result.spec;
+  // Absent means present in a DeviceSpec, so say so either way.
+  spec.set_power_management(false);
   for (const Capability& cap : config.capabilities) {
     if (std::holds_alternative<PowerManagementCapability>(cap.body)) {
       spec.set_power_management(true);

@@ -173,8 +173,8 @@ absl::StatusOr<InterruptSpec> ConvertInterrupts(const proto::Interrupts& irq) {
   }
   return InterruptSpec{.intx = irq.intx(),
                        .msi_vectors = msi,
-                       .msi_64bit = irq.msi_64bit(),
-                       .msi_per_vector_mask = irq.msi_per_vector_mask(),
+                       .msi_64bit = !irq.has_msi_64bit() || irq.msi_64bit(),
+                       .msi_per_vector_mask = !irq.has_msi_per_vector_mask() || irq.msi_per_vector_mask(),
                        .msix_vectors = static_cast<uint16_t>(irq.msix_vectors()),
                        .msix_bar = static_cast<uint8_t>(irq.msix_bar()),
                        .msix_table_offset = irq.msix_table_offset(),
@@ -241,7 +241,7 @@ absl::StatusOr<PciDeviceSpec> PciDeviceSpecFromProto(const proto::DeviceSpec& sp
   PciDeviceSpec out;
   VFU_ASSIGN_OR_RETURN(out.identity, ConvertIdentity(spec.identity()));
   out.express = spec.express();
-  out.power_management = spec.power_management();
+  out.power_management = !spec.has_power_management() || spec.power_management();
   VFU_RETURN_IF_ERROR(ConvertRegions(spec, out));
   VFU_ASSIGN_OR_RETURN(out.interrupts, ConvertInterrupts(spec.interrupts()));
   VFU_RETURN_IF_ERROR(ConvertCapabilities(spec, out));

@@ -233,13 +233,20 @@ TEST(DeviceSpecBuilderTest, EveryRegionBackedByMemory) {
   EXPECT_EQ(device->region_memory(2)[0x80002], 3);
 }
 
-// A minimal spec: defaults of the proto mean no BARs, no interrupts, no
-// power management, conventional PCI.
+// A minimal spec: defaults of the proto mean no BARs, no interrupts,
+// conventional PCI, and power management (as in PciDeviceSpec) unless the
+// spec turns it off.
 TEST(DeviceSpecBuilderTest, MinimalSpec) {
   ASSERT_OK_AND_ASSIGN(proto::DeviceSpec text, ParseDeviceSpecText("identity { vendor_id: 1 }"));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<PciDevice> device, DeviceFromProto(text));
   EXPECT_EQ(device->DescribeRegion(kConfigRegion).size, 256u);
   EXPECT_EQ(Config8(*device, PCI_INTERRUPT_PIN), 0);
+  EXPECT_EQ(Config8(*device, PCI_CAPABILITY_LIST), 0x40);
+  EXPECT_EQ(Config8(*device, 0x40), PCI_CAP_ID_PM);
+
+  ASSERT_OK_AND_ASSIGN(text,
+                       ParseDeviceSpecText("identity { vendor_id: 1 } power_management: false"));
+  ASSERT_OK_AND_ASSIGN(device, DeviceFromProto(text));
   EXPECT_EQ(Config16(*device, PCI_STATUS) & PCI_STATUS_CAP_LIST, 0);
   EXPECT_EQ(device->IrqCount(kIntxIrq), 0u);
   EXPECT_EQ(device->num_regions(), 9u);
