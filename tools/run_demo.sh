@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 [[ -n "${VFU_SKIP_INSTALL:-}" ]] || bash tools/install_deps.sh
 
 quiet=(--color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress)
-targets=(//devices/gpio //devices/gpio:gpio_toggle //tools/inspect)
+targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect)
 if [[ -z "${VFU_DEMO_BIN:-}" ]]; then
   bazel build "${quiet[@]}" "${targets[@]}"
   VFU_DEMO_BIN=$(bazel info bazel-bin 2>/dev/null)
@@ -69,19 +69,19 @@ step "inspect --spec $gpio_socket"
 step "gpio_toggle --line=3 $gpio_socket"
 "$bin/devices/gpio/gpio_toggle" --line=3 "$gpio_socket"
 
-#step "start the DMA engine server: dma_engine $dma_socket"
-#start_server dma_engine "$bin/devices/dma_engine/dma_engine" "$dma_socket"
+step "start the DMA engine server: dma_engine $dma_socket"
+start_server dma_engine "$bin/devices/dma_engine/dma_engine" "$dma_socket"
 
-#step "inspect dma-check $dma_socket (client memory shared with an fd)"
-#"$bin/tools/inspect/inspect" dma-check "$dma_socket"
+step "inspect dma-check $dma_socket fd (client memory shared with an fd)"
+"$bin/tools/inspect/inspect" dma-check "$dma_socket" fd
 
-#step "inspect dma-check --messages $dma_socket (fd-less memory: DMA_READ/DMA_WRITE messages)"
-#"$bin/tools/inspect/inspect" dma-check --messages "$dma_socket"
+step "inspect dma-check $dma_socket messages (fd-less memory: DMA_READ/DMA_WRITE messages)"
+"$bin/tools/inspect/inspect" dma-check "$dma_socket" messages
 
 step "stop the servers (SIGTERM)"
 kill -TERM "${pids[0]}"
-#kill -TERM "${pids[1]}"
-wait "${pids[0]}"
+kill -TERM "${pids[1]}"
+wait "${pids[0]}" "${pids[1]}"
 for socket in "$gpio_socket" "$dma_socket"; do
   if [[ -e $socket ]]; then echo "$socket still exists" >&2; exit 1; fi
 done

@@ -17,4 +17,10 @@ expect "MSI    1 vector"
 expect "vendor_id: 0xf00d"
 expect "interrupt: MSI vector 0 fired (count 1)"
 expect "acknowledged: IRQ_STATUS = 0x0000"
+expect "dma check fd-backed channel 0: 1048576 bytes"
+expect "dma check messages channel 0: 1048576 bytes"
 expect "servers exited, sockets removed"
+if grep "dma check" <<<"$out" | grep -qv ': ok$'; then
+  echo "a DMA check failed" >&2
+  exit 1
+fi

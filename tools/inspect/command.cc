@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "devices/dma_engine/dma_check.h"
 #include "tools/inspect/device_snapshot.h"
 #include "tools/inspect/hex_dump.h"
 #include "tools/inspect/listing.h"
@@ -91,6 +92,17 @@ absl::StatusOr<Command> ParseCommand(absl::Span<const std::string> args, bool sp
     }
     return command;
   }
+  if (verb == "dma-check") {
+    if (spec) return absl::InvalidArgumentError("--spec does not apply to dma-check");
+    if (args.size() < 2 || args.size() > 3 ||
+        (args.size() == 3 && args[2] != "fd" && args[2] != "messages")) {
+      return absl::InvalidArgumentError("dma-check takes SOCKET [fd|messages]");
+    }
+    command.kind = Command::Kind::kDmaCheck;
+    command.socket_path = args[1];
+    command.dma_by_messages = args.size() == 3 && args[2] == "messages";
+    return command;
+  }
   if (args.size() != 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown command \"", verb, "\" (a listing takes just SOCKET; see --help)"));
@@ -139,6 +151,15 @@ absl::StatusOr<std::string> RunCommandOn(Client& client, const Command& command)
       return absl::StrFormat("wrote %d bytes to region %d at 0x%x\n", command.data.size(),
                              command.region, command.offset);
     }
+    case Command::Kind::kDmaCheck: {
+      devices::DmaCheckOptions options;
+      options.memory = command.dma_by_messages ? devices::DmaCheckMemory::kMessages
+                                               : devices::DmaCheckMemory::kFdBacked;
+      VFU_ASSIGN_OR_RETURN(devices::DmaCheckReport report, devices::RunDmaCheck(client, options));
+      std::string line = devices::FormatDmaCheckReport(report) + "\n";
+      if (!report.ok) return absl::InternalError(line);
+      return line;
+    }
   }
   return absl::InternalError("unknown command kind");
 }
@@ -160,6 +181,11 @@ Usage:
   inspect write SOCKET REGION OFFSET HEXBYTES
       Write bytes ("de ad be ef", "deadbeef" or "de:ad:be:ef") at OFFSET of
       region REGION. This changes the device: use with care.
+  inspect dma-check SOCKET [fd|messages]
+      For a DMA engine (devices/dma_engine): share memory with the device
+      (with an fd, or without one so the device must use DMA_READ/DMA_WRITE
+      messages), run a copy job, wait for its MSI-X interrupt and check the
+      bytes.
 
 Numbers are decimal or 0x-prefixed hex. Regions: 0-5 BARs, 6 ROM, 7 config
 space, 8 VGA, 9 and up device-specific.

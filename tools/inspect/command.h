@@ -6,6 +6,8 @@
 //   inspect --spec SOCKET                       vfu.proto.DeviceSpec text
 //   inspect read SOCKET REGION OFFSET SIZE      hex dump of a region range
 //   inspect write SOCKET REGION OFFSET HEXBYTES write bytes to a region
+//   inspect dma-check SOCKET [fd|messages]       run a DMA engine job and
+//                                               check the copied bytes
 #ifndef VFU_TOOLS_INSPECT_COMMAND_H_
 #define VFU_TOOLS_INSPECT_COMMAND_H_
 
@@ -24,7 +26,7 @@ namespace vfu::inspect {
 inline constexpr uint64_t kMaxReadSize = 16 << 20;
 
 struct Command {
-  enum class Kind { kListing, kSpec, kRead, kWrite };
+  enum class Kind { kListing, kSpec, kRead, kWrite, kDmaCheck };
   Kind kind = Kind::kListing;
   std::string socket_path;
   // kRead / kWrite.
@@ -32,6 +34,7 @@ struct Command {
   uint64_t offset = 0;
   uint64_t size = 0;          // kRead
   std::vector<uint8_t> data;  // kWrite
+  bool dma_by_messages = false;  // kDmaCheck: fd-less memory
 };
 
 // Parses the positional arguments (flags already removed); `spec` is the

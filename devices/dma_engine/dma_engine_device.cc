@@ -1,0 +1,422 @@
+#include "devices/dma_engine/dma_engine_device.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "vfu/base/log.h"
+
+namespace vfu::devices {
+
+using dma_engine::ChannelRegister;
+using dma_engine::kBarSize;
+using dma_engine::kChannelBase;
+using dma_engine::kChannelStride;
+using dma_engine::kChunkSize;
+using dma_engine::kClassCode;
+using dma_engine::kDeviceId;
+using dma_engine::kDoorbellAbort;
+using dma_engine::kDoorbellStart;
+using dma_engine::kErrorAborted;
+using dma_engine::kErrorDestinationFault;
+using dma_engine::kErrorDetached;
+using dma_engine::kErrorInvalid;
+using dma_engine::kErrorNone;
+using dma_engine::kErrorSourceFault;
+using dma_engine::kIdValue;
+using dma_engine::kMsixPbaOffset;
+using dma_engine::kMsixTableOffset;
+using dma_engine::kNumChannels;
+using dma_engine::kRegChannels;
+using dma_engine::kRegDestinationHi;
+using dma_engine::kRegDestinationLo;
+using dma_engine::kRegDoorbell;
+using dma_engine::kRegError;
+using dma_engine::kRegId;
+using dma_engine::kRegIrqStatus;
+using dma_engine::kRegisterRevision;
+using dma_engine::kRegLength;
+using dma_engine::kRegProgress;
+using dma_engine::kRegSourceHi;
+using dma_engine::kRegSourceLo;
+using dma_engine::kRegStatus;
+using dma_engine::kRegVersion;
+using dma_engine::kRevision;
+using dma_engine::kStatusBusy;
+using dma_engine::kStatusDone;
+using dma_engine::kStatusError;
+using dma_engine::kVendorId;
+
+namespace {
+
+constexpr uint64_t kChannelEnd = ChannelRegister(kNumChannels, 0);
+
+PciDeviceSpec DmaEngineSpec() {
+  PciDeviceSpec spec;
+  spec.identity = {.vendor_id = kVendorId,
+                   .device_id = kDeviceId,
+                   .subsystem_vendor_id = kVendorId,
+                   .subsystem_id = kDeviceId,
+                   .class_code = kClassCode,
+                   .revision = kRevision};
+  spec.bars[0].size = kBarSize;  // 32-bit memory, messages only
+  spec.interrupts = {.msix_vectors = kNumChannels,
+                     .msix_bar = 0,
+                     .msix_table_offset = kMsixTableOffset,
+                     .msix_pba_offset = kMsixPbaOffset};
+  return spec;
+}
+
+uint32_t Low(uint64_t value) { return static_cast<uint32_t>(value); }
+uint32_t High(uint64_t value) { return static_cast<uint32_t>(value >> 32); }
+uint64_t WithLow(uint64_t value, uint32_t low) { return (value & ~uint64_t{0xffffffff}) | low; }
+uint64_t WithHigh(uint64_t value, uint32_t high) {
+  return (value & uint64_t{0xffffffff}) | (uint64_t{high} << 32);
+}
+
+// Moves `in`'s bytes to `out` (same total length, segments cut anywhere).
+// memmove: two IOVAs may alias one page of the client's file.
+void MoveSegments(const DmaSgList& in, const DmaSgList& out) {
+  absl::Span<const DmaSgList::Segment> from = in.segments();
+  absl::Span<const DmaSgList::Segment> to = out.segments();
+  size_t i = 0, j = 0;
+  uint64_t in_offset = 0, out_offset = 0;
+  while (i < from.size() && j < to.size()) {
+    const uint64_t n = std::min(from[i].length - in_offset, to[j].length - out_offset);
+    std::memmove(to[j].host + out_offset, from[i].host + in_offset, n);
+    in_offset += n;
+    out_offset += n;
+    if (in_offset == from[i].length) {
+      ++i;
+      in_offset = 0;
+    }
+    if (out_offset == to[j].length) {
+      ++j;
+      out_offset = 0;
+    }
+  }
+}
+
+// A pin fails this way when part of the range is fd-less memory, which
+// only messages reach: not a fault, the chunk takes the buffered path.
+bool NeedsMessages(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kFailedPrecondition;
+}
+
+// The ERROR value for a failed access to one side of the copy, logged.
+uint32_t Fault(uint32_t channel, uint32_t side_error, const char* what, uint64_t iova,
+               uint64_t length, const absl::Status& status) {
+  VFU_LOG(kWarning, "dma_engine: channel ", channel, ": ", what, " [0x", absl::Hex(iova), ", +0x",
+          absl::Hex(length), ") failed: ", status.ToString());
+  return status.code() == absl::StatusCode::kUnavailable ? kErrorDetached : side_error;
+}
+
+}  // namespace
+
+DmaEngineDevice::DmaEngineDevice() : PciDevice(DmaEngineSpec()) {
+  threads_.reserve(kNumChannels);
+  for (uint32_t channel = 0; channel < kNumChannels; ++channel) {
+    threads_.emplace_back([this, channel] { ChannelLoop(channel); });
+  }
+}
+
+DmaEngineDevice::~DmaEngineDevice() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    // Abandon what runs, so each thread stops at its next step.
+    for (Channel& c : channels_) ++c.generation;
+  }
+  for (std::thread& thread : threads_) thread.join();
+}
+
+// ---------------------------------------------------------------- registers
+
+uint32_t DmaEngineDevice::ReadRegisterLocked(uint64_t offset) const {
+  switch (offset) {
+    case kRegId:
+      return kIdValue;
+    case kRegVersion:
+      return kRegisterRevision;
+    case kRegChannels:
+      return kNumChannels;
+    case kRegIrqStatus:
+      return irq_status_;
+    default:
+      break;
+  }
+  if (offset < kChannelBase || offset >= kChannelEnd) return 0;  // reserved
+  const Channel& c = channels_[(offset - kChannelBase) / kChannelStride];
+  switch ((offset - kChannelBase) % kChannelStride) {
+    case kRegSourceLo:
+      return Low(c.source);
+    case kRegSourceHi:
+      return High(c.source);
+    case kRegDestinationLo:
+      return Low(c.destination);
+    case kRegDestinationHi:
+      return High(c.destination);
+    case kRegLength:
+      return c.length;
+    case kRegStatus:
+      return c.status;
+    case kRegError:
+      return c.error;
+    case kRegProgress:
+      return c.progress;
+    default:
+      return 0;  // DOORBELL and reserved
+  }
+}
+
+void DmaEngineDevice::WriteRegisterLocked(uint64_t offset, uint32_t value, uint32_t mask) {
+  if (offset == kRegIrqStatus) {
+    irq_status_ &= ~(value & mask);
+    return;
+  }
+  if (offset < kChannelBase || offset >= kChannelEnd) return;  // read-only or reserved
+  const uint32_t channel = static_cast<uint32_t>((offset - kChannelBase) / kChannelStride);
+  Channel& c = channels_[channel];
+  auto merge = [&](uint32_t old) { return (old & ~mask) | (value & mask); };
+  switch ((offset - kChannelBase) % kChannelStride) {
+    case kRegSourceLo:
+      c.source = WithLow(c.source, merge(Low(c.source)));
+      break;
+    case kRegSourceHi:
+      c.source = WithHigh(c.source, merge(High(c.source)));
+      break;
+    case kRegDestinationLo:
+      c.destination = WithLow(c.destination, merge(Low(c.destination)));
+      break;
+    case kRegDestinationHi:
+      c.destination = WithHigh(c.destination, merge(High(c.destination)));
+      break;
+    case kRegLength:
+      c.length = merge(c.length);
+      break;
+    case kRegDoorbell:
+      // Bits of bytes the access did not cover were not written.
+      DoorbellLocked(channel, value & mask);
+      break;
+    default:
+      break;  // read-only or reserved: dropped, as hardware does
+  }
+}
+
+void DmaEngineDevice::DoorbellLocked(uint32_t channel, uint32_t value) {
+  Channel& c = channels_[channel];
+  if ((value & kDoorbellAbort) != 0) {
+    // The thread ends the job at its next step; until then it is busy.
+    if (c.status == kStatusBusy) c.abort = true;
+    return;
+  }
+  if ((value & kDoorbellStart) == 0 || c.status == kStatusBusy) return;
+  c.job = {.source = c.source, .destination = c.destination, .length = c.length};
+  c.status = kStatusBusy;
+  c.error = kErrorNone;
+  c.progress = 0;
+  c.abort = false;
+  c.start = true;
+  ++c.generation;
+}
+
+void DmaEngineDevice::FinishLocked(uint32_t channel, uint32_t error) {
+  Channel& c = channels_[channel];
+  c.status = error == kErrorNone ? kStatusDone : kStatusError;
+  c.error = error;
+  c.abort = false;
+  irq_status_ |= 1u << channel;
+  // A driver may poll STATUS instead of installing an eventfd.
+  if (!IrqEnabled(kMsixIrq, channel)) return;
+  absl::Status status = TriggerIrq(kMsixIrq, channel);
+  if (!status.ok()) {
+    VFU_LOG(kWarning, "dma_engine: channel ", channel,
+            ": raising MSI-X failed: ", status.ToString());
+  }
+}
+
+absl::Status DmaEngineDevice::OnRegionRead(uint32_t region, uint64_t offset,
+                                           absl::Span<uint8_t> out) {
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const uint64_t byte = offset + i;
+    out[i] = static_cast<uint8_t>(ReadRegisterLocked(byte & ~uint64_t{3}) >> (8 * (byte & 3)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DmaEngineDevice::OnRegionWrite(uint32_t region, uint64_t offset,
+                                            absl::Span<const uint8_t> data) {
+  absl::MutexLock lock(&mu_);
+  // One register at a time, in address order, with a mask of the bytes the
+  // access covers: an 8-byte write of LENGTH and DOORBELL sets the length
+  // first, then rings.
+  size_t i = 0;
+  while (i < data.size()) {
+    const uint64_t reg = (offset + i) & ~uint64_t{3};
+    uint32_t value = 0;
+    uint32_t mask = 0;
+    for (; i < data.size() && ((offset + i) & ~uint64_t{3}) == reg; ++i) {
+      const uint32_t shift = 8 * ((offset + i) & 3);
+      value |= uint32_t{data[i]} << shift;
+      mask |= 0xffu << shift;
+    }
+    WriteRegisterLocked(reg, value, mask);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DmaEngineDevice::OnReset() {
+  absl::MutexLock lock(&mu_);
+  for (Channel& c : channels_) {
+    // A new generation abandons the job in flight; the thread stops at its
+    // next step without touching the registers or raising an interrupt.
+    const uint64_t generation = c.generation + 1;
+    c = Channel();
+    c.generation = generation;
+  }
+  irq_status_ = 0;
+  return absl::OkStatus();
+}
+
+void DmaEngineDevice::OnClientDetached() {
+  absl::MutexLock lock(&mu_);
+  for (uint32_t channel = 0; channel < kNumChannels; ++channel) {
+    Channel& c = channels_[channel];
+    if (c.status != kStatusBusy) continue;
+    ++c.generation;
+    c.start = false;
+    c.abort = false;
+    c.status = kStatusError;
+    c.error = kErrorDetached;
+    // No interrupt: its eventfd left with the client.
+    irq_status_ |= 1u << channel;
+  }
+  // Every job is stale now, so each thread stops at its next step; the
+  // server may go away once this returns.
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (bool running : running_) {
+      if (running) return false;
+    }
+    return true;
+  };
+  mu_.Await(absl::Condition(&idle));
+}
+
+// ---------------------------------------------------------------- jobs
+
+void DmaEngineDevice::ChannelLoop(uint32_t channel) {
+  std::vector<uint8_t> buffer(kChunkSize);
+  while (true) {
+    Job job;
+    uint64_t generation;
+    {
+      absl::MutexLock lock(&mu_);
+      const Channel& c = channels_[channel];
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return c.start || stopping_; };
+      mu_.Await(absl::Condition(&ready));
+      if (stopping_) return;
+      channels_[channel].start = false;
+      running_[channel] = true;
+      job = c.job;
+      generation = c.generation;
+    }
+    const std::optional<uint32_t> error = RunJob(channel, generation, job, buffer);
+    absl::MutexLock lock(&mu_);
+    running_[channel] = false;
+    // A reset or detach since the last step already set the registers.
+    if (!error || channels_[channel].generation != generation) continue;
+    FinishLocked(channel, *error);
+  }
+}
+
+DmaEngineDevice::Step DmaEngineDevice::Checkpoint(uint32_t channel, uint64_t generation,
+                                                  uint64_t progress) {
+  absl::MutexLock lock(&mu_);
+  Channel& c = channels_[channel];
+  if (c.generation != generation) return Step::kStale;
+  c.progress = static_cast<uint32_t>(progress);
+  return c.abort ? Step::kAborted : Step::kContinue;
+}
+
+std::optional<uint32_t> DmaEngineDevice::RunJob(uint32_t channel, uint64_t generation,
+                                                const Job& job, std::vector<uint8_t>& buffer) {
+  if (job.length == 0) return kErrorNone;
+  const uint64_t source_last = job.source + (job.length - 1);
+  const uint64_t destination_last = job.destination + (job.length - 1);
+  if (source_last < job.source || destination_last < job.destination ||
+      (job.source <= destination_last && job.destination <= source_last)) {
+    VFU_LOG(kWarning, "dma_engine: channel ", channel, ": source 0x", absl::Hex(job.source),
+            " and destination 0x", absl::Hex(job.destination), " of 0x", absl::Hex(job.length),
+            " bytes overlap or wrap around");
+    return kErrorInvalid;
+  }
+  DeviceContext* context = dma();
+  if (context == nullptr) return kErrorDetached;
+
+  // Set once a pin finds fd-less memory: the rest of the job is buffered
+  // rather than trying (and failing) to pin every chunk.
+  bool buffered = false;
+  uint64_t done = 0;
+  while (done < job.length) {
+    switch (Checkpoint(channel, generation, done)) {
+      case Step::kStale:
+        return std::nullopt;
+      case Step::kAborted:
+        return kErrorAborted;
+      case Step::kContinue:
+        break;
+    }
+    const uint64_t n = std::min<uint64_t>(kChunkSize, job.length - done);
+    const uint64_t source = job.source + done;
+    const uint64_t destination = job.destination + done;
+
+    if (!buffered) {
+      // Zero copy between two fd-backed ranges. The lists are released
+      // before any wait for the client (DmaSgList's contract).
+      absl::StatusOr<DmaSgList> in = context->DmaPin(source, n, DmaDirection::kRead);
+      if (!in.ok() && !NeedsMessages(in.status())) {
+        return Fault(channel, kErrorSourceFault, "reading source", source, n, in.status());
+      }
+      if (in.ok()) {
+        absl::StatusOr<DmaSgList> out = context->DmaPin(destination, n, DmaDirection::kWrite);
+        if (!out.ok() && !NeedsMessages(out.status())) {
+          return Fault(channel, kErrorDestinationFault, "writing destination", destination, n,
+                       out.status());
+        }
+        if (out.ok()) {
+          MoveSegments(*in, *out);
+          out->MarkAllDirty();
+          done += n;
+          continue;
+        }
+      }
+      buffered = true;
+    }
+
+    absl::Span<uint8_t> chunk = absl::MakeSpan(buffer).subspan(0, n);
+    if (absl::Status read = context->DmaRead(source, chunk); !read.ok()) {
+      return Fault(channel, kErrorSourceFault, "reading source", source, n, read);
+    }
+    // The read may have waited long for the client: look again before
+    // writing anything.
+    switch (Checkpoint(channel, generation, done)) {
+      case Step::kStale:
+        return std::nullopt;
+      case Step::kAborted:
+        return kErrorAborted;
+      case Step::kContinue:
+        break;
+    }
+    if (absl::Status write = context->DmaWrite(destination, chunk); !write.ok()) {
+      return Fault(channel, kErrorDestinationFault, "writing destination", destination, n, write);
+    }
+    done += n;
+  }
+  if (Checkpoint(channel, generation, done) == Step::kStale) return std::nullopt;
+  return kErrorNone;
+}
+
+}  // namespace vfu::devices
