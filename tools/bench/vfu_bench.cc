@@ -46,8 +46,12 @@
 // Modes (--mode). `spin`: the client sets ClientOptions::busy_poll, and both
 // raw ends spin on non-blocking send/recv. `sleep`: the client sleeps in
 // poll(2), the raw ends block in send/recv. Ratios compare figures of the
-// same mode. The server's IO thread spins only with --reactor_busy_poll_us,
-// in both modes; its workers spin briefly in their semaphore as always.
+// same mode. The server's IO thread spins after every iteration only with
+// --reactor_busy_poll_us, in both modes; it polls for the reply of a
+// command in flight (RuntimeOptions::reply_busy_poll, --reply_busy_poll_us)
+// and one idle worker polls for the next command
+// (RuntimeOptions::worker_idle_spin, --worker_idle_spin_us) by default,
+// both backing off when the CPU is wanted elsewhere (--poll_backoff_us).
 //
 // Processes. The parent stays single-threaded (its client starts no
 // thread), so it may fork at any time. Each mode forks one server child;
@@ -64,7 +68,9 @@
 // server's IO thread and workers, also shown apart); and the server's own
 // counters: eventfd wake-ups (Reactor::wakeups(): worker-to-IO hand-offs
 // that found the IO thread asleep), epoll_wait returns, reactor tasks and
-// pool tasks (strand runners), and the client's poll(2) sleeps. The server
+// pool tasks (strand runners), tasks an idle worker took while polling
+// (WorkerPool::spin_hits()), loop iterations that polled for a reply
+// (Reactor::poller_polls()), and the client's poll(2) sleeps. The server
 // child reports its side over a control socket when the parent asks,
 // between passes.
 #include <dirent.h>
@@ -129,6 +135,15 @@ ABSL_FLAG(int, workers, 2, "worker threads of the vfu server");
 ABSL_FLAG(int, reactor_busy_poll_us, 0,
           "the server's Reactor::set_busy_poll() window in microseconds (0: the IO "
           "thread blocks at once)");
+ABSL_FLAG(int, reply_busy_poll_us, -1,
+          "the server's RuntimeOptions::reply_busy_poll in microseconds (-1: its default, "
+          "0: off)");
+ABSL_FLAG(int, worker_idle_spin_us, -1,
+          "the server's RuntimeOptions::worker_idle_spin in microseconds (-1: its default, "
+          "0: off)");
+ABSL_FLAG(int, poll_backoff_us, -1,
+          "the server's RuntimeOptions::poll_backoff in microseconds (-1: its default, 0: "
+          "polls never back off)");
 ABSL_FLAG(std::string, mode, "both",
           "spin, sleep or both: how the client and the raw ends wait for data");
 ABSL_FLAG(bool, csv, false, "print one CSV table instead of the two text tables");
@@ -477,6 +492,8 @@ struct ServerStats {
   uint64_t reactor_iterations = 0;
   uint64_t reactor_tasks = 0;
   uint64_t pool_tasks = 0;
+  uint64_t pool_spin_hits = 0;
+  uint64_t reactor_poller_polls = 0;
   uint64_t device_reads = 0;
   uint64_t device_writes = 0;
   ThreadUsage io_thread;
@@ -489,6 +506,8 @@ ServerStats CollectServerStats(Server& server, const BarDevice& device, pid_t io
   stats.reactor_iterations = server.reactor().loop_iterations();
   stats.reactor_tasks = server.reactor().tasks_run();
   stats.pool_tasks = server.pool().tasks_run();
+  stats.pool_spin_hits = server.pool().spin_hits();
+  stats.reactor_poller_polls = server.reactor().poller_polls();
   stats.device_reads = device.reads();
   stats.device_writes = device.writes();
   const pid_t self = ::getpid();
@@ -539,6 +558,15 @@ int RunServerChild(UniqueFd control, const std::string& socket_path, int workers
   BarDevice device;
   ServerOptions options;
   options.worker_threads = static_cast<size_t>(workers);
+  if (const int us = absl::GetFlag(FLAGS_reply_busy_poll_us); us >= 0) {
+    options.runtime.reply_busy_poll = absl::Microseconds(us);
+  }
+  if (const int us = absl::GetFlag(FLAGS_worker_idle_spin_us); us >= 0) {
+    options.runtime.worker_idle_spin = absl::Microseconds(us);
+  }
+  if (const int us = absl::GetFlag(FLAGS_poll_backoff_us); us >= 0) {
+    options.runtime.poll_backoff = absl::Microseconds(us);
+  }
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(options);
   absl::Status status = server.status();
   if (status.ok()) status = (*server)->AddDevice(socket_path, device);
@@ -634,6 +662,8 @@ struct Costs {
   uint64_t epoll_returns = 0;  // Reactor::loop_iterations()
   uint64_t reactor_tasks = 0;
   uint64_t pool_tasks = 0;     // strand runners
+  uint64_t spin_hits = 0;      // WorkerPool::spin_hits()
+  uint64_t poller_polls = 0;   // Reactor::poller_polls()
   uint64_t client_sleeps = 0;  // ClientStats::poll_sleeps
 
   Costs& operator+=(const Costs& other) {
@@ -647,6 +677,8 @@ struct Costs {
     epoll_returns += other.epoll_returns;
     reactor_tasks += other.reactor_tasks;
     pool_tasks += other.pool_tasks;
+    spin_hits += other.spin_hits;
+    poller_polls += other.poller_polls;
     client_sleeps += other.client_sleeps;
     return *this;
   }
@@ -750,6 +782,8 @@ absl::StatusOr<Measurement> MeasureVfu(ServerProcess& server, Client& client, in
   c.epoll_returns = s1.reactor_iterations - s0.reactor_iterations;
   c.reactor_tasks = s1.reactor_tasks - s0.reactor_tasks;
   c.pool_tasks = s1.pool_tasks - s0.pool_tasks;
+  c.spin_hits = s1.pool_spin_hits - s0.pool_spin_hits;
+  c.poller_polls = s1.reactor_poller_polls - s0.reactor_poller_polls;
   c.client_sleeps = c1.poll_sleeps - c0.poll_sleeps;
   m.pass = std::move(pass);
   return m;
@@ -1146,6 +1180,8 @@ constexpr CostColumn kCostColumns[] = {
     {"epoll", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.epoll_returns)); }},
     {"r.task", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.reactor_tasks)); }},
     {"p.task", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.pool_tasks)); }},
+    {"w.spin", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.spin_hits)); }},
+    {"r.poll", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.poller_polls)); }},
     {"sleep", [](const Costs& c) { return VfuOnly(c, PerMessage(c, c.client_sleeps)); }},
 };
 
@@ -1166,8 +1202,9 @@ void PrintTables(const std::vector<Row>& rows) {
       "voluntary "
       "(blocked) / involuntary (preempted) context switches;\ncpu/wait: us on a CPU / us "
       "runnable but waiting for one. wakeup: eventfd writes (Reactor::wakeups()); epoll:\n"
-      "epoll_wait returns; r.task/p.task: reactor / pool tasks run; sleep: client poll(2) "
-      "sleeps.\n");
+      "epoll_wait returns; r.task/p.task: reactor / pool tasks run; w.spin: tasks a polling "
+      "idle worker took;\nr.poll: loop iterations that polled for a reply; sleep: client "
+      "poll(2) sleeps.\n");
   std::printf("%-6s %-9s", "mode", "figure");
   for (const CostColumn& column : kCostColumns) std::printf(" %6s", column.name);
   std::printf("\n");
@@ -1264,6 +1301,12 @@ void PrintCsv(const std::vector<Row>& rows) {
 }
 
 
+// A microseconds flag where -1 means `fallback`, for the header line.
+std::string FormatMicros(const absl::Flag<int>& flag, absl::Duration fallback) {
+  const int us = absl::GetFlag(flag);
+  return absl::FormatDuration(us >= 0 ? absl::Microseconds(us) : fallback);
+}
+
 absl::Status Run() {
   Config config{
       .rounds = absl::GetFlag(FLAGS_rounds),
@@ -1280,10 +1323,14 @@ absl::Status Run() {
     return absl::InvalidArgumentError("--mode must be spin, sleep or both");
   }
   if (config.rounds < 1 || config.pass_ns <= 0 || config.iterations < 1 || config.messages < 1 ||
-      config.workers < 1 || config.reactor_busy_poll_us < 0) {
+      config.workers < 1 || config.reactor_busy_poll_us < 0 ||
+      absl::GetFlag(FLAGS_reply_busy_poll_us) < -1 ||
+      absl::GetFlag(FLAGS_worker_idle_spin_us) < -1 ||
+      absl::GetFlag(FLAGS_poll_backoff_us) < -1) {
     return absl::InvalidArgumentError(
         "--rounds, --pass_seconds, --iterations, --messages and --workers must be positive, "
-        "--reactor_busy_poll_us not negative");
+        "--reactor_busy_poll_us not negative, --reply_busy_poll_us, "
+        "--worker_idle_spin_us and --poll_backoff_us -1 or more");
   }
   // The client has 65536 message IDs.
   if (config.window < 1 || config.window > 4096) {
@@ -1300,12 +1347,15 @@ absl::Status Run() {
 
   if (!absl::GetFlag(FLAGS_csv)) {
     std::printf(
-        "vfu_bench: %ld CPUs, load average %s; %d workers, reactor busy-poll %d us; %d "
-        "rounds of passes of %d round trips or %d messages, window %d, each pass at most "
-        "%.1f s after a warm-up of a tenth\n\n",
+        "vfu_bench: %ld CPUs, load average %s; %d workers, reactor busy-poll %d us, reply "
+        "poll %s, worker idle spin %s, poll backoff %s; %d rounds of passes of %d round trips "
+        "or %d messages, window %d, each pass at most %.1f s after a warm-up of a tenth\n\n",
         ::sysconf(_SC_NPROCESSORS_ONLN), LoadAverage().c_str(), config.workers,
-        config.reactor_busy_poll_us, config.rounds, config.iterations, config.messages,
-        config.window, config.pass_ns / 1e9);
+        config.reactor_busy_poll_us, FormatMicros(FLAGS_reply_busy_poll_us,
+                                                  RuntimeOptions().reply_busy_poll).c_str(),
+        FormatMicros(FLAGS_worker_idle_spin_us, RuntimeOptions().worker_idle_spin).c_str(),
+        FormatMicros(FLAGS_poll_backoff_us, RuntimeOptions().poll_backoff).c_str(),
+        config.rounds, config.iterations, config.messages, config.window, config.pass_ns / 1e9);
     std::fflush(stdout);
   }
   const int64_t start = NowNs();

@@ -1,5 +1,9 @@
 #include "vfu/dispatch/worker_pool.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include "absl/base/config.h"
@@ -17,9 +21,20 @@ constexpr bool kUnderThreadSanitizer = true;
 constexpr bool kUnderThreadSanitizer = false;
 #endif
 
+int64_t NonNegativeNanoseconds(absl::Duration d) {
+  return std::max<int64_t>(absl::ToInt64Nanoseconds(d), 0);
+}
+
 }  // namespace
 
-WorkerPool::WorkerPool(size_t num_threads) : num_threads_(num_threads) {
+WorkerPool::WorkerPool(size_t num_threads)
+    : WorkerPool(num_threads, PollOptions()) {}
+
+WorkerPool::WorkerPool(size_t num_threads, PollOptions poll)
+    : num_threads_(num_threads),
+      idle_spin_ns_(NonNegativeNanoseconds(poll.idle_spin)),
+      slow_yield_ns_(NonNegativeNanoseconds(poll.slow_yield)),
+      backoff_ns_(NonNegativeNanoseconds(poll.backoff)) {
   VFU_CHECK(num_threads > 0, "a WorkerPool needs at least one thread");
   threads_.reserve(num_threads);
   for (size_t i = 0; i < num_threads; ++i) {
@@ -52,12 +67,20 @@ void WorkerPool::Enqueue(Task task) {
     const bool queued = queue_.enqueue(std::move(task));
     VFU_CHECK(queued, "WorkerPool queue allocation failed");
   }
+  // A polling worker takes the task without a wake-up; a sleeping one
+  // would otherwise get it first (ready_ wakes waiters before pollers see a
+  // unit). The claim is made after the enqueue, so the poller finds it.
+  int polling = kPolling;
+  if (poll_state_.compare_exchange_strong(polling, kClaimed,
+                                          std::memory_order_acq_rel)) {
+    return;
+  }
   ready_.signal();
 }
 
 WorkerPool::Task WorkerPool::Dequeue(moodycamel::ConsumerToken& token) {
   Task task;
-  // The semaphore unit guarantees an item, but the queue is not
+  // The semaphore unit (or claim) guarantees an item, but the queue is not
   // linearizable: a just-enqueued item can take a moment to show up.
   for (;;) {
     absl::MutexLockMaybe lock(kUnderThreadSanitizer ? &tsan_queue_mu_
@@ -99,11 +122,76 @@ void WorkerPool::Shutdown() {
   threads_.clear();
 }
 
+void WorkerPool::WaitForTask() {
+  using Clock = std::chrono::steady_clock;
+  // Poll only when no task is queued or running anywhere: a worker busy
+  // with device code already holds a CPU, and on a small machine a poller
+  // next to it would take the other one from the IO thread and the client.
+  // (A queued task means a unit is ready for us anyway.)
+  int none = kNoPoller;
+  if (idle_spin_ns_ <= 0 ||
+      (outstanding_.load(std::memory_order_relaxed) & ~kClosed) != 0 ||
+      Clock::now().time_since_epoch().count() <
+          no_poll_until_.load(std::memory_order_relaxed) ||
+      !poll_state_.compare_exchange_strong(none, kPolling,
+                                           std::memory_order_acq_rel)) {
+    while (!ready_.wait()) continue;  // As BlockingConcurrentQueue does.
+    return;
+  }
+  // Only this worker changes the state away from kClaimed, and submitters
+  // only move it from kPolling to kClaimed.
+  Clock::time_point now = Clock::now();
+  Clock::time_point until = now + std::chrono::nanoseconds(idle_spin_ns_);
+  for (;;) {
+    if (poll_state_.load(std::memory_order_acquire) == kClaimed) {
+      poll_state_.store(kNoPoller, std::memory_order_release);
+      break;
+    }
+    // A unit signalled before we started polling (or while no one did).
+    if (ready_.tryWait()) {
+      // A claim that landed meanwhile is a second task: give it back to
+      // the semaphore for another worker (or for our next wait).
+      if (poll_state_.exchange(kNoPoller, std::memory_order_acq_rel) ==
+          kClaimed) {
+        ready_.signal();
+      }
+      break;
+    }
+    if (now >= until) {
+      int polling = kPolling;
+      if (poll_state_.compare_exchange_strong(polling, kNoPoller,
+                                              std::memory_order_acq_rel)) {
+        while (!ready_.wait()) continue;
+        return;
+      }
+      // Claimed just now.
+      poll_state_.store(kNoPoller, std::memory_order_release);
+      break;
+    }
+    // Let a thread that shares this CPU (the IO thread, the client) run:
+    // it is what produces the next task. A yield that took a time slice
+    // means another thread (another process, a busy-polling client) wants
+    // this CPU: polling would then delay the next task by slices instead
+    // of saving a wake-up, so stop (see PollOptions::backoff).
+    ::sched_yield();
+    const Clock::time_point back = Clock::now();
+    if (backoff_ns_ > 0 && back - now >= std::chrono::nanoseconds(slow_yield_ns_)) {
+      no_poll_until_.store(
+          (back + std::chrono::nanoseconds(backoff_ns_)).time_since_epoch().count(),
+          std::memory_order_relaxed);
+      poll_backoffs_.fetch_add(1, std::memory_order_relaxed);
+      until = back;  // Stop at the next look, as at the end of the window.
+    }
+    now = back;
+  }
+  spin_hits_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void WorkerPool::WorkerLoop() {
   current_pool = this;
   moodycamel::ConsumerToken token(queue_);
   for (;;) {
-    while (!ready_.wait()) continue;  // As BlockingConcurrentQueue does.
+    WaitForTask();
     Task task = Dequeue(token);
     if (task == nullptr) break;  // Shutdown's exit marker.
     task();

@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -15,6 +16,22 @@ namespace {
 
 // Generous deadline for waits that only fail when the pool is broken.
 constexpr absl::Duration kDeadline = absl::Seconds(10);
+
+// Polls for `idle_spin` and never backs off, whatever the machine's load:
+// the tests that count polled tasks need that to be deterministic.
+WorkerPool::PollOptions NoBackoff(absl::Duration idle_spin) {
+  return {.idle_spin = idle_spin, .backoff = absl::ZeroDuration()};
+}
+
+// Waits until `condition` holds; false if it did not within kDeadline.
+bool AwaitTrue(absl::FunctionRef<bool()> condition) {
+  const absl::Time deadline = absl::Now() + kDeadline;
+  while (!condition()) {
+    if (absl::Now() >= deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
 
 // Every task submitted from several threads runs exactly once.
 TEST(WorkerPoolTest, RunsEveryTaskFromManySubmitters) {
@@ -137,6 +154,125 @@ TEST(WorkerPoolTest, ShutdownWaitsForRunningTask) {
   release.Notify();
   stopper.join();
   EXPECT_TRUE(finished_at_return);
+}
+
+// Without an idle spin window no worker ever polls.
+TEST(WorkerPoolTest, WithoutIdleSpinNoWorkerPolls) {
+  WorkerPool pool(2);
+  for (int i = 0; i < 50; ++i) {
+    absl::Notification done;
+    pool.Submit([&done] { done.Notify(); });
+    done.WaitForNotification();
+    EXPECT_FALSE(pool.worker_polling());
+  }
+  pool.Shutdown();
+  EXPECT_EQ(pool.spin_hits(), 0u);
+}
+
+// A worker that goes idle while another task still runs sleeps rather than
+// polls: while a long task runs, ten short ones are each taken by a worker
+// woken through the semaphore, none by a poller.
+TEST(WorkerPoolTest, NoPollingWhileAnotherTaskRuns) {
+  WorkerPool pool(2, NoBackoff(absl::Minutes(10)));
+  absl::Notification long_started;
+  absl::Notification release;
+  pool.Submit([&] {
+    long_started.Notify();
+    release.WaitForNotification();
+  });
+  long_started.WaitForNotification();
+  const uint64_t hits = pool.spin_hits();
+  for (int i = 0; i < 10; ++i) {
+    absl::Notification done;
+    pool.Submit([&done] { done.Notify(); });
+    done.WaitForNotification();
+  }
+  EXPECT_EQ(pool.spin_hits(), hits);
+  release.Notify();
+  pool.Shutdown();  // before `release` goes away under the long task
+}
+
+// A polling worker gets a submitted task ahead of a worker asleep in the
+// semaphore (which would need a wake-up): with two idle workers, one of
+// them polling, each of 50 tasks is taken by the poller.
+TEST(WorkerPoolTest, PollingWorkerGetsTaskBeforeSleepingOne) {
+  constexpr int kTasks = 50;
+  WorkerPool pool(2, NoBackoff(absl::Minutes(10)));
+  for (int i = 0; i < kTasks; ++i) {
+    // Wait for a worker to poll again after the last task (it never stops
+    // on its own: the window outlasts the test).
+    ASSERT_TRUE(AwaitTrue([&] { return pool.worker_polling(); })) << "task " << i;
+    absl::Notification done;
+    pool.Submit([&done] { done.Notify(); });
+    done.WaitForNotification();
+    ASSERT_EQ(pool.spin_hits(), uint64_t(i + 1)) << "task " << i;
+  }
+}
+
+// A slow yield (here every yield counts as slow) stops polling for the
+// backoff period: tasks submitted then go to workers asleep in the
+// semaphore.
+TEST(WorkerPoolTest, SlowYieldStopsPolling) {
+  WorkerPool pool(1, {.idle_spin = absl::Minutes(10),
+                      .slow_yield = absl::ZeroDuration(),
+                      .backoff = absl::Minutes(10)});
+  // The idle worker polls, yields once and backs off.
+  ASSERT_TRUE(AwaitTrue([&] { return pool.poll_backoffs() > 0; }));
+  const uint64_t hits = pool.spin_hits();
+  for (int i = 0; i < 10; ++i) {
+    absl::Notification done;
+    pool.Submit([&done] { done.Notify(); });
+    done.WaitForNotification();
+  }
+  EXPECT_EQ(pool.spin_hits(), hits);
+  EXPECT_FALSE(pool.worker_polling());
+}
+
+// Only one worker polls at a time; the others sleep in the semaphore and
+// are still woken for work: a task that blocks until a second task runs
+// completes.
+TEST(WorkerPoolTest, IdleSpinLeavesOtherWorkersWakeable) {
+  WorkerPool pool(3, NoBackoff(absl::Minutes(10)));
+  for (int round = 0; round < 100; ++round) {
+    absl::Notification released;
+    absl::Notification first_done;
+    bool saw_release = false;
+    pool.Submit([&] {
+      saw_release = released.WaitForNotificationWithTimeout(kDeadline);
+      first_done.Notify();
+    });
+    pool.Submit([&] { released.Notify(); });
+    first_done.WaitForNotification();
+    ASSERT_TRUE(saw_release) << "round " << round;
+  }
+}
+
+// Tasks from several threads with a short poll window (so polls start, end
+// and get claimed all the time): every task runs exactly once, and
+// Shutdown() still finds every worker.
+TEST(WorkerPoolTest, IdleSpinRunsEveryTaskOnce) {
+  constexpr int kSubmitters = 3;
+  constexpr int kTasksEach = 3000;
+  WorkerPool pool(2, WorkerPool::PollOptions{.idle_spin = absl::Microseconds(5)});
+  std::vector<std::atomic<int>> runs(kSubmitters * kTasksEach);
+  absl::BlockingCounter done(kSubmitters * kTasksEach);
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < kSubmitters; ++t) {
+    submitters.emplace_back([&, t] {
+      for (int i = 0; i < kTasksEach; ++i) {
+        pool.Submit([&, index = t * kTasksEach + i] {
+          runs[index].fetch_add(1, std::memory_order_relaxed);
+          done.DecrementCount();
+        });
+        if (i % 64 == 0) std::this_thread::yield();
+      }
+    });
+  }
+  for (std::thread& thread : submitters) thread.join();
+  done.Wait();
+  for (const std::atomic<int>& count : runs) ASSERT_EQ(count.load(), 1);
+  pool.Shutdown();
+  EXPECT_EQ(pool.tasks_run(), uint64_t{kSubmitters * kTasksEach});
 }
 
 // IsPoolThread() tells the pool's workers from other threads.

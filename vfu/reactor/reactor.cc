@@ -1,5 +1,6 @@
 #include "vfu/reactor/reactor.h"
 
+#include <sched.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
@@ -22,6 +23,10 @@ thread_local const Reactor* current_reactor = nullptr;
 // Events fetched per epoll_wait.
 constexpr int kMaxEvents = 64;
 
+// While polling only for pollers, one iteration in this many calls
+// epoll_wait; see Loop().
+constexpr int kPollerIterationsPerEpoll = 4;
+
 // Tasks run per iteration before fds get another look; the rest run in the
 // next iteration, which then does not block.
 constexpr size_t kMaxTasksPerIteration = 1024;
@@ -29,6 +34,8 @@ constexpr size_t kMaxTasksPerIteration = 1024;
 }  // namespace
 
 Reactor::Handler::~Handler() = default;
+
+Reactor::Poller::~Poller() = default;
 
 absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create() {
   UniqueFd epoll_fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -146,6 +153,31 @@ void Reactor::Unwatch(int fd) {
   }
 }
 
+void Reactor::AddPoller(Poller* poller) {
+  CheckRegistrationThread();
+  VFU_CHECK(poller != nullptr, "AddPoller: null poller");
+  if (std::find(pollers_.begin(), pollers_.end(), poller) == pollers_.end()) {
+    pollers_.push_back(poller);
+  }
+  // At once, not at the end of the iteration: the post the poller expects
+  // may come before that.
+  if (std::chrono::steady_clock::now() >= pollers_paused_until_) StartSpinning();
+}
+
+void Reactor::RemovePoller(Poller* poller) {
+  CheckRegistrationThread();
+  pollers_.erase(std::remove(pollers_.begin(), pollers_.end(), poller),
+                 pollers_.end());
+}
+
+bool Reactor::AskPollers() {
+  // Pollers may not add or remove pollers, so the vector is stable here.
+  pollers_.erase(std::remove_if(pollers_.begin(), pollers_.end(),
+                                [](Poller* p) { return !p->KeepPolling(); }),
+                 pollers_.end());
+  return !pollers_.empty();
+}
+
 void Reactor::Wake() {
   wakeups_.fetch_add(1, std::memory_order_relaxed);
   absl::Status status = wakeup_.Wake();
@@ -183,18 +215,54 @@ void Reactor::set_busy_poll(absl::Duration duration) {
   busy_poll_ns_.store(std::max<int64_t>(ns, 0), std::memory_order_relaxed);
 }
 
+void Reactor::set_poll_backoff(absl::Duration backoff, absl::Duration slow_yield) {
+  poll_backoff_ns_.store(std::max<int64_t>(absl::ToInt64Nanoseconds(backoff), 0),
+                         std::memory_order_relaxed);
+  slow_yield_ns_.store(std::max<int64_t>(absl::ToInt64Nanoseconds(slow_yield), 0),
+                       std::memory_order_relaxed);
+}
+
+bool Reactor::YieldWhilePolling() {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point before = Clock::now();
+  ::sched_yield();
+  const Clock::time_point after = Clock::now();
+  const int64_t backoff_ns = poll_backoff_ns_.load(std::memory_order_relaxed);
+  if (backoff_ns > 0 &&
+      after - before >= std::chrono::nanoseconds(
+                            slow_yield_ns_.load(std::memory_order_relaxed))) {
+    pollers_paused_until_ = after + std::chrono::nanoseconds(backoff_ns);
+    poll_backoffs_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Reactor::StartSpinning() {
+  if (spinning_) return;
+  spinning_ = true;
+  // From here every iteration looks at the queue, so posters may skip the
+  // eventfd; one that already saw false just wakes us needlessly. An
+  // exchange, not a store: see Post().
+  wake_pending_.exchange(true, std::memory_order_acq_rel);
+}
+
 void Reactor::Loop() {
   using Clock = std::chrono::steady_clock;
   current_reactor = this;
   struct epoll_event events[kMaxEvents];
-  // While spinning, wake_pending_ stays true, so posters skip the eventfd
-  // and the loop looks at the queue every iteration instead.
-  bool spinning = false;
-  Clock::time_point spin_until;
+  // The busy-poll window, while spinning for set_busy_poll().
+  Clock::time_point spin_until = Clock::time_point::min();
   // The queue must be looked at this iteration without waiting for a
   // wake-up: the last look stopped at kMaxTasksPerIteration, or spinning
   // just ended.
   bool look_at_queue = false;
+  // Polling only for pollers (no busy-poll window): epoll_wait then runs
+  // only every kPollerIterationsPerEpoll-th iteration. The post a poller
+  // awaits lands in the task queue, and each syscall costs about as much as
+  // the hand-off it waits for (a microsecond on small VMs).
+  bool polling_for_pollers = false;
+  int iterations_since_epoll = 0;
 
   // Hands the wake duty back to posters. The caller looks at the queue
   // next; that look finds every task whose poster saw the flag still set
@@ -204,21 +272,24 @@ void Reactor::Loop() {
   };
 
   while (true) {
-    if (spinning && Clock::now() >= spin_until) {
-      spinning = false;
-      clear_wake_pending();
-      look_at_queue = true;
-    }
-    const int timeout_ms = (spinning || look_at_queue) ? 0 : -1;
-    int count = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, timeout_ms);
-    loop_iterations_.store(loop_iterations_.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
-    if (count < 0) {
-      VFU_CHECK(errno == EINTR, "epoll_wait failed");
-      count = 0;
+    int count = 0;
+    if (polling_for_pollers && ++iterations_since_epoll < kPollerIterationsPerEpoll) {
+      // This iteration only looks at the queue.
+    } else {
+      iterations_since_epoll = 0;
+      const int timeout_ms = (spinning_ || look_at_queue) ? 0 : -1;
+      count = ::epoll_wait(epoll_fd_.get(), events, kMaxEvents, timeout_ms);
+      loop_iterations_.store(loop_iterations_.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_relaxed);
+      if (count < 0) {
+        VFU_CHECK(errno == EINTR, "epoll_wait failed");
+        count = 0;
+      }
     }
 
     bool woken = false;
+    // Handlers may start spinning (AddPoller); the queue is then looked at
+    // below, in this iteration.
     const int delivered = Dispatch(events, count, &woken);
     if (woken) {
       // Drain first, then clear the flag: a poster that sets the flag after
@@ -230,11 +301,11 @@ void Reactor::Loop() {
       VFU_CHECK(status.ok(), status.ToString().c_str());
       // While spinning the flag stays set: the queue is looked at below
       // anyway, and clear_wake_pending() runs when spinning ends.
-      if (!spinning) clear_wake_pending();
+      if (!spinning_) clear_wake_pending();
     }
 
     size_t ran = 0;
-    if (woken || spinning || look_at_queue) {
+    if (woken || spinning_ || look_at_queue) {
       ran = RunTasks(kMaxTasksPerIteration);
       look_at_queue = ran == kMaxTasksPerIteration;
     }
@@ -247,6 +318,10 @@ void Reactor::Loop() {
       break;
     }
 
+    // Whether the next iteration polls: the busy-poll window is open, or a
+    // poller asks for it. Pollers are asked after this iteration's handlers
+    // and tasks, which register them and (by writing a reply) satisfy them.
+    bool spin = false;
     const int64_t busy_poll_ns = busy_poll_ns_.load(std::memory_order_relaxed);
     if (busy_poll_ns > 0 && (delivered > 0 || ran > 0)) {
       const Clock::time_point now = Clock::now();
@@ -254,13 +329,38 @@ void Reactor::Loop() {
       spin_until = window < Clock::time_point::max() - now
                        ? now + window
                        : Clock::time_point::max();
-      if (!spinning) {
-        spinning = true;
-        // From here every iteration looks at the queue, so posters may skip
-        // the eventfd; one that already saw false just wakes us needlessly.
-        // An exchange, not a store: see Post().
-        wake_pending_.exchange(true, std::memory_order_acq_rel);
+      spin = true;
+    } else if (spinning_ && spin_until != Clock::time_point::min()) {
+      spin = Clock::now() < spin_until;
+      if (!spin) spin_until = Clock::time_point::min();
+    }
+    polling_for_pollers = false;
+    if (!pollers_.empty() && Clock::now() >= pollers_paused_until_ &&
+        AskPollers()) {
+      polling_for_pollers = !spin;
+      spin = true;
+      if (polling_for_pollers) {
+        poller_polls_.store(poller_polls_.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
+        // Nothing to do yet: let a thread that shares this CPU run; it may
+        // be the worker whose post we wait for. A slow yield pauses the
+        // pollers, and this iteration already stops spinning for them.
+        if (delivered == 0 && ran == 0 && !YieldWhilePolling()) {
+          polling_for_pollers = false;
+          spin = false;  // Only the pollers asked for it.
+        }
       }
+    }
+    if (spin) {
+      StartSpinning();
+    } else if (spinning_) {
+      spinning_ = false;
+      clear_wake_pending();
+      // The look at the queue the clear calls for, now rather than after
+      // another epoll_wait: the thread that was polled for (say, a client
+      // just sent its reply) may be waiting for this CPU. If tasks ran,
+      // the next iteration does not block, as after any work.
+      look_at_queue = RunTasks(kMaxTasksPerIteration) > 0;
     }
   }
   current_reactor = nullptr;

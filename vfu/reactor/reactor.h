@@ -11,14 +11,16 @@
 //   reactor->Stop();                        // or let the destructor do it
 //
 // Each loop iteration waits in epoll_wait, calls Handler::OnReady for every
-// ready fd, then runs posted tasks. Only the IO thread touches sockets;
+// ready fd, then runs posted tasks (an iteration polling for a Poller may
+// skip the epoll_wait; see Poller). Only the IO thread touches sockets;
 // every other thread hands it work with Post().
 //
 // Threads:
 //   Create, Start, Stop, destructor   any thread but the IO thread.
 //   Post, IsIoThread, counters,
-//   set_busy_poll                     any thread.
-//   Watch, Modify, Unwatch            the IO thread (from OnReady or a
+//   set_busy_poll, set_poll_backoff   any thread.
+//   Watch, Modify, Unwatch,
+//   AddPoller, RemovePoller           the IO thread (from OnReady or a
 //                                     task), or any thread while the loop is
 //                                     not running: before Start() or after
 //                                     Stop() returned, synchronized with
@@ -33,7 +35,9 @@
 //
 // Wake-ups: a Post only writes the eventfd when the queue may have gone from
 // empty to non-empty (an atomic "wake pending" flag, see Post() in the .cc),
-// so a burst of posts costs one wake-up.
+// so a burst of posts costs one wake-up. While the loop polls instead of
+// blocking (set_busy_poll, or a registered Poller that expects a post) it
+// holds that flag, so posts cost none.
 //
 // Lifetime and shutdown: Start() once; Stop() exits the loop and joins the
 // thread; it is idempotent and the destructor calls it. Every task whose
@@ -54,6 +58,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -86,6 +91,33 @@ class Reactor {
     // already fetched for an fd unwatched earlier in the same iteration is
     // dropped, never delivered.
     virtual void OnReady(uint32_t epoll_events) = 0;
+  };
+
+  // Keeps the loop polling instead of blocking while something on the IO
+  // thread expects another thread to Post() soon: a connection whose
+  // command runs on a worker and whose reply the IO thread must write. The
+  // poll makes that post skip the eventfd write, and so the IO thread skips
+  // a wake-up (on a 2-CPU VM about half a raw socket round trip). Unlike
+  // set_busy_poll it costs nothing while nothing is expected.
+  //
+  // A polling iteration that finds nothing to do yields the CPU (the
+  // awaited worker may share it), and only every few such iterations call
+  // epoll_wait: the awaited post lands in the task queue, which is looked
+  // at every time, and each syscall costs about as much as the hand-off.
+  // Fds are still served while polling, a few microseconds later at worst.
+  // A yield that keeps the loop off its CPU for a time slice means the CPU
+  // is wanted elsewhere (another process, a busy-polling client): polling
+  // would then delay the awaited post by slices, so pollers are not asked
+  // for a while (see set_poll_backoff) and posts wake the loop as usual.
+  class Poller {
+   public:
+    virtual ~Poller();
+
+    // Called on the IO thread at the end of every loop iteration while the
+    // poller is registered. True: keep polling; false: unregisters the
+    // poller. Must not call AddPoller or RemovePoller, and should be cheap:
+    // it runs once per polling iteration.
+    virtual bool KeepPolling() = 0;
   };
 
   // Creates the epoll set and the wakeup eventfd; the loop does not run
@@ -125,6 +157,16 @@ class Reactor {
   // not the number, so a closed fd with a live duplicate keeps reporting.
   void Unwatch(int fd);
 
+  // Registers `poller` (not owned), which the loop asks before each wait
+  // whether to poll; see Poller. Posts skip the eventfd from this call on,
+  // so register before handing out the work whose result will be posted.
+  // Registering twice is a no-op.
+  void AddPoller(Poller* poller);
+
+  // Unregisters `poller`; it is not called after this returns, so it may be
+  // destroyed. A no-op if it is not registered (KeepPolling returned false).
+  void RemovePoller(Poller* poller);
+
   // Queues `task` to run on the IO thread. Thread-safe, takes no lock (the
   // queue allocates a block now and then), and writes the eventfd only if
   // no wake-up is pending already. After Stop() see the file comment.
@@ -141,6 +183,14 @@ class Reactor {
   // are spare. Thread-safe; takes effect at the next iteration.
   void set_busy_poll(absl::Duration duration);
 
+  // A polling yield (see Poller) that took at least `slow_yield` stops
+  // polling for pollers during `backoff`; a zero `backoff` never stops it.
+  // Defaults: 10 ms, 500 us (another thread held the CPU for most of a
+  // time slice; the hand-offs polling waits for take microseconds).
+  // Thread-safe; takes effect at the next yield.
+  void set_poll_backoff(absl::Duration backoff,
+                        absl::Duration slow_yield = absl::Microseconds(500));
+
   // Counters for tests and benchmarks. Relaxed: a reading may lag.
   // Eventfd writes made by Post() and Stop().
   uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
@@ -151,6 +201,14 @@ class Reactor {
   // Tasks run.
   uint64_t tasks_run() const {
     return tasks_run_.load(std::memory_order_relaxed);
+  }
+  // Loop iterations that polled because a Poller asked for it.
+  uint64_t poller_polls() const {
+    return poller_polls_.load(std::memory_order_relaxed);
+  }
+  // Times polling for pollers stopped for a slow yield.
+  uint64_t poll_backoffs() const {
+    return poll_backoffs_.load(std::memory_order_relaxed);
   }
 
  private:
@@ -179,6 +237,11 @@ class Reactor {
 
   // Writes the eventfd and counts it.
   void Wake();
+  // Enters the spinning state (see spinning_) unless in it already.
+  void StartSpinning();
+  // sched_yield() for a polling iteration. If it was slow, pauses the
+  // pollers (see set_poll_backoff) and returns false.
+  bool YieldWhilePolling();
 
   // The IO thread's body.
   void Loop();
@@ -187,6 +250,9 @@ class Reactor {
   int Dispatch(const struct epoll_event* events, int count, bool* woken);
   // Runs queued tasks, at most `limit` of them. Returns how many ran.
   size_t RunTasks(size_t limit);
+  // Asks every registered poller (dropping those that decline); returns
+  // whether any wants the loop to poll.
+  bool AskPollers();
 
   // Constant after construction.
   const UniqueFd epoll_fd_;
@@ -207,6 +273,8 @@ class Reactor {
   // another eventfd write: a wake-up is in flight, or the loop is spinning.
   std::atomic<bool> wake_pending_{false};
   std::atomic<int64_t> busy_poll_ns_{0};
+  std::atomic<int64_t> poll_backoff_ns_{10'000'000};
+  std::atomic<int64_t> slow_yield_ns_{500'000};
 
   moodycamel::ConcurrentQueue<absl::AnyInvocable<void()>> tasks_;
 
@@ -214,6 +282,14 @@ class Reactor {
   // call Watch): the registration table, indexed by fd number.
   std::vector<Registration> registrations_;
   uint32_t next_generation_ = 0;
+  // Same threads as registrations_: the registered pollers (a handful),
+  // and whether the loop spins: polls every iteration while holding
+  // wake_pending_ true, for the busy-poll window or for pollers.
+  std::vector<Poller*> pollers_;
+  bool spinning_ = false;
+  // Until then pollers are not asked and AddPoller does not start spinning
+  // (a slow yield was seen; see set_poll_backoff).
+  std::chrono::steady_clock::time_point pollers_paused_until_;
   // IO-thread-only: dequeue state and the buffer tasks are moved into.
   moodycamel::ConsumerToken consumer_token_;
   std::array<absl::AnyInvocable<void()>, 64> task_batch_;
@@ -221,6 +297,8 @@ class Reactor {
   std::atomic<uint64_t> wakeups_{0};
   std::atomic<uint64_t> loop_iterations_{0};
   std::atomic<uint64_t> tasks_run_{0};
+  std::atomic<uint64_t> poller_polls_{0};
+  std::atomic<uint64_t> poll_backoffs_{0};
 };
 
 }  // namespace vfu

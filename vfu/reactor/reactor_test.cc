@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <iostream>
@@ -255,6 +256,219 @@ TEST(ReactorTest, TaskPostedAfterBusyPollEndsRuns) {
     // wake-up would then hang the next round.
     if (i % 2 == 0) absl::SleepFor(absl::Microseconds(100));
   }
+}
+
+// A poller the test steers: it asks for polling while `keep` holds, counts
+// its calls, notifies `called` on the first and `declined` when it first
+// returns false.
+class TestPoller : public Reactor::Poller {
+ public:
+  bool KeepPolling() override {
+    if (calls.fetch_add(1) == 0) called.Notify();
+    const bool result = keep.load();
+    if (!result && !declined.HasBeenNotified()) declined.Notify();
+    return result;
+  }
+
+  std::atomic<bool> keep{true};
+  std::atomic<int> calls{0};
+  absl::Notification called;
+  absl::Notification declined;
+};
+
+// From AddPoller() on, and while the poller asks for it, the loop polls, so
+// posts skip the eventfd: 100 round trips cost no wake-up at all. Without
+// the poller each would need its own (the loop blocks in between).
+TEST(ReactorTest, PollerLetsPostsSkipTheEventfd) {
+  constexpr int kRoundTrips = 100;
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  // A loaded machine must not pause the polling this test counts on.
+  reactor->set_poll_backoff(absl::ZeroDuration());
+  reactor->Start();
+  TestPoller poller;
+  RunOnIoThread(*reactor, [&] { reactor->AddPoller(&poller); });
+  const uint64_t before = reactor->wakeups();
+  for (int i = 0; i < kRoundTrips; ++i) {
+    // Post only once the loop has finished an iteration since the last
+    // task (the poller is asked at the end of each), so that every post
+    // meets a polling loop rather than one still busy running tasks.
+    const int calls = poller.calls.load();
+    RunOnIoThread(*reactor, [] {});
+    const absl::Time deadline = absl::Now() + kTimeout;
+    while (poller.calls.load() == calls && absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_GT(poller.calls.load(), calls) << "round trip " << i;
+  }
+  EXPECT_EQ(reactor->wakeups(), before);
+  EXPECT_GT(reactor->poller_polls(), 0u);
+  RunOnIoThread(*reactor, [&] { reactor->RemovePoller(&poller); });
+  reactor->Stop();
+}
+
+// A poller that declines is dropped: it is not asked again and the loop
+// stops polling for it, and tasks posted around that moment still run (the
+// wake duty goes back to posters without losing one).
+TEST(ReactorTest, PollerThatDeclinesIsDropped) {
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  reactor->Start();
+  TestPoller poller;
+  RunOnIoThread(*reactor, [&] { reactor->AddPoller(&poller); });
+  ASSERT_TRUE(poller.called.WaitForNotificationWithTimeout(kTimeout));
+  // Posts race with the loop dropping the poller; they go on until it has
+  // (each post also makes the loop iterate, and so ask the poller).
+  poller.keep.store(false);
+  for (int i = 0; !poller.declined.HasBeenNotified(); ++i) {
+    ASSERT_LT(i, 1000000);
+    absl::Notification ran;
+    reactor->Post([&] { ran.Notify(); });
+    ASSERT_TRUE(ran.WaitForNotificationWithTimeout(kTimeout)) << "task " << i;
+  }
+  // It declined once and is gone.
+  const int calls = poller.calls.load();
+  const uint64_t polls = reactor->poller_polls();
+  for (int i = 0; i < 10; ++i) RunOnIoThread(*reactor, [] {});
+  EXPECT_EQ(poller.calls.load(), calls);
+  EXPECT_EQ(reactor->poller_polls(), polls);
+  reactor->Stop();
+}
+
+// Polling ends and starts again, many times, with posts racing each end:
+// none is lost. Each round registers the poller afresh and lets it decline
+// after a few iterations.
+TEST(ReactorTest, TaskPostedAsPollingEndsRuns) {
+  class CountdownPoller : public Reactor::Poller {
+   public:
+    bool KeepPolling() override { return --left > 0; }
+    int left = 0;  // IO thread only
+  };
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  reactor->Start();
+  CountdownPoller poller;
+  for (int round = 0; round < 500; ++round) {
+    reactor->Post([&, round] {
+      poller.left = round % 7 + 1;
+      reactor->AddPoller(&poller);
+    });
+    absl::Notification ran;
+    reactor->Post([&] { ran.Notify(); });
+    ASSERT_TRUE(ran.WaitForNotificationWithTimeout(kTimeout)) << "round " << round;
+  }
+  RunOnIoThread(*reactor, [&] { reactor->RemovePoller(&poller); });
+  reactor->Stop();
+}
+
+// RemovePoller() takes effect at once: a poller removed and destroyed by a
+// task is never called again (ASan would catch a call on the freed one).
+TEST(ReactorTest, RemovedPollerIsNotCalled) {
+  std::atomic<int> calls{0};
+  absl::Notification called;
+  class CountingPoller : public Reactor::Poller {
+   public:
+    CountingPoller(std::atomic<int>* calls, absl::Notification* called)
+        : calls_(calls), called_(called) {}
+    bool KeepPolling() override {
+      if (calls_->fetch_add(1) == 0) called_->Notify();
+      return true;
+    }
+
+   private:
+    std::atomic<int>* calls_;
+    absl::Notification* called_;
+  };
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  reactor->Start();
+  auto* poller = new CountingPoller(&calls, &called);
+  RunOnIoThread(*reactor, [&] {
+    reactor->AddPoller(poller);
+    reactor->AddPoller(poller);  // a no-op: registered once
+  });
+  ASSERT_TRUE(called.WaitForNotificationWithTimeout(kTimeout));
+  int seen = 0;
+  RunOnIoThread(*reactor, [&] {
+    reactor->RemovePoller(poller);
+    delete poller;
+    seen = calls.load();
+  });
+  for (int i = 0; i < 10; ++i) RunOnIoThread(*reactor, [] {});
+  EXPECT_EQ(calls.load(), seen);
+  reactor->Stop();
+}
+
+// Fds are still served while the loop polls for a poller (which skips
+// epoll_wait on most iterations): a socket becoming readable reaches its
+// handler, again and again.
+TEST(ReactorTest, WatchedFdServedWhilePolling) {
+  SocketPair pair = MakeSocketPair();
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  std::atomic<int> reads{0};
+  FunctionHandler handler([&](uint32_t) {
+    if (ReadAll(pair.a.get()) > 0) reads.fetch_add(1);
+  });
+  ASSERT_OK(reactor->Watch(pair.a.get(), EPOLLIN, &handler));
+  reactor->Start();
+  TestPoller poller;
+  RunOnIoThread(*reactor, [&] { reactor->AddPoller(&poller); });
+  for (int i = 1; i <= 100; ++i) {
+    WriteByte(pair.b.get());
+    const absl::Time deadline = absl::Now() + kTimeout;
+    while (reads.load() < i && absl::Now() < deadline) std::this_thread::yield();
+    ASSERT_EQ(reads.load(), i);
+  }
+  EXPECT_GT(poller.calls.load(), 0);
+  RunOnIoThread(*reactor, [&] {
+    reactor->RemovePoller(&poller);
+    reactor->Unwatch(pair.a.get());
+  });
+  reactor->Stop();
+}
+
+// A slow polling yield (here every yield counts as slow) pauses the
+// pollers: they are not asked, the loop stops polling although the poller
+// would still want it, and posts wake it through the eventfd again.
+TEST(ReactorTest, SlowYieldPausesPollers) {
+  constexpr int kRoundTrips = 20;
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  reactor->set_poll_backoff(absl::Minutes(10), absl::ZeroDuration());
+  reactor->Start();
+  TestPoller poller;
+  RunOnIoThread(*reactor, [&] { reactor->AddPoller(&poller); });
+  const absl::Time deadline = absl::Now() + kTimeout;
+  while (reactor->poll_backoffs() == 0 && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(reactor->poll_backoffs(), 1u);
+  const int calls = poller.calls.load();
+  const uint64_t polls = reactor->poller_polls();
+  const uint64_t before = reactor->wakeups();
+  for (int i = 0; i < kRoundTrips; ++i) RunOnIoThread(*reactor, [] {});
+  EXPECT_EQ(poller.calls.load(), calls);
+  EXPECT_EQ(reactor->poller_polls(), polls);
+  // Posts wake the loop again (a polling loop would have needed none;
+  // posts that meet it busy running tasks share one wake-up).
+  EXPECT_GE(reactor->wakeups() - before, 1u);
+  RunOnIoThread(*reactor, [&] { reactor->RemovePoller(&poller); });
+  reactor->Stop();
+}
+
+// Stop() returns while a poller still asks for polling.
+TEST(ReactorTest, StopWhilePollingReturns) {
+  std::unique_ptr<Reactor> reactor = MakeReactor();
+  ASSERT_NE(reactor, nullptr);
+  reactor->Start();
+  TestPoller poller;
+  RunOnIoThread(*reactor, [&] { reactor->AddPoller(&poller); });
+  ASSERT_TRUE(poller.called.WaitForNotificationWithTimeout(kTimeout));
+  bool ran = false;
+  reactor->Post([&] { ran = true; });
+  reactor->Stop();
+  EXPECT_TRUE(ran);
 }
 
 // A watched socket reports EPOLLIN once its peer writes.

@@ -54,6 +54,10 @@ absl::Status Connection::StartOnIoThread() {
 void Connection::CloseOnIoThread(std::string_view why) {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   VFU_LOG(kInfo, env_.name, ": client disconnected: ", why);
+  if (reply_polling_) {
+    reply_polling_ = false;
+    env_.reactor->RemovePoller(this);
+  }
   for (UniqueFd* fd : {&socket_, &twin_socket_, &stall_timer_}) {
     if (*fd) {
       env_.reactor->Unwatch(fd->get());
@@ -121,6 +125,7 @@ void Connection::OnStallTimer(uint32_t) {
 }
 
 void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, bool from_twin) {
+  bool polling_armed = false;
   for (InboundMessage& m : messages) {
     if (closed()) return;
     const wire::Header& h = m.header;
@@ -144,9 +149,37 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
               " sent on the twin socket (client commands belong on the main socket)");
       continue;
     }
+    if (!polling_armed && !h.no_reply()) {
+      // Before the hand-off: the reply may be posted before this returns.
+      // (A posted write that succeeds sends nothing back: no poll for it.)
+      ArmReplyPollingOnIoThread();
+      polling_armed = true;
+    }
     queued_commands_.fetch_add(1, std::memory_order_relaxed);
     strand_.Post([this, message = std::move(m)]() mutable { RunCommand(std::move(message)); });
   }
+}
+
+void Connection::ArmReplyPollingOnIoThread() {
+  if (env_.runtime.reply_busy_poll <= absl::ZeroDuration()) return;
+  reply_poll_until_ = absl::Now() + env_.runtime.reply_busy_poll;
+  if (!reply_polling_) {
+    reply_polling_ = true;
+    env_.reactor->AddPoller(this);
+  }
+}
+
+bool Connection::KeepPolling() {
+  // A reply is due while a command is queued or running, and after the
+  // last one ran until its reply is drained (the strand queues the reply
+  // before it counts the command done, then kicks us). A command that
+  // outlasts the window (a device waiting for DMA, say) gets its wake-up
+  // after all.
+  const bool reply_due = queued_commands_.load(std::memory_order_seq_cst) > 0 ||
+                         outgoing_.size_approx() > 0;
+  if (reply_due && !closed() && absl::Now() < reply_poll_until_) return true;
+  reply_polling_ = false;
+  return false;
 }
 
 void Connection::DrainOutgoingOnIoThread() {

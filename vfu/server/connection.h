@@ -15,6 +15,10 @@
 // token for the strand). The IO thread is woken through the reactor only
 // when that queue goes from empty to non-empty.
 //
+// While a client's command runs on the strand, the IO thread polls for its
+// reply instead of sleeping (RuntimeOptions::reply_busy_poll), so the reply
+// usually needs no wake-up at all.
+//
 // Back-pressure: see RuntimeOptions.
 //
 // Lifetime: owned by shared_ptr (DMA callers hold a reference while they
@@ -53,7 +57,9 @@
 
 namespace vfu {
 
-class Connection : public ClientChannel, public std::enable_shared_from_this<Connection> {
+class Connection : public ClientChannel,
+                   public std::enable_shared_from_this<Connection>,
+                   private Reactor::Poller {
  public:
   struct Environment {
     Reactor* reactor;
@@ -130,6 +136,11 @@ class Connection : public ClientChannel, public std::enable_shared_from_this<Con
   void WriteOnIoThread();
   void UpdateInterestOnIoThread();
   void ArmStallTimerOnIoThread(bool armed);
+  // Makes the reactor poll for the reply of a command about to go to the
+  // strand (RuntimeOptions::reply_busy_poll).
+  void ArmReplyPollingOnIoThread();
+  // Reactor::Poller: keep the loop polling while a reply is due.
+  bool KeepPolling() override;
 
   // Strand.
   void RunCommand(InboundMessage message);
@@ -155,6 +166,9 @@ class Connection : public ClientChannel, public std::enable_shared_from_this<Con
   bool close_after_flush_ = false;
   bool strand_paused_ = false;
   bool stall_timer_armed_ = false;
+  // Registered as the reactor's poller, until reply_poll_until_.
+  bool reply_polling_ = false;
+  absl::Time reply_poll_until_;
   std::vector<InboundMessage> inbound_scratch_;
 
   // Strand only.

@@ -20,7 +20,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
 Server::Server(ServerOptions options, std::unique_ptr<Reactor> reactor)
     : options_(std::move(options)),
       reactor_(std::move(reactor)),
-      pool_(std::make_unique<WorkerPool>(options_.worker_threads)) {}
+      pool_(std::make_unique<WorkerPool>(
+          options_.worker_threads,
+          WorkerPool::PollOptions{.idle_spin = options_.runtime.worker_idle_spin,
+                                  .backoff = options_.runtime.poll_backoff})) {
+  reactor_->set_poll_backoff(options_.runtime.poll_backoff);
+}
 
 Server::~Server() { Stop(); }
 

@@ -145,6 +145,56 @@ TEST_F(ServerTest, TenThousandPipelinedCommands) {
   }
 }
 
+// Eventfd wake-ups of the IO thread during `round_trips` sequential reads.
+uint64_t WakeupsForReads(Server& server, Client& client, int round_trips) {
+  const uint64_t before = server.reactor().wakeups();
+  for (int i = 0; i < round_trips; ++i) {
+    absl::StatusOr<std::vector<uint8_t>> bytes = client.RegionRead(0, 0, 4);
+    EXPECT_THAT(bytes, IsOk());
+    if (!bytes.ok()) break;
+  }
+  return server.reactor().wakeups() - before;
+}
+
+// While a command runs on a worker the IO thread polls for its reply, so
+// the reply needs no eventfd wake-up: with a window longer than the test,
+// 50 round trips cost none.
+TEST_F(ServerTest, ReplyPollingSparesTheReplyWakeup) {
+  ServerOptions options;
+  options.runtime.reply_busy_poll = absl::Minutes(10);
+  options.runtime.poll_backoff = absl::ZeroDuration();  // whatever the load
+  StartServer(options);
+  std::unique_ptr<Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(WakeupsForReads(*server_, *client, 50), 0u);
+}
+
+// The contrast: with reply polling off the IO thread sleeps while the
+// command runs, and each reply wakes it.
+TEST_F(ServerTest, WithoutReplyPollingEachReplyWakesTheIoThread) {
+  ServerOptions options;
+  options.runtime.reply_busy_poll = absl::ZeroDuration();
+  StartServer(options);
+  std::unique_ptr<Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(WakeupsForReads(*server_, *client, 50), 50u);
+}
+
+// Reply polling with a window too short for any reply (it ends before the
+// worker is done): every reply still arrives, through the eventfd.
+TEST_F(ServerTest, ReplyPollingThatTimesOutLosesNoReply) {
+  ServerOptions options;
+  options.runtime.reply_busy_poll = absl::Nanoseconds(1);
+  StartServer(options);
+  std::unique_ptr<Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK(client->RegionWrite(0, 0, std::vector<uint8_t>{static_cast<uint8_t>(i)}));
+    ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, client->RegionRead(0, 0, 1));
+    ASSERT_EQ(bytes[0], static_cast<uint8_t>(i));
+  }
+}
+
 // One device serves one client: a second is refused while the first is
 // attached; after it leaves, a new client gets the same device state.
 TEST_F(ServerTest, OneClientAtATimeAndStateKept) {
