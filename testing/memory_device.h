@@ -19,10 +19,10 @@ namespace vfu::testing {
 
 class MemoryDevice : public Device {
  public:
-  explicit MemoryDevice(uint64_t bar0_size = 4096) : bar0_(bar0_size) {}
+  explicit MemoryDevice(uint64_t bar0_size = 4096) : bar0_size_(bar0_size), bar0_(bar0_size) {}
 
   RegionDescription DescribeRegion(uint32_t index) const override {
-    if (index == 0) return {.size = bar0_.size(), .readable = true, .writable = true};
+    if (index == 0) return {.size = bar0_size_, .readable = true, .writable = true};
     if (index == wire::kPciNumRegions - 2) return {.size = 256, .readable = true};
     return {};
   }
@@ -81,6 +81,7 @@ class MemoryDevice : public Device {
 
  private:
   mutable absl::Mutex mu_;
+  const uint64_t bar0_size_;  // fixed: read without the lock
   std::vector<uint8_t> bar0_ ABSL_GUARDED_BY(mu_);
   std::function<void(uint32_t, uint64_t)> read_hook_;
   std::function<void(uint32_t, uint64_t)> write_hook_;
