@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "devices/common/register_bytes.h"
 #include "vfu/base/log.h"
 
 namespace vfu::devices {
@@ -126,33 +127,23 @@ void GpioDevice::WriteRegisterLocked(uint64_t offset, uint32_t value, uint32_t m
 }
 
 absl::Status GpioDevice::OnRegionRead(uint32_t region, uint64_t offset,
-                                      absl::Span<uint8_t> out) {
+                                     absl::Span<uint8_t> out) {
   absl::MutexLock lock(&mu_);
-  for (size_t i = 0; i < out.size(); ++i) {
-    const uint64_t byte = offset + i;
-    out[i] = static_cast<uint8_t>(ReadRegisterLocked(byte & ~uint64_t{3}) >> (8 * (byte & 3)));
-  }
+  ReadRegisterBytes(offset, out, [this](uint64_t reg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ReadRegisterLocked(reg);
+  });
   return absl::OkStatus();
 }
 
 absl::Status GpioDevice::OnRegionWrite(uint32_t region, uint64_t offset,
-                                       absl::Span<const uint8_t> data) {
+                                      absl::Span<const uint8_t> data) {
   absl::MutexLock lock(&mu_);
-  // One register at a time, with a mask of the bytes the access covers, so
-  // a byte write to OUTPUT leaves the other byte alone and a byte of ones
-  // written to IRQ_STATUS clears only that byte's lines.
-  size_t i = 0;
-  while (i < data.size()) {
-    const uint64_t reg = (offset + i) & ~uint64_t{3};
-    uint32_t value = 0;
-    uint32_t mask = 0;
-    for (; i < data.size() && ((offset + i) & ~uint64_t{3}) == reg; ++i) {
-      const uint32_t shift = 8 * ((offset + i) & 3);
-      value |= uint32_t{data[i]} << shift;
-      mask |= 0xffu << shift;
-    }
-    WriteRegisterLocked(reg, value, mask);
-  }
+  // Masked per register, so a byte write to OUTPUT leaves the other byte
+  // alone and a byte of ones written to IRQ_STATUS clears only that byte's
+  // lines.
+  WriteRegisterBytes(offset, data,
+                     [this](uint64_t reg, uint32_t value, uint32_t mask)
+                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { WriteRegisterLocked(reg, value, mask); });
   return absl::OkStatus();
 }
 
