@@ -1,13 +1,15 @@
 // Fuzzes MessageAssembler (vfu/transport/message_assembler.h): a stream cut
 // into pieces chosen by the input, some pieces carrying eventfds, fed
-// through both Append() and WritableSpace()/Commit(), with TakeMessages()
+// through both Append() and ReceiveSpace()/Commit(), with TakeMessages()
 // after the pieces the input picks and once at the end.
 //
-// Input: one selector byte (the size limit), then pieces, each
+// Input: one selector byte (bits 0-2 the size limit; bit 3 receives every
+// message above 32 bytes in place instead of only those above 64 KiB), then
+// pieces, each
 //   length u8 (0..255), control u8, then `length` stream bytes.
 // Control bits: 0-1 number of eventfds with the piece (at most 64 per run),
 // 2 MSG_CTRUNC reported, 3 TakeMessages() after the piece, 4 receive via
-// WritableSpace()/Commit() instead of Append(), 5 change the limit (as
+// ReceiveSpace()/Commit() instead of Append(), 5 change the limit (as
 // after negotiation) to the one bits 6-7 pick (16, 64, 4096, 64 KiB + 64)
 // before that TakeMessages().
 //
@@ -118,7 +120,10 @@ class Accounting {
 };
 
 void Run(InputReader& in) {
-  size_t limit = ChooseLimit(in.U8());
+  const uint8_t selector = in.U8();
+  size_t limit = ChooseLimit(selector);
+  const size_t direct_threshold =
+      (selector & 8) != 0 ? 32 : MessageAssembler::kDefaultDirectThreshold;
   FdTracker tracker;
   std::vector<uint8_t> stream;
   std::vector<Piece> pieces;
@@ -127,7 +132,7 @@ void Run(InputReader& in) {
   Accounting accounting;
   absl::Status status;
   {
-    MessageAssembler assembler(limit);
+    MessageAssembler assembler(limit, direct_threshold);
     auto take = [&] {
       status = assembler.TakeMessages(out);
       model.Take(stream, limit);
@@ -146,10 +151,15 @@ void Run(InputReader& in) {
       pieces.push_back({stream.size(), stream.size() + bytes.size(), num_fds, truncated});
       stream.insert(stream.end(), bytes.begin(), bytes.end());
       if (control & 16) {
-        absl::Span<uint8_t> space = assembler.WritableSpace(bytes.size());
-        VFU_FUZZ_CHECK(space.size() >= bytes.size(), "WritableSpace(", bytes.size(), ") gave ",
-                       space.size());
-        if (!bytes.empty()) std::memcpy(space.data(), bytes.data(), bytes.size());
+        // As the kernel scatters a receive: `first` full, then `second`.
+        const MessageAssembler::Space space = assembler.ReceiveSpace();
+        VFU_FUZZ_CHECK(space.size() >= bytes.size(), "ReceiveSpace() gave ", space.size(),
+                       " bytes for a piece of ", bytes.size());
+        const size_t first = std::min(bytes.size(), space.first.size());
+        if (first > 0) std::memcpy(space.first.data(), bytes.data(), first);
+        if (bytes.size() > first) {
+          std::memcpy(space.second.data(), bytes.data() + first, bytes.size() - first);
+        }
         assembler.Commit(bytes.size(), std::move(fds), truncated);
       } else {
         assembler.Append(bytes, std::move(fds), truncated);

@@ -228,7 +228,7 @@ Corpus MessageAssemblerSeeds() {
   const Bytes write = Msg(4, Command::kRegionWrite, WriteReq(0, 8, Bytes(40, 0x11)));
   const Bytes reset = Msg(5, Command::kDeviceReset, {});
   const Bytes three = Cat({get_info, write, reset});
-  // Control bits: 0-1 fds, 2 truncated, 3 take, 4 WritableSpace/Commit,
+  // Control bits: 0-1 fds, 2 truncated, 3 take, 4 ReceiveSpace/Commit,
   // 5 change the limit.
   Corpus c;
   c["three_messages_one_piece"] = Pieces(6, three, {255}, {8});
@@ -243,7 +243,7 @@ Corpus MessageAssemblerSeeds() {
       Pieces(4, Cat({write, get_info}), {10, 10, 30, 255}, {1 | 8, 2, 8, 8});
   c["row1_corrupt_after_valid"] =
       Pieces(6, Cat({get_info, RawHeader(7, 13, 8), reset}), {255}, {8});
-  c["writable_space_commit"] = Pieces(6, three, {7, 30, 255}, {16 | 8, 16 | 1, 16 | 8});
+  c["receive_space_commit"] = Pieces(6, three, {7, 30, 255}, {16 | 8, 16 | 1, 16 | 8});
   c["empty_piece_with_fds"] = Pieces(6, three, {0, 32, 0, 255}, {3, 8, 2 | 8, 8});
   c["limit_0_all_oversized"] = Pieces(0, three, {255}, {1 | 8});
   c["long_message_many_pieces"] =
@@ -255,6 +255,17 @@ Corpus MessageAssemblerSeeds() {
       Pieces(5, Cat({get_info, write, reset}), {32, 255}, {8, 32 | 2 << 6 | 8});
   c["limit_lowered_with_bytes_buffered"] =
       Pieces(6, Cat({get_info, write, reset}), {40, 255}, {0, 1 | 32 | 1 << 6 | 8});
+  // Selector bit 3: messages above 32 bytes are received in place.
+  const Bytes long_write = Msg(6, Command::kRegionWrite, WriteReq(0, 0, Bytes(1000, 0x5a)));
+  c["in_place_many_pieces"] = Pieces(6 | 8, Cat({get_info, long_write, reset}),
+                                     {7, 30, 100, 255, 1, 255}, {8, 1 | 16 | 8, 16, 8, 16 | 8, 8});
+  // The piece that completes the long message starts the next one, whose
+  // fds it carries.
+  c["in_place_spill_with_next_fds"] =
+      Pieces(6 | 8, Cat({long_write, set_irqs, reset}), {200, 255, 255, 255, 100, 255},
+             {16 | 8, 16, 16, 8, 2 | 16 | 8, 8});
+  c["in_place_limit_lowered_mid_body"] =
+      Pieces(6 | 8, Cat({long_write, reset}), {40, 100, 255}, {8, 16 | 32 | 1 << 6 | 8, 8});
   return c;
 }
 

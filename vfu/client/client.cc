@@ -19,10 +19,12 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
+#include "vfu/transport/message_buffer_pool.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/negotiation.h"
 
@@ -30,6 +32,10 @@ namespace vfu {
 namespace {
 
 constexpr uint16_t kMajorVersion = 0;
+
+// A DMA_READ crossing more registrations than this is copied into its reply
+// rather than sent from each one.
+constexpr size_t kMaxBorrowedViews = 8;
 
 // Replies we must always be able to receive, whatever max_data_xfer_size
 // says: DMA_UNMAP bitmaps and GET_REGION_IO_FDS entries (argsz up to 1 MiB).
@@ -67,6 +73,23 @@ absl::Status SetNonBlocking(int fd) {
     return absl::ErrnoToStatus(errno, "fcntl(O_NONBLOCK)");
   }
   return absl::OkStatus();
+}
+
+// Lets one sendmsg take a whole message of `message_size` bytes (a DMA_READ
+// reply of max_data_xfer_size), so the server receives it in one piece or a
+// few rather than one per default-sized buffer (about 200 KiB) with a
+// wake-up on each side for every piece. Best effort: the kernel caps the
+// size at net.core.wmem_max, and a larger buffer is left alone. The kernel
+// doubles the value set (bookkeeping), and reports the doubled value.
+void RaiseSendBuffer(int fd, size_t message_size) {
+  int current = 0;
+  socklen_t length = sizeof current;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 &&
+      static_cast<size_t>(current) >= 2 * message_size) {
+    return;
+  }
+  const int wanted = static_cast<int>(message_size);
+  [[maybe_unused]] int rc = ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &wanted, sizeof wanted);
 }
 
 absl::StatusOr<UniqueFd> MakeEventfd() {
@@ -157,6 +180,7 @@ absl::StatusOr<std::unique_ptr<Client>> Client::FromFd(UniqueFd connected_socket
   VFU_RETURN_IF_ERROR(ValidateOptions(options));
   if (!connected_socket.valid()) return absl::InvalidArgumentError("invalid socket fd");
   VFU_RETURN_IF_ERROR(SetNonBlocking(connected_socket.get()));
+  RaiseSendBuffer(connected_socket.get(), wire::MaxMessageSizeFor(options.max_data_xfer_size));
   VFU_ASSIGN_OR_RETURN(UniqueFd leader_wakeup, MakeEventfd());
   VFU_ASSIGN_OR_RETURN(UniqueFd thread_wakeup, MakeEventfd());
   const absl::Time deadline = absl::Now() + options.timeout;
@@ -213,6 +237,7 @@ absl::Status Client::Negotiate(absl::Time deadline) {
     // ValidateServerVersionReply() checked that fd_index names a received fd.
     UniqueFd twin = std::move(reply->fds[*server_version_.capabilities.twin_socket.fd_index]);
     VFU_RETURN_IF_ERROR(SetNonBlocking(twin.get()));
+    RaiseSendBuffer(twin.get(), wire::MaxMessageSizeFor(options_.max_data_xfer_size));
     twin_ = std::make_unique<Channel>(std::move(twin), 0, options_.max_msg_fds);
     twin_granted_ = true;
   }
@@ -305,8 +330,9 @@ absl::StatusOr<uint16_t> Client::SendWithDeadline(wire::Command cmd,
 
 void Client::EnqueueLocked(Channel& channel, OutboundMessage message) {
   ++stats_.messages_sent;
-  stats_.bytes_sent += message.bytes.size();
-  channel.enqueued_bytes += message.bytes.size();
+  const size_t size = message.size();
+  stats_.bytes_sent += size;
+  channel.enqueued_bytes += size;
   channel.writer.Enqueue(std::move(message));
 }
 
@@ -516,8 +542,11 @@ void Client::HandleReplyLocked(InboundMessage message) {
 void Client::HandleServerCommandLocked(Channel& channel, InboundMessage message) {
   ++stats_.server_commands_received;
   const wire::Header& h = message.header;
-  std::vector<uint8_t> reply = wire::StartMessage(wire::kDmaTransferFixedSize);
+  OutboundMessage reply;
+  reply.bytes = wire::StartMessage(wire::kDmaTransferFixedSize);
   absl::Status status = ServeLocked(message, reply);
+  // A large DMA_WRITE's buffer can take the next large message unzeroed.
+  MessageBufferPool::Instance().Recycle(std::move(message.bytes));
   if (!status.ok()) {
     ++stats_.server_commands_failed;
     VFU_LOG(kWarning, "server command ", wire::CommandName(h.command), " (id ", h.msg_id,
@@ -526,11 +555,19 @@ void Client::HandleServerCommandLocked(Channel& channel, InboundMessage message)
     return;
   }
   if (h.no_reply()) return;
-  wire::FinishMessage(wire::ReplyHeader(h), reply);
-  EnqueueLocked(channel, {std::move(reply), {}});
+  wire::Header reply_header = wire::ReplyHeader(h);
+  // Counts are capped at 64 MiB: the size fits in msg_size.
+  reply_header.msg_size = static_cast<uint32_t>(reply.size());
+  wire::EncodeHeader(reply_header, absl::MakeSpan(reply.bytes));
+  EnqueueLocked(channel, std::move(reply));
 }
 
-absl::Status Client::ServeLocked(const InboundMessage& message, std::vector<uint8_t>& reply) {
+void Client::OwnBorrowedBytesLocked() {
+  main_.writer.OwnBorrowedBytes();
+  if (twin_ != nullptr) twin_->writer.OwnBorrowedBytes();
+}
+
+absl::Status Client::ServeLocked(const InboundMessage& message, OutboundMessage& reply) {
   const wire::Header& h = message.header;
   const wire::DmaTransferLayout layout = options_.dma_layout;
   const uint64_t max_count = options_.max_data_xfer_size;
@@ -554,11 +591,24 @@ absl::Status Client::ServeLocked(const InboundMessage& message, std::vector<uint
                                                  " bytes, above our max_data_xfer_size ",
                                                  max_count));
     }
-    VFU_ASSIGN_OR_RETURN(absl::Span<const uint8_t> data,
-                         memory_.Read(request.address, request.count, dma_scratch_));
-    reply.reserve(reply.size() + wire::kDmaTransferFixedSize + data.size());
-    wire::EncodeDmaReadReply({.address = request.address, .data = data}, layout, reply);
-    stats_.dma_read_bytes += data.size();
+    absl::InlinedVector<absl::Span<const uint8_t>, 2> data;
+    VFU_RETURN_IF_ERROR(memory_.ReadViews(request.address, request.count, data));
+    wire::EncodeDmaReadReplyHead(request.address, request.count, layout, reply.bytes);
+    const absl::Span<const uint8_t> tail = wire::DmaReadReplyTail(layout);
+    if (data.size() <= kMaxBorrowedViews) {
+      // Sent from the registered memory itself: no copy of the data. Every
+      // change to the table and every DMA_WRITE first makes the queued
+      // replies own their bytes (OwnBorrowedBytesLocked).
+      reply.borrowed = std::move(data);
+      if (!tail.empty()) reply.borrowed.push_back(tail);
+    } else {
+      reply.bytes.reserve(reply.bytes.size() + request.count + tail.size());
+      for (absl::Span<const uint8_t> view : data) {
+        reply.bytes.insert(reply.bytes.end(), view.begin(), view.end());
+      }
+      reply.bytes.insert(reply.bytes.end(), tail.begin(), tail.end());
+    }
+    stats_.dma_read_bytes += request.count;
     return absl::OkStatus();
   }
 
@@ -576,9 +626,11 @@ absl::Status Client::ServeLocked(const InboundMessage& message, std::vector<uint
                                                  " bytes, above our max_data_xfer_size ",
                                                  max_count));
     }
+    // Queued DMA_READ replies were read before this write: keep their bytes.
+    OwnBorrowedBytesLocked();
     VFU_RETURN_IF_ERROR(memory_.Write(request.address, request.data));
     wire::EncodeDmaWriteReply({.address = request.address, .count = request.count()}, layout,
-                              reply);
+                              reply.bytes);
     stats_.dma_write_bytes += request.count();
     return absl::OkStatus();
   }
@@ -611,6 +663,7 @@ absl::Status Client::AddDmaMemory(uint64_t iova, absl::Span<uint8_t> memory,
 
 absl::Status Client::RemoveDmaMemory(uint64_t iova) {
   absl::MutexLock lock(&mu_);
+  OwnBorrowedBytesLocked();
   return memory_.Remove(iova);
 }
 

@@ -189,8 +189,9 @@ class Client {
                                                          ClientOptions options = {});
 
   // Takes over `connected_socket` (a connected SOCK_STREAM socket, e.g. one
-  // end of a socketpair; made non-blocking here) and negotiates VERSION
-  // within options.timeout. Errors: InvalidArgument for bad options; an
+  // end of a socketpair; made non-blocking here, its send buffer raised to
+  // hold a whole DMA_READ reply of options.max_data_xfer_size where the
+  // system allows) and negotiates VERSION within options.timeout. Errors: InvalidArgument for bad options; an
   // error reply to VERSION as its errno; a VERSION reply that is malformed or
   // inconsistent with our proposal (major differs, minor above ours, JSON
   // invalid or without its NUL, twin_socket fd_index not naming the one fd
@@ -276,6 +277,9 @@ class Client {
   // (wire::kDmaMapFlagRead: DMA_READ allowed, wire::kDmaMapFlagWrite:
   // DMA_WRITE allowed). The memory must stay valid until removed or the
   // client destroyed; the server writes it from whichever thread serves.
+  // A DMA_READ reply is sent from the memory itself, not from a copy: bytes
+  // changed by other threads while a reply is still going out may be sent
+  // as changed (as with any DMA racing the CPU).
   // Sends nothing (DmaMapMemory() also sends the DMA_MAP). A DMA outside the
   // registered memory is answered EFAULT, a forbidden direction EPERM, a
   // count above options().max_data_xfer_size E2BIG. Errors: AlreadyExists
@@ -447,9 +451,14 @@ class Client {
   void HandleReplyLocked(InboundMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleServerCommandLocked(Channel& channel, InboundMessage message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Serves one server command, appending the reply payload to `reply`.
-  absl::Status ServeLocked(const InboundMessage& message, std::vector<uint8_t>& reply)
+  // Serves one server command, appending the reply payload to `reply`
+  // (whose bytes start with room for the header); a DMA_READ reply borrows
+  // the registered memory it reads.
+  absl::Status ServeLocked(const InboundMessage& message, OutboundMessage& reply)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes queued replies copy the registered memory they borrow: called
+  // before that memory is unregistered or written by a DMA_WRITE.
+  void OwnBorrowedBytesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks the connection broken with `status` (first cause wins).
   void BreakLocked(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -488,9 +497,8 @@ class Client {
   absl::flat_hash_map<uint16_t, Outstanding> outstanding_ ABSL_GUARDED_BY(mu_);
 
   DmaMemoryTable memory_ ABSL_GUARDED_BY(mu_);
-  // Reused buffers: messages of one read, bytes of a gathered DMA_READ.
+  // Reused buffer: the messages of one read.
   std::vector<InboundMessage> inbox_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint8_t> dma_scratch_ ABSL_GUARDED_BY(mu_);
 
   ClientStats stats_ ABSL_GUARDED_BY(mu_);
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/client/client.h"
+#include "vfu/transport/message_buffer_pool.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/region_access.h"
 
@@ -205,7 +206,9 @@ absl::StatusOr<std::vector<uint8_t>> Client::RegionRead(uint32_t index, uint64_t
     return Malformed("REGION_READ",
                      absl::StrCat(data.data.size(), " bytes for a read of ", count));
   }
-  return std::vector<uint8_t>(data.data.begin(), data.data.end());
+  std::vector<uint8_t> result(data.data.begin(), data.data.end());
+  MessageBufferPool::Instance().Recycle(std::move(reply.bytes));
+  return result;
 }
 
 absl::Status Client::RegionWrite(uint32_t index, uint64_t offset,
@@ -261,6 +264,7 @@ absl::Status Client::DmaUnmap(uint64_t iova, uint64_t size) {
   {
     // The server has let go of the range: stop serving it.
     absl::MutexLock lock(&mu_);
+    OwnBorrowedBytesLocked();
     memory_.RemoveWithin(iova, size);
   }
   VFU_ASSIGN_OR_RETURN(wire::DmaUnmapReply echo,
@@ -280,6 +284,7 @@ absl::Status Client::DmaUnmapAll() {
   VFU_ASSIGN_OR_RETURN(Reply reply, Call(wire::Command::kDmaUnmap, payload));
   {
     absl::MutexLock lock(&mu_);
+    OwnBorrowedBytesLocked();
     memory_.Clear();
   }
   return wire::DecodeDmaUnmapReply(reply.payload(), reply.fds.size()).status();

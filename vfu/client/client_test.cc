@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -457,7 +458,7 @@ TEST(ClientTest, StrayAndMismatchedRepliesAreRejected) {
   EXPECT_THAT(client->Reset(), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-constexpr int kWrites = 2000;
+constexpr int kWrites = 8000;
 constexpr size_t kSize = 1024;
 
 // A stream of posted writes far larger than the socket buffers arrives
@@ -669,6 +670,101 @@ TEST(ClientTest, PollServesDmaWithoutPendingCall) {
   EXPECT_THAT(absl::MakeSpan(ram).subspan(0, 4), ElementsAre(0, 0, 5, 6));
   // Nothing more comes: Poll() times out quietly.
   EXPECT_OK(client->Poll(absl::Milliseconds(10)));
+}
+
+constexpr int kQueuedReads = 8;
+constexpr uint64_t kReadCount = 1 << 20;
+
+std::vector<uint8_t> DmaReadPayload(uint64_t address, uint64_t count) {
+  std::vector<uint8_t> p;
+  wire::EncodeDmaReadRequest({.address = address, .count = count}, DmaTransferLayout::kSpec, p);
+  return p;
+}
+
+// Reads the replies to DMA_READs 1..kQueuedReads of kReadCount bytes at
+// kIova and checks that each carries `expected`.
+void ExpectQueuedReadReplies(FakeEndpoint& endpoint, const std::vector<uint8_t>& expected) {
+  for (uint16_t id = 1; id <= kQueuedReads; ++id) {
+    InboundMessage reply;
+    ASSERT_NO_FATAL_FAILURE(ExpectReplyTo(endpoint, id, Command::kDmaRead, &reply));
+    ASSERT_OK_AND_ASSIGN(wire::DmaReadReply data,
+                         wire::DecodeDmaReadReply(reply.payload(), 0, DmaTransferLayout::kSpec,
+                                                  kReadCount));
+    ASSERT_EQ(data.address, kIova);
+    EXPECT_TRUE(std::equal(data.data.begin(), data.data.end(), expected.begin(), expected.end()))
+        << "reply " << id << " does not carry the memory as it was read";
+  }
+}
+
+// DMA_READ replies go out from the registered memory itself. Replies still
+// queued (more than a socket buffer holds) when a DMA_WRITE to the same
+// memory is served carry the bytes as they were read, before the write.
+TEST(ClientTest, QueuedDmaReadRepliesKeepTheirBytesAcrossDmaWrite) {
+  std::vector<uint8_t> ram(kReadCount);
+  for (size_t i = 0; i < ram.size(); ++i) ram[i] = static_cast<uint8_t>(i * 7 + 3);
+  const std::vector<uint8_t> original = ram;
+  absl::Notification memory_registered;
+  absl::Notification done;
+  ScriptedServer server([&](FakeServer& s) {
+    ASSERT_OK(s.AcceptVersion().status());
+    memory_registered.WaitForNotification();
+    // No reply is read before the DMA_WRITE is sent.
+    for (uint16_t id = 1; id <= kQueuedReads; ++id) {
+      ASSERT_OK(s.main().SendCommand(id, Command::kDmaRead, DmaReadPayload(kIova, kReadCount)));
+    }
+    std::vector<uint8_t> p;
+    wire::EncodeDmaWriteRequest({.address = kIova, .data = std::vector<uint8_t>(4096, 0xee)},
+                                DmaTransferLayout::kSpec, p);
+    ASSERT_OK(s.main().SendCommand(kQueuedReads + 1, Command::kDmaWrite, p));
+    ASSERT_NO_FATAL_FAILURE(ExpectQueuedReadReplies(s.main(), original));
+    InboundMessage ack;
+    ASSERT_NO_FATAL_FAILURE(ExpectReplyTo(s.main(), kQueuedReads + 1, Command::kDmaWrite, &ack));
+    EXPECT_FALSE(ack.header.is_error());
+    done.Notify();
+  });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::FromFd(server.TakeClientEnd()));
+  ASSERT_OK(client->AddDmaMemory(kIova, absl::MakeSpan(ram)));
+  memory_registered.Notify();
+  ASSERT_OK(client->StartServingThread());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  client->StopServingThread();
+  EXPECT_EQ(ram[0], 0xee);
+  EXPECT_EQ(ram[4096], original[4096]);
+}
+
+// Memory unregistered while replies read from it are still queued may be
+// changed (or freed) at once: the replies carry the bytes as they were read.
+TEST(ClientTest, QueuedDmaReadRepliesKeepTheirBytesAcrossRemoval) {
+  std::vector<uint8_t> ram(kReadCount);
+  for (size_t i = 0; i < ram.size(); ++i) ram[i] = static_cast<uint8_t>(i * 5 + 1);
+  const std::vector<uint8_t> original = ram;
+  absl::Notification memory_registered;
+  absl::Notification memory_removed;
+  absl::Notification done;
+  ScriptedServer server([&](FakeServer& s) {
+    ASSERT_OK(s.AcceptVersion().status());
+    memory_registered.WaitForNotification();
+    for (uint16_t id = 1; id <= kQueuedReads; ++id) {
+      ASSERT_OK(s.main().SendCommand(id, Command::kDmaRead, DmaReadPayload(kIova, kReadCount)));
+    }
+    ASSERT_TRUE(memory_removed.WaitForNotificationWithTimeout(kWait));
+    ASSERT_NO_FATAL_FAILURE(ExpectQueuedReadReplies(s.main(), original));
+    done.Notify();
+  });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::FromFd(server.TakeClientEnd()));
+  ASSERT_OK(client->AddDmaMemory(kIova, absl::MakeSpan(ram)));
+  memory_registered.Notify();
+  // Serve every DMA_READ; their replies fill the socket and the rest queue.
+  while (client->stats().server_commands_received < kQueuedReads) {
+    ASSERT_OK(client->Poll(kWait));
+  }
+  ASSERT_OK(client->RemoveDmaMemory(kIova));
+  std::fill(ram.begin(), ram.end(), 0xee);
+  memory_removed.Notify();
+  ASSERT_OK(client->StartServingThread());
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
+  client->StopServingThread();
+  EXPECT_EQ(client->stats().server_commands_failed, 0u);
 }
 
 // ---------------------------------------------------------------------------

@@ -110,24 +110,33 @@ absl::StatusOr<DmaMemoryTable::RangeMap::const_iterator> DmaMemoryTable::Coverin
   }
 }
 
-absl::StatusOr<absl::Span<const uint8_t>> DmaMemoryTable::Read(
-    uint64_t iova, uint64_t count, std::vector<uint8_t>& scratch) const {
-  if (count == 0) return absl::Span<const uint8_t>();
+absl::Status DmaMemoryTable::ReadViews(
+    uint64_t iova, uint64_t count,
+    absl::InlinedVector<absl::Span<const uint8_t>, 2>& views) const {
+  if (count == 0) return absl::OkStatus();
   absl::StatusOr<RangeMap::const_iterator> first = Covering(iova, count, wire::kDmaMapFlagRead);
   if (!first.ok()) return first.status();
   auto it = *first;
   uint64_t offset = iova - it->first;
-  if (count <= it->second.size - offset) {
-    return absl::Span<const uint8_t>(it->second.data + offset, count);
-  }
-  scratch.resize(count);
-  uint64_t done = 0;
-  while (done < count) {
+  for (uint64_t done = 0; done < count; ++it, offset = 0) {
     const uint64_t n = std::min(count - done, it->second.size - offset);
-    std::memcpy(scratch.data() + done, it->second.data + offset, n);
+    views.push_back(absl::Span<const uint8_t>(it->second.data + offset, n));
     done += n;
-    offset = 0;
-    ++it;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<absl::Span<const uint8_t>> DmaMemoryTable::Read(
+    uint64_t iova, uint64_t count, std::vector<uint8_t>& scratch) const {
+  absl::InlinedVector<absl::Span<const uint8_t>, 2> views;
+  absl::Status status = ReadViews(iova, count, views);
+  if (!status.ok()) return status;
+  if (views.empty()) return absl::Span<const uint8_t>();
+  if (views.size() == 1) return views.front();
+  scratch.clear();
+  scratch.reserve(count);
+  for (absl::Span<const uint8_t> view : views) {
+    scratch.insert(scratch.end(), view.begin(), view.end());
   }
   return absl::Span<const uint8_t>(scratch);
 }

@@ -24,6 +24,7 @@
 #include <map>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -58,6 +59,13 @@ class DmaMemoryTable {
   // valid until the table or `scratch` changes. count 0 is an empty view.
   absl::StatusOr<absl::Span<const uint8_t>> Read(uint64_t iova, uint64_t count,
                                                  std::vector<uint8_t>& scratch) const;
+
+  // The `count` bytes at `iova`, for a DMA_READ, as views of the registered
+  // memory: appends one span per registration they cross, in IOVA order
+  // (nothing for count 0), so they can be sent without a copy. Appends
+  // nothing on error. The views are valid until the table changes.
+  absl::Status ReadViews(uint64_t iova, uint64_t count,
+                         absl::InlinedVector<absl::Span<const uint8_t>, 2>& views) const;
 
   // Copies `data` to `iova`, for a DMA_WRITE. All or nothing.
   absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data);

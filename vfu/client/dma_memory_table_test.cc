@@ -61,6 +61,29 @@ TEST(DmaMemoryTableTest, AccessSpansContiguousRanges) {
   EXPECT_EQ(b[1], 0xc);
 }
 
+// ReadViews() gives one view per registration crossed, each pointing into
+// that registration, and appends nothing when the range is not readable.
+TEST(DmaMemoryTableTest, ReadViewsPointIntoEachRange) {
+  std::vector<uint8_t> a = Iota(16, 0);
+  std::vector<uint8_t> b = Iota(16, 100);
+  DmaMemoryTable table;
+  ASSERT_OK(table.Add(0x2000, absl::MakeSpan(a), kReadWrite));
+  ASSERT_OK(table.Add(0x2010, absl::MakeSpan(b), kReadWrite));
+  absl::InlinedVector<absl::Span<const uint8_t>, 2> views;
+  ASSERT_OK(table.ReadViews(0x200e, 4, views));
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views[0].data(), a.data() + 14);
+  EXPECT_THAT(views[0], ElementsAre(14, 15));
+  EXPECT_EQ(views[1].data(), b.data());
+  EXPECT_THAT(views[1], ElementsAre(100, 101));
+
+  views.clear();
+  EXPECT_THAT(table.ReadViews(0x200e, 40, views), FailsWithErrno(EFAULT));
+  EXPECT_TRUE(views.empty());
+  ASSERT_OK(table.ReadViews(0x2000, 0, views));
+  EXPECT_TRUE(views.empty());
+}
+
 // Bytes outside every registration, or across a hole, are EFAULT, and a
 // failed write changes nothing.
 TEST(DmaMemoryTableTest, UnregisteredBytesAreEfault) {

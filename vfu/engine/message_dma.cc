@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
+#include "vfu/transport/message_buffer_pool.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/header.h"
 
@@ -50,6 +51,8 @@ absl::Status DmaReadViaMessages(ClientChannel& channel, const MessageDmaConfig& 
     VFU_RETURN_IF_ERROR(wire::CheckDmaReplyEcho(request, decoded));
     std::memcpy(out.data() + done, decoded.data.data(), n);
     done += n;
+    // The next large reply can be received into this buffer unzeroed.
+    MessageBufferPool::Instance().Recycle(std::move(reply.bytes));
   }
   return absl::OkStatus();
 }

@@ -3,9 +3,11 @@
 #ifndef VFU_TRANSPORT_MESSAGE_H_
 #define VFU_TRANSPORT_MESSAGE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/wire/constants.h"
@@ -34,10 +36,25 @@ struct InboundMessage {
   }
 };
 
-// A message to send. `fds` go out with its first byte.
+// A message to send: `bytes`, then each span of `borrowed` in order. `fds`
+// go out with its first byte.
+//
+// `borrowed` lets a large payload leave from where it lies (e.g. registered
+// memory answering a DMA_READ) instead of being copied into `bytes`. Whoever
+// queues such a message keeps that memory valid and unchanged until the
+// writer has sent the message, dropped it (Clear()), or copied the borrowed
+// bytes in (MessageWriter::OwnBorrowedBytes()).
 struct OutboundMessage {
   std::vector<uint8_t> bytes;
   std::vector<UniqueFd> fds;
+  absl::InlinedVector<absl::Span<const uint8_t>, 2> borrowed = {};
+
+  // Bytes on the wire: `bytes` and every borrowed span.
+  size_t size() const {
+    size_t total = bytes.size();
+    for (absl::Span<const uint8_t> span : borrowed) total += span.size();
+    return total;
+  }
 };
 
 }  // namespace vfu

@@ -2,7 +2,7 @@
 // in arbitrary pieces, and gives each message the fds that came with it.
 //
 // The socket reader (MessageReader) receives straight into the assembler's
-// buffer: WritableSpace() -> recvmsg -> Commit(n, fds). TakeMessages() then
+// memory: ReceiveSpace() -> recvmsg -> Commit(n, fds). TakeMessages() then
 // moves out every complete message. No syscalls here, so the logic is
 // tested and fuzzed with chosen fragmentations.
 //
@@ -12,6 +12,21 @@
 //
 // consumed space is reclaimed by moving the unparsed bytes to the front
 // when the free space runs short.
+//
+// Large messages. Once the header of a message larger than the direct
+// threshold has arrived (and its size is within the limit), the message gets
+// a buffer of its own, exactly msg_size bytes (from MessageBufferPool, so a
+// recycled one need not be zero-filled), which becomes the delivered
+// InboundMessage::bytes. The bytes already received move there once; the
+// rest is received in place, so the body is never copied again and buffer_
+// never grows to the size of a message:
+//
+//   body_:   [ header + body received (body_filled_) | still to come ]
+//   ReceiveSpace(): first = body_'s "still to come", second = buffer_'s free
+//
+// A receive that fills body_ spills into buffer_ (the bytes that follow the
+// message), so the stream stays in order: buffer_ holds bytes only once
+// body_ is full.
 //
 // Which message owns received fds: the kernel never delivers bytes that
 // follow an fd-carrying send in the same recvmsg, and a sender sends each
@@ -39,20 +54,38 @@ namespace vfu {
 
 class MessageAssembler {
  public:
-  // `max_message_size`: larger messages are refused (yielded as `oversized`,
-  // their bodies skipped without buffering).
-  explicit MessageAssembler(size_t max_message_size);
+  // Receives are at least this large, so a stream of small messages is
+  // taken in few syscalls.
+  static constexpr size_t kMinReceiveSize = 64 * 1024;
+  // Messages above this size are received into their own buffer.
+  static constexpr size_t kDefaultDirectThreshold = kMinReceiveSize;
 
-  // Raises or lowers the limit, e.g. after VERSION negotiation.
+  // `max_message_size`: larger messages are refused (yielded as `oversized`,
+  // their bodies skipped without buffering). `direct_threshold`: messages
+  // larger than this are received in place (see the file comment).
+  explicit MessageAssembler(size_t max_message_size,
+                            size_t direct_threshold = kDefaultDirectThreshold);
+
+  // Raises or lowers the limit, e.g. after VERSION negotiation. A message
+  // partly received when the limit drops below its size is refused as
+  // oversized by the next TakeMessages(), as if it had just arrived.
   void set_max_message_size(size_t size) { max_message_size_ = size; }
   size_t max_message_size() const { return max_message_size_; }
 
-  // Free space of at least `min_size` bytes at the end of the buffer, to
-  // receive into. Invalidated by the next call to any other method.
-  absl::Span<uint8_t> WritableSpace(size_t min_size);
+  // Where the next receive puts its bytes: `first`, then `second` once
+  // `first` is full. Either may be empty; together at least `min_size` and
+  // at least kMinReceiveSize bytes.
+  struct Space {
+    absl::Span<uint8_t> first;
+    absl::Span<uint8_t> second;
+    size_t size() const { return first.size() + second.size(); }
+  };
+  // Invalidated by the next call to any other method.
+  Space ReceiveSpace(size_t min_size = 0);
 
-  // Accepts `size` bytes just written into WritableSpace() and the fds that
-  // came with them. `fds_truncated`: the kernel reported MSG_CTRUNC.
+  // Accepts `size` bytes just written into the last ReceiveSpace() (filling
+  // `first` before `second`) and the fds that came with them.
+  // `fds_truncated`: the kernel reported MSG_CTRUNC.
   void Commit(size_t size, std::vector<UniqueFd> fds, bool fds_truncated);
 
   // Copies `bytes` in and commits them (tests and fuzzers).
@@ -66,12 +99,14 @@ class MessageAssembler {
   absl::Status TakeMessages(std::vector<InboundMessage>& out);
 
   // Bytes received but not yet part of a delivered message.
-  size_t buffered_bytes() const { return data_end_ - data_begin_; }
+  size_t buffered_bytes() const { return body_filled_ + (data_end_ - data_begin_); }
   // Bytes still to skip of an oversized message.
   uint64_t discarding_bytes() const { return discard_remaining_; }
   // How many more bytes would complete the message at the front (at least
   // 1), or 0 if none is started. Used to size the next receive.
   size_t bytes_wanted() const { return wanted_; }
+  // Whether the front message is being received into its own buffer.
+  bool receiving_in_place() const { return !body_.empty(); }
 
  private:
   // fds delivered by one receive, with the stream range that receive covered.
@@ -86,12 +121,24 @@ class MessageAssembler {
   // the fds that belong to it (see the file comment).
   void ClaimFds(uint64_t start, uint64_t size, InboundMessage& message);
   void Compact();
+  // Moves the front message's `have` buffered bytes into a buffer of its
+  // own of `size` bytes.
+  void StartInPlace(size_t have, size_t size);
+  // TakeMessages() while receiving in place: delivers or refuses the front
+  // message if it can. Returns false while it still needs bytes.
+  bool TakeInPlace(std::vector<InboundMessage>& out);
 
   size_t max_message_size_;
+  const size_t direct_threshold_;
   std::vector<uint8_t> buffer_;
   size_t data_begin_ = 0;
   size_t data_end_ = 0;
-  // Stream offset of buffer_[data_begin_] (start of the next message).
+  // The front message while received in place (empty otherwise), and how
+  // many of its bytes have arrived.
+  std::vector<uint8_t> body_;
+  size_t body_filled_ = 0;
+  // Stream offset of the next message's first byte (body_[0] when receiving
+  // in place, else buffer_[data_begin_]).
   uint64_t stream_offset_ = 0;
   // Stream offset just past the last committed byte.
   uint64_t stream_end_ = 0;

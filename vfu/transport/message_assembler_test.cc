@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <sys/eventfd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -171,6 +174,118 @@ TEST(MessageAssemblerTest, ReportsBytesWanted) {
   assembler.Append(absl::MakeConstSpan(m).subspan(10, 10));
   ASSERT_THAT(assembler.TakeMessages(out), IsOk());
   EXPECT_EQ(assembler.bytes_wanted(), m.size() - 20);
+}
+
+// Receives `bytes` as MessageReader does: scattered into ReceiveSpace()'s
+// `first` span, then `second`. Returns where the bytes went in `first`.
+uint8_t* Receive(MessageAssembler& assembler, absl::Span<const uint8_t> bytes,
+                 std::vector<UniqueFd> fds = {}) {
+  const MessageAssembler::Space space = assembler.ReceiveSpace();
+  EXPECT_GE(space.size(), bytes.size());
+  const size_t first = std::min(bytes.size(), space.first.size());
+  if (first > 0) std::memcpy(space.first.data(), bytes.data(), first);
+  if (bytes.size() > first) {
+    std::memcpy(space.second.data(), bytes.data() + first, bytes.size() - first);
+  }
+  assembler.Commit(bytes.size(), std::move(fds), false);
+  return space.first.data();
+}
+
+// A message above the direct threshold, arriving in fragments, is received
+// in place once its header is in: the bytes land in the delivered message's
+// own buffer (never copied), and the piece that ends it spills the next
+// message, with its fds, into the reassembly buffer.
+TEST(MessageAssemblerTest, LargeMessageInFragmentsIsReceivedInPlace) {
+  const std::vector<uint8_t> big = MakeMessage(1, 300000), small = MakeMessage(2, 5);
+  const std::vector<uint8_t> stream = Concat({big, small});
+  const absl::Span<const uint8_t> all(stream);
+  MessageAssembler assembler(1 << 20);
+  std::vector<InboundMessage> out;
+
+  Receive(assembler, all.subspan(0, 10), MakeFds(2));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  EXPECT_FALSE(assembler.receiving_in_place());  // The header is not whole yet.
+  Receive(assembler, all.subspan(10, 990));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_TRUE(assembler.receiving_in_place());
+  EXPECT_EQ(assembler.bytes_wanted(), big.size() - 1000);
+  EXPECT_EQ(assembler.buffered_bytes(), 1000u);
+
+  uint8_t* const at_1000 = Receive(assembler, all.subspan(1000, 70000));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  size_t pos = 71000;
+  for (size_t piece : {1u, 4095u, 100000u}) {
+    Receive(assembler, all.subspan(pos, piece));
+    pos += piece;
+    ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+    EXPECT_TRUE(out.empty());
+  }
+  // The last piece ends the big message and carries the next one's fd.
+  Receive(assembler, all.subspan(pos), MakeFds(1));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].bytes, big);
+  EXPECT_EQ(out[0].bytes.data() + 1000, at_1000) << "the body was copied";
+  EXPECT_EQ(out[0].fds.size(), 2u);
+  EXPECT_EQ(out[1].bytes, small);
+  EXPECT_EQ(out[1].fds.size(), 1u);
+  EXPECT_FALSE(assembler.receiving_in_place());
+  EXPECT_EQ(assembler.buffered_bytes(), 0u);
+  EXPECT_EQ(assembler.bytes_wanted(), 0u);
+}
+
+// With a low direct threshold every three-piece cut of a stream mixing
+// small and in-place messages yields the same messages, byte for byte.
+TEST(MessageAssemblerTest, EveryTwoCutsAroundInPlaceMessages) {
+  const std::vector<uint8_t> a = MakeMessage(1, 100), b = MakeMessage(2, 7),
+                             c = MakeMessage(3, 60);
+  const std::vector<uint8_t> stream = Concat({a, b, c});
+  const absl::Span<const uint8_t> all(stream);
+  for (size_t i = 0; i <= stream.size(); ++i) {
+    for (size_t j = i; j <= stream.size(); ++j) {
+      MessageAssembler assembler(4096, /*direct_threshold=*/32);
+      std::vector<InboundMessage> out;
+      for (auto [begin, end] : {std::pair{size_t{0}, i}, {i, j}, {j, stream.size()}}) {
+        Receive(assembler, all.subspan(begin, end - begin));
+        ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+      }
+      ASSERT_EQ(out.size(), 3u) << "cuts at " << i << ", " << j;
+      EXPECT_EQ(out[0].bytes, a) << "cuts at " << i << ", " << j;
+      EXPECT_EQ(out[1].bytes, b) << "cuts at " << i << ", " << j;
+      EXPECT_EQ(out[2].bytes, c) << "cuts at " << i << ", " << j;
+      EXPECT_EQ(assembler.buffered_bytes(), 0u);
+    }
+  }
+}
+
+// A message partly received in place when the limit drops below its size
+// is refused as oversized, like one that arrived after the change; the rest
+// of it is skipped and the next message comes through intact.
+TEST(MessageAssemblerTest, InPlaceMessageRefusedWhenLimitDrops) {
+  const std::vector<uint8_t> big = MakeMessage(7, 200000), next = MakeMessage(8, 4);
+  const std::vector<uint8_t> stream = Concat({big, next});
+  const absl::Span<const uint8_t> all(stream);
+  MessageAssembler assembler(1 << 20);
+  std::vector<InboundMessage> out;
+  Receive(assembler, all.subspan(0, 5000));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_TRUE(assembler.receiving_in_place());
+  assembler.set_max_message_size(4096);
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].oversized);
+  EXPECT_EQ(out[0].header.msg_id, 7);
+  EXPECT_TRUE(out[0].bytes.empty());
+  EXPECT_FALSE(assembler.receiving_in_place());
+  EXPECT_EQ(assembler.discarding_bytes(), big.size() - 5000);
+  for (size_t pos = 5000; pos < stream.size(); pos += 60000) {
+    Receive(assembler, all.subspan(pos, std::min<size_t>(60000, stream.size() - pos)));
+    ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+    EXPECT_LE(assembler.buffered_bytes(), next.size());
+  }
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].bytes, next);
+  EXPECT_EQ(assembler.buffered_bytes(), 0u);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "vfu/transport/message_reader.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <algorithm>
@@ -20,11 +21,16 @@ absl::Status MessageReader::ReadAvailable(int fd, Syscalls& syscalls,
                                           std::vector<InboundMessage>& out) {
   size_t budget = kReadBudget;
   while (budget > 0) {
-    absl::Span<uint8_t> space = assembler_.WritableSpace(assembler_.bytes_wanted());
-    struct iovec iov = {space.data(), space.size()};
+    // The rest of a large message straight into its own buffer, then what
+    // follows it into the reassembly buffer.
+    const MessageAssembler::Space space = assembler_.ReceiveSpace();
+    struct iovec iov[2];
+    size_t num_iov = 0;
+    if (!space.first.empty()) iov[num_iov++] = {space.first.data(), space.first.size()};
+    if (!space.second.empty()) iov[num_iov++] = {space.second.data(), space.second.size()};
     struct msghdr msg = {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov;
+    msg.msg_iovlen = num_iov;
     msg.msg_control = control_.data();
     msg.msg_controllen = control_.size();
     SyscallResult r = syscalls.RecvMsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);

@@ -1,6 +1,10 @@
 // MessageReader: receives from a non-blocking stream socket into a
 // MessageAssembler, with the SCM_RIGHTS fds that arrive alongside.
 //
+// Once a large message's header is in, the rest of it is received straight
+// into the message's own buffer (see MessageAssembler): its body is never
+// copied in user space, and one recvmsg can take all of it.
+//
 // Each call reads until the socket would block or a per-call byte budget is
 // spent (so one busy connection cannot starve the others on the IO thread);
 // with level-triggered epoll the remainder is read on the next wake-up.

@@ -9,9 +9,32 @@
 #include <vector>
 
 namespace vfu {
+namespace {
+
+// Appends iovecs for `message` from byte `skip` on, stopping at `max`.
+// Returns the new count.
+size_t GatherIovecs(const OutboundMessage& message, size_t skip, struct iovec* iov,
+                    size_t count, size_t max) {
+  auto add = [&](const uint8_t* data, size_t size) {
+    if (skip >= size) {
+      skip -= size;
+      return;
+    }
+    if (count < max) {
+      iov[count++] = {const_cast<uint8_t*>(data) + skip, size - skip};
+    }
+    skip = 0;
+  };
+  add(message.bytes.data(), message.bytes.size());
+  for (absl::Span<const uint8_t> span : message.borrowed) add(span.data(), span.size());
+  return count;
+}
+
+}  // namespace
 
 void MessageWriter::Enqueue(OutboundMessage message) {
-  queued_bytes_ += message.bytes.size();
+  queued_bytes_ += message.size();
+  if (!message.borrowed.empty()) ++borrowing_messages_;
   queue_.push_back(std::move(message));
 }
 
@@ -19,6 +42,21 @@ void MessageWriter::Clear() {
   queue_.clear();
   sent_ = 0;
   queued_bytes_ = 0;
+  borrowing_messages_ = 0;
+}
+
+void MessageWriter::OwnBorrowedBytes() {
+  if (borrowing_messages_ == 0) return;
+  for (OutboundMessage& message : queue_) {
+    if (message.borrowed.empty()) continue;
+    // Appending keeps every byte at its offset, so sent_ stays valid.
+    message.bytes.reserve(message.size());
+    for (absl::Span<const uint8_t> span : message.borrowed) {
+      message.bytes.insert(message.bytes.end(), span.begin(), span.end());
+    }
+    message.borrowed.clear();
+  }
+  borrowing_messages_ = 0;
 }
 
 absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
@@ -28,14 +66,13 @@ absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
     OutboundMessage& front = queue_.front();
     const bool send_fds = sent_ == 0 && !front.fds.empty();
 
-    size_t count = 0;
-    iov[count++] = {front.bytes.data() + sent_, front.bytes.size() - sent_};
+    size_t count = GatherIovecs(front, sent_, iov, 0, kMaxIovecs);
     if (!send_fds) {
       // Gather following messages up to the next one that carries fds.
       for (size_t i = 1; i < queue_.size() && count < kMaxIovecs; ++i) {
         OutboundMessage& next = queue_[i];
         if (!next.fds.empty()) break;
-        iov[count++] = {next.bytes.data(), next.bytes.size()};
+        count = GatherIovecs(next, 0, iov, count, kMaxIovecs);
       }
     }
 
@@ -72,13 +109,14 @@ absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
     queued_bytes_ -= written;
     while (written > 0) {
       OutboundMessage& head = queue_.front();
-      size_t left = head.bytes.size() - sent_;
+      const size_t left = head.size() - sent_;
       if (written < left) {
         sent_ += written;
         break;
       }
       written -= left;
       sent_ = 0;
+      if (!head.borrowed.empty()) --borrowing_messages_;
       queue_.pop_front();
     }
   }

@@ -1,14 +1,17 @@
 // MessageWriter: the outgoing queue of one connection, flushed to a
 // non-blocking stream socket with partial-write handling.
 //
-// Consecutive messages without fds leave in one sendmsg (an iovec each), so
-// a burst of replies costs one syscall. A message with fds is sent in a
-// sendmsg of its own, its fds attached to its first byte: a receiver ties
-// fds to the message that starts the send that carried them. A short write
-// leaves the cursor at the exact byte; the caller arms EPOLLOUT when
-// Flush() reports that bytes remain.
+// Consecutive messages without fds leave in one sendmsg (an iovec per
+// segment: a message's `bytes`, then each of its borrowed spans), so a burst
+// of replies costs one syscall and a borrowed payload is never copied. A
+// message with fds is sent in a sendmsg of its own, its fds attached to its
+// first byte: a receiver ties fds to the message that starts the send that
+// carried them. A short write leaves the cursor at the exact byte, whichever
+// segment it falls in; the caller arms EPOLLOUT when Flush() reports that
+// bytes remain.
 //
 //   queue_: [ front (sent_ bytes of it gone) | msg | msg | ... ]
+//   a message on the wire: [ bytes | borrowed[0] | borrowed[1] | ... ]
 //
 // Thread-compatible: used by the IO thread only.
 #ifndef VFU_TRANSPORT_MESSAGE_WRITER_H_
@@ -25,6 +28,8 @@ namespace vfu {
 
 class MessageWriter {
  public:
+  // Queues `message`. Its borrowed spans must stay valid and unchanged until
+  // it has been sent, or until Clear() or OwnBorrowedBytes().
   void Enqueue(OutboundMessage message);
 
   // Sends as much as the socket takes.
@@ -37,11 +42,17 @@ class MessageWriter {
   // Bytes queued and not yet sent; what back-pressure is judged on.
   size_t queued_bytes() const { return queued_bytes_; }
   size_t queued_messages() const { return queue_.size(); }
+  // Queued messages that still borrow memory.
+  size_t borrowing_messages() const { return borrowing_messages_; }
+
+  // Copies every borrowed span still queued into its message's own bytes,
+  // so that the memory may change or go away. The bytes sent stay the same.
+  void OwnBorrowedBytes();
 
   // Drops everything queued (closing its fds), e.g. on disconnect.
   void Clear();
 
-  // Most messages gathered into one sendmsg.
+  // Most iovecs (message segments) gathered into one sendmsg.
   static constexpr size_t kMaxIovecs = 64;
 
  private:
@@ -49,6 +60,7 @@ class MessageWriter {
   // Bytes of queue_.front() already sent.
   size_t sent_ = 0;
   size_t queued_bytes_ = 0;
+  size_t borrowing_messages_ = 0;
 };
 
 }  // namespace vfu

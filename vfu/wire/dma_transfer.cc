@@ -186,6 +186,18 @@ void EncodeDmaReadReply(const DmaReadReply& r, DmaTransferLayout layout,
   WriteData(w, r.data, layout);
 }
 
+void EncodeDmaReadReplyHead(uint64_t address, uint64_t count, DmaTransferLayout layout,
+                            std::vector<uint8_t>& out) {
+  ByteWriter w(out);
+  WritePrefix(w, address, count, layout);
+}
+
+absl::Span<const uint8_t> DmaReadReplyTail(DmaTransferLayout layout) {
+  static constexpr uint8_t kPadding[kQemuPaddingSize] = {};
+  if (layout == DmaTransferLayout::kSpec) return {};
+  return absl::MakeConstSpan(kPadding);
+}
+
 void EncodeDmaWriteRequest(const DmaWriteRequest& r, DmaTransferLayout layout,
                            std::vector<uint8_t>& out) {
   ByteWriter w(out);

@@ -123,6 +123,14 @@ void EncodeDmaReadRequest(const DmaReadRequest& request, DmaTransferLayout layou
                           std::vector<uint8_t>& out);
 void EncodeDmaReadReply(const DmaReadReply& reply, DmaTransferLayout layout,
                         std::vector<uint8_t>& out);
+// EncodeDmaReadReply() in pieces, for a sender that sends the data from
+// where it lies: appends the part before the data (address and count of a
+// reply carrying `count` bytes) to `out`; DmaReadReplyTail() is the part
+// after it (kQemu's padding, static storage; empty for kSpec). head + data
+// + tail is byte for byte what EncodeDmaReadReply() appends.
+void EncodeDmaReadReplyHead(uint64_t address, uint64_t count, DmaTransferLayout layout,
+                            std::vector<uint8_t>& out);
+absl::Span<const uint8_t> DmaReadReplyTail(DmaTransferLayout layout);
 void EncodeDmaWriteRequest(const DmaWriteRequest& request, DmaTransferLayout layout,
                            std::vector<uint8_t>& out);
 // kSpec: the 16-byte echo. kQemu: nothing (the reply is a bare header).

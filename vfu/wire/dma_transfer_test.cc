@@ -161,6 +161,25 @@ TEST(DmaTransferTest, RoundTrips) {
   }
 }
 
+// The DMA_READ reply in pieces (head, data from elsewhere, tail) is byte for
+// byte the reply encoded whole, in both layouts.
+TEST(DmaTransferTest, ReadReplyHeadDataTailMatchWholeReply) {
+  std::vector<uint8_t> data(37);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i + 1);
+  for (DmaTransferLayout layout : {kSpec, kQemu}) {
+    SCOPED_TRACE(layout == kSpec ? "spec" : "qemu");
+    std::vector<uint8_t> whole;
+    EncodeDmaReadReply({.address = 0x1234567890, .data = data}, layout, whole);
+    std::vector<uint8_t> pieces;
+    EncodeDmaReadReplyHead(0x1234567890, data.size(), layout, pieces);
+    pieces.insert(pieces.end(), data.begin(), data.end());
+    absl::Span<const uint8_t> tail = DmaReadReplyTail(layout);
+    pieces.insert(pieces.end(), tail.begin(), tail.end());
+    EXPECT_EQ(pieces, whole);
+    EXPECT_EQ(tail.size(), layout == kSpec ? 0u : 4u);
+  }
+}
+
 // A zero-byte transfer is still well formed: 16 bytes, no data.
 TEST(DmaTransferTest, ZeroCountIsValid) {
   std::vector<uint8_t> out;

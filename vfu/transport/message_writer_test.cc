@@ -1,0 +1,150 @@
+// MessageWriter against a scripted sendmsg: gather writes of messages made
+// of owned bytes and borrowed spans resume at the exact byte after short
+// writes and EAGAIN, and OwnBorrowedBytes() keeps what is sent unchanged.
+#include "vfu/transport/message_writer.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+#include "vfu/base/syscalls.h"
+
+namespace vfu {
+namespace {
+
+using ::vfu::testing::IsOk;
+
+// Takes at most the next scripted number of bytes per sendmsg (0: EAGAIN),
+// everything once the script is done, and records what it took.
+class ScriptedSends : public Syscalls {
+ public:
+  explicit ScriptedSends(std::deque<size_t> script) : script_(std::move(script)) {}
+
+  SyscallResult RecvMsg(int, struct msghdr*, int) override { return {-1, ENOSYS}; }
+
+  SyscallResult SendMsg(int, const struct msghdr* msg, int) override {
+    size_t limit = SIZE_MAX;
+    if (!script_.empty()) {
+      limit = script_.front();
+      script_.pop_front();
+    }
+    if (limit == 0) return {-1, EAGAIN};
+    ++sends_;
+    iovecs_ = std::max(iovecs_, static_cast<size_t>(msg->msg_iovlen));
+    if (msg->msg_controllen > 0) fd_send_offsets_.push_back(wire_.size());
+    size_t taken = 0;
+    for (size_t i = 0; i < msg->msg_iovlen && taken < limit; ++i) {
+      const auto* base = static_cast<const uint8_t*>(msg->msg_iov[i].iov_base);
+      const size_t n = std::min(msg->msg_iov[i].iov_len, limit - taken);
+      wire_.insert(wire_.end(), base, base + n);
+      taken += n;
+    }
+    return {static_cast<ssize_t>(taken), 0};
+  }
+
+  const std::vector<uint8_t>& wire() const { return wire_; }
+  size_t sends() const { return sends_; }
+  size_t max_iovecs() const { return iovecs_; }
+  const std::vector<size_t>& fd_send_offsets() const { return fd_send_offsets_; }
+
+ private:
+  std::deque<size_t> script_;
+  std::vector<uint8_t> wire_;
+  size_t sends_ = 0;
+  size_t iovecs_ = 0;
+  std::vector<size_t> fd_send_offsets_;
+};
+
+std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 13);
+  return v;
+}
+
+// Three messages, two of them with borrowed spans, go out byte for byte
+// whatever the cut points: inside `bytes`, exactly at a segment boundary,
+// inside a borrowed span, and with EAGAIN in between.
+TEST(MessageWriterTest, GatherWriteResumesAtTheExactByte) {
+  const std::vector<uint8_t> head1 = Pattern(32, 1), data1 = Pattern(5000, 2),
+                             tail1 = Pattern(4, 3), head2 = Pattern(16, 4),
+                             head3 = Pattern(32, 5), data3 = Pattern(3000, 6);
+  std::vector<uint8_t> expected;
+  for (const auto* part : {&head1, &data1, &tail1, &head2, &head3, &data3}) {
+    expected.insert(expected.end(), part->begin(), part->end());
+  }
+  // Cut points: 10 bytes into head1, the end of head1, 1 byte, EAGAIN, the
+  // rest of data1 but one, that byte, then the rest in odd pieces.
+  ScriptedSends sends({10, 22, 1, 0, 4998, 1, 7, 0, 1000, 2999});
+  MessageWriter writer;
+  writer.Enqueue({head1, {}, {data1, tail1}});
+  writer.Enqueue({head2, {}});
+  writer.Enqueue({head3, {}, {data3}});
+  EXPECT_EQ(writer.queued_bytes(), expected.size());
+  EXPECT_EQ(writer.borrowing_messages(), 2u);
+  while (!writer.empty()) {
+    ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+    EXPECT_EQ(writer.queued_bytes(), expected.size() - sends.wire().size());
+  }
+  EXPECT_EQ(sends.wire(), expected);
+  EXPECT_EQ(writer.borrowing_messages(), 0u);
+  EXPECT_EQ(sends.max_iovecs(), 6u) << "all segments should leave in one sendmsg";
+}
+
+// Borrowed memory may change once OwnBorrowedBytes() has run, even in the
+// middle of a message: what goes out is what was borrowed.
+TEST(MessageWriterTest, OwnBorrowedBytesKeepsWhatIsSent) {
+  std::vector<uint8_t> memory = Pattern(10000, 9);
+  const std::vector<uint8_t> original = memory;
+  const std::vector<uint8_t> head = Pattern(32, 7);
+  ScriptedSends sends({40, 0});
+  MessageWriter writer;
+  writer.Enqueue({head, {}, {absl::MakeConstSpan(memory).subspan(100, 6000)}});
+  writer.Enqueue({head, {}, {absl::MakeConstSpan(memory).subspan(0, 50)}});
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  ASSERT_EQ(sends.wire().size(), 40u);
+  writer.OwnBorrowedBytes();
+  EXPECT_EQ(writer.borrowing_messages(), 0u);
+  std::fill(memory.begin(), memory.end(), 0xee);
+  while (!writer.empty()) ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+
+  std::vector<uint8_t> expected = head;
+  expected.insert(expected.end(), original.begin() + 100, original.begin() + 6100);
+  expected.insert(expected.end(), head.begin(), head.end());
+  expected.insert(expected.end(), original.begin(), original.begin() + 50);
+  EXPECT_EQ(sends.wire(), expected);
+}
+
+// More segments than one sendmsg gathers go out over several, in order.
+TEST(MessageWriterTest, ManySegmentsSpanSeveralSends) {
+  std::vector<std::vector<uint8_t>> parts;
+  std::vector<uint8_t> expected;
+  MessageWriter writer;
+  for (int i = 0; i < 50; ++i) {
+    parts.push_back(Pattern(3 + i, static_cast<uint8_t>(i)));
+  }
+  for (int i = 0; i < 25; ++i) {
+    const std::vector<uint8_t>& head = parts[2 * i];
+    const std::vector<uint8_t>& data = parts[2 * i + 1];
+    expected.insert(expected.end(), head.begin(), head.end());
+    expected.insert(expected.end(), data.begin(), data.end());
+    expected.insert(expected.end(), data.begin(), data.end());
+    writer.Enqueue({head, {}, {data, data}});
+  }
+  ScriptedSends sends({});
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  EXPECT_TRUE(writer.empty());
+  EXPECT_EQ(sends.wire(), expected);
+  EXPECT_EQ(sends.max_iovecs(), MessageWriter::kMaxIovecs);
+  EXPECT_EQ(sends.sends(), 2u);
+}
+
+}  // namespace
+}  // namespace vfu
