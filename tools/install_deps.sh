@@ -17,6 +17,7 @@ packages=(
   libconcurrentqueue-dev # moodycamel lock-free MPMC queue (IO <-> workers)
   libreaderwriterqueue-dev # moodycamel SPSC queue
   nlohmann-json3-dev     # JSON for VERSION capabilities
+  liburcu-dev            # userspace RCU (DMA lookups without atomics)
   clang                  # libFuzzer builds and thread-safety analysis
   libclang-rt-14-dev     # clang's sanitizer and fuzzer runtimes
   g++                    # the default compiler

@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "vfu/base/check.h"
+#include "vfu/base/rcu.h"
+#include "vfu/dma/dma_host_index.h"
 #include "vfu/dma/dma_mapping.h"
 #include "vfu/wire/dirty_bitmap.h"
 #include "vfu/wire/errno_status.h"
@@ -20,6 +22,7 @@
 namespace vfu {
 namespace {
 
+using dma_internal::DmaHostIndex;
 using dma_internal::DmaMapping;
 
 constexpr uint32_t kMapFlags = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite;
@@ -37,6 +40,13 @@ std::string Range(uint64_t iova, uint64_t size) {
 
 DmaRange RangeOf(const DmaMapping& m) {
   return DmaRange{.iova = m.iova(), .size = m.size(), .flags = m.flags(), .mapped = m.fd_backed()};
+}
+
+// Frees an index once no RCU section can still be reading it.
+void RetireHostIndex(std::unique_ptr<const DmaHostIndex> old) {
+  if (old == nullptr) return;
+  RcuSynchronize();
+  old.reset();
 }
 
 // Waits for the users of each mapping, then frees (munmaps) it.
@@ -165,12 +175,17 @@ absl::StatusOr<DmaRange> DmaMapTable::Map(const wire::DmaMapRequest& request, Un
   auto mapping = std::make_unique<DmaMapping>(iova, size, request.flags, host, mmap_base,
                                               mmap_length, &logging_);
 
-  absl::MutexLock lock(&mu_);
-  // On failure `mapping` unmaps the memory again; nobody saw it.
-  if (absl::Status s = CheckInsertableLocked(iova, size); !s.ok()) return s;
-  if (logging_page_size_ != 0) mapping->StartDirtyLog();
   const DmaRange range = RangeOf(*mapping);
-  mappings_.emplace(iova, std::move(mapping));
+  std::unique_ptr<const DmaHostIndex> old_index;
+  {
+    absl::MutexLock lock(&mu_);
+    // On failure `mapping` unmaps the memory again; nobody saw it.
+    if (absl::Status s = CheckInsertableLocked(iova, size); !s.ok()) return s;
+    if (logging_page_size_ != 0) mapping->StartDirtyLog();
+    mappings_.emplace(iova, std::move(mapping));
+    if (range.mapped) old_index = PublishHostIndexLocked();
+  }
+  RetireHostIndex(std::move(old_index));
   return range;
 }
 
@@ -189,11 +204,16 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
       return wire::WireError(EINVAL, "DMA_UNMAP ALL with a non-zero addr or size");
     }
     std::vector<std::unique_ptr<DmaMapping>> removed;
+    std::unique_ptr<const DmaHostIndex> old_index;
     {
       absl::MutexLock lock(&mu_);
       removed = ExtractAllLocked();
+      old_index = PublishHostIndexLocked();
     }
     for (const auto& m : removed) ranges.push_back(RangeOf(*m));
+    // Copies on the fast path end with the grace period, the others with
+    // their references.
+    RetireHostIndex(std::move(old_index));
     DrainAndFree(removed);
     return ranges;
   }
@@ -202,6 +222,7 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
     return wire::WireError(EINVAL, "DMA_UNMAP GET_DIRTY_BITMAP without a bitmap");
   }
   std::unique_ptr<DmaMapping> mapping;
+  std::unique_ptr<const DmaHostIndex> old_index;
   {
     absl::MutexLock lock(&mu_);
     auto it = mappings_.find(request.addr);
@@ -233,9 +254,12 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
     }
     mapping = std::move(it->second);
     mappings_.erase(it);
+    if (mapping->fd_backed()) old_index = PublishHostIndexLocked();
   }
   ranges.push_back(RangeOf(*mapping));
-  // After the drain every device write to the mapping is done and marked.
+  // After the grace period and the drain every device write to the mapping
+  // is done and marked.
+  RetireHostIndex(std::move(old_index));
   mapping->DropTableReferenceAndWait();
   if (want_bitmap) {
     std::vector<uint64_t> words(request.bitmap->size / sizeof(uint64_t));
@@ -249,12 +273,15 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
 
 void DmaMapTable::UnmapAll() {
   std::vector<std::unique_ptr<DmaMapping>> removed;
+  std::unique_ptr<const DmaHostIndex> old_index;
   {
     absl::MutexLock lock(&mu_);
     removed = ExtractAllLocked();
+    old_index = PublishHostIndexLocked();
     logging_page_size_ = 0;
     logging_.store(false, std::memory_order_release);
   }
+  RetireHostIndex(std::move(old_index));
   DrainAndFree(removed);
 }
 
@@ -264,6 +291,44 @@ std::vector<std::unique_ptr<DmaMapping>> DmaMapTable::ExtractAllLocked() {
   for (auto& [iova, mapping] : mappings_) removed.push_back(std::move(mapping));
   mappings_.clear();
   return removed;
+}
+
+std::unique_ptr<const DmaHostIndex> DmaMapTable::PublishHostIndexLocked() {
+  std::vector<DmaHostIndex::Entry> entries;
+  for (const auto& [iova, m] : mappings_) {
+    if (!m->fd_backed()) continue;
+    entries.push_back({.iova = m->iova(),
+                       .end = m->end(),
+                       .host = m->host(),
+                       .flags = m->flags(),
+                       .mapping = m.get()});
+  }
+  const DmaHostIndex* next = entries.empty() ? nullptr : new DmaHostIndex(std::move(entries));
+  return std::unique_ptr<const DmaHostIndex>(
+      host_index_.exchange(next, std::memory_order_acq_rel));
+}
+
+bool DmaMapTable::TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const {
+  RcuReadSection section;
+  const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
+  if (index == nullptr) return false;
+  const DmaHostIndex::Entry* e = index->Find(iova, out.size(), wire::kDmaMapFlagRead);
+  if (e == nullptr) return false;
+  std::memcpy(out.data(), e->host + (iova - e->iova), out.size());
+  return true;
+}
+
+bool DmaMapTable::TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const {
+  RcuReadSection section;
+  const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
+  if (index == nullptr) return false;
+  const DmaHostIndex::Entry* e = index->Find(iova, data.size(), wire::kDmaMapFlagWrite);
+  if (e == nullptr) return false;
+  std::memcpy(e->host + (iova - e->iova), data.data(), data.size());
+  // Inside the section: an Unmap that returns the dirty bitmap reads it only
+  // after the grace period, so this mark is in it.
+  e->mapping->MarkDirty(iova, data.size());
+  return true;
 }
 
 absl::StatusOr<DmaSgList> DmaMapTable::Translate(uint64_t iova, uint64_t length,

@@ -21,6 +21,13 @@
 // thread never copies through memory that is gone. Dirty marking takes no
 // lock at all (per-mapping atomic bitmaps, see dma_mapping.h).
 //
+// Fast path. Most device copies lie in one fd-backed mapping. For those,
+// TryReadMapped / TryWriteMapped find the mapping in an immutable index
+// (dma_host_index.h) inside an RCU read section and copy, with no lock and
+// no reference count; every change of the fd-backed mappings publishes a new
+// index, and Unmap waits a grace period (every copy that could still see
+// the mapping has ended) before it drains references and munmaps.
+//
 // Errors of Map and Unmap are wire::WireError statuses carrying the errno of
 // the error reply (section 10 rows 23-29). Translate fails with NotFound
 // (some byte unmapped) or PermissionDenied (a mapping lacks the access).
@@ -38,6 +45,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/dma/dma_sg_list.h"
 #include "vfu/wire/device_feature.h"
@@ -47,6 +55,7 @@
 namespace vfu {
 
 namespace dma_internal {
+class DmaHostIndex;
 class DmaMapping;
 }  // namespace dma_internal
 
@@ -132,6 +141,18 @@ class DmaMapTable {
   absl::StatusOr<DmaSgList> Translate(uint64_t iova, uint64_t length, DmaDirection dir) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // The lock-free path of a copy (see Fast path above). When all of
+  // [iova, iova + out.size()) lies in one fd-backed mapping with READ, fills
+  // `out` from it and returns true; an Unmap of that mapping waits for the
+  // copy. Otherwise copies nothing and returns false, and the caller goes
+  // through Translate, which handles ranges across mappings and fd-less
+  // memory and reports the precise error. False for an empty `out` too.
+  bool TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for a write (WRITE needed); the pages written are marked dirty
+  // for DMA logging once the bytes are in place.
+  bool TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // DEVICE_FEATURE DMA_LOGGING_START. page_size must be a power of two of at
   // least 4 KiB; ranges must be non-empty, not wrap and not overlap (EINVAL
   // otherwise). Writes anywhere in fd-backed mappings are logged, a superset
@@ -162,6 +183,11 @@ class DmaMapTable {
   // Removes every mapping from the tree; the caller drains and frees them.
   std::vector<std::unique_ptr<dma_internal::DmaMapping>> ExtractAllLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes an index of the tree's fd-backed mappings and returns the one
+  // it replaces, which the caller frees after RcuSynchronize(), outside the
+  // lock (nullptr stands for an empty index).
+  std::unique_ptr<const dma_internal::DmaHostIndex> PublishHostIndexLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   DmaMapLimits limits_ ABSL_GUARDED_BY(mu_);
@@ -172,6 +198,9 @@ class DmaMapTable {
   // True while logging. Written only under `mu_` held exclusively; read
   // without it by DmaMapping::MarkDirty on device threads.
   std::atomic<bool> logging_{false};
+  // The fast path's index (nullptr when no mapping is fd-backed). Replaced
+  // only under `mu_` held exclusively; read inside RCU sections.
+  std::atomic<const dma_internal::DmaHostIndex*> host_index_{nullptr};
 };
 
 }  // namespace vfu

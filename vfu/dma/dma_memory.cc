@@ -11,6 +11,7 @@ DmaMemory::DmaMemory(DmaMapTable& table, MessageDmaPath& messages)
     : table_(table), messages_(messages) {}
 
 absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
+  if (table_.TryReadMapped(iova, out)) return absl::OkStatus();
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, out.size(), DmaDirection::kRead));
   size_t done = 0;
   for (const DmaSgList::Segment& s : list.segments()) {
@@ -26,6 +27,7 @@ absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
 }
 
 absl::Status DmaMemory::Write(uint64_t iova, absl::Span<const uint8_t> data) {
+  if (table_.TryWriteMapped(iova, data)) return absl::OkStatus();
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, data.size(), DmaDirection::kWrite));
   size_t done = 0;
   for (const DmaSgList::Segment& s : list.segments()) {

@@ -5,11 +5,13 @@
 //   VFU_RETURN_IF_ERROR(dma.Read(descriptor_iova, absl::MakeSpan(descriptor)));
 //   VFU_RETURN_IF_ERROR(dma.Write(status_iova, status_bytes));
 //
-// Each call resolves its range with DmaMapTable::Translate, then copies
-// straight through the mmapped segments and sends DMA_READ / DMA_WRITE
-// messages (through MessageDmaPath) for fd-less ones. The mappings involved
-// stay mapped until the call returns, so an unmap waits for a copy in
-// progress instead of pulling the memory from under it.
+// A range inside one fd-backed mapping is copied on the table's lock-free
+// fast path (DmaMapTable::TryReadMapped). Any other range is resolved with
+// DmaMapTable::Translate, copied straight through its mmapped segments, with
+// DMA_READ / DMA_WRITE messages (through MessageDmaPath) for fd-less ones.
+// Either way the mappings involved stay mapped until the copy is done, so an
+// unmap waits for a copy in progress instead of pulling the memory from
+// under it.
 #ifndef VFU_DMA_DMA_MEMORY_H_
 #define VFU_DMA_DMA_MEMORY_H_
 
