@@ -87,12 +87,24 @@ int RunClient(const std::string& path, UniqueFd server_ready) {
   return 0;
 }
 
-// The raw floor's peer: answers each 8-byte request for N bytes with N bytes.
+// Marks a raw request as a write: N bytes follow it, answered by 8 bytes.
+constexpr uint64_t kRawWrite = uint64_t{1} << 63;
+
+// The raw floor's peer: answers each 8-byte request for N bytes with N
+// bytes, and each write of N bytes with an 8-byte acknowledgement.
 int RunRawPeer(UniqueFd socket) {
   std::vector<uint8_t> data(kMemorySize, 0x5a);
   while (true) {
     uint64_t want = 0;
     if (::recv(socket.get(), &want, sizeof want, MSG_WAITALL) != sizeof want) return 0;
+    if ((want & kRawWrite) != 0) {
+      want = std::min<uint64_t>(want & ~kRawWrite, data.size());
+      if (::recv(socket.get(), data.data(), want, MSG_WAITALL) != static_cast<ssize_t>(want) ||
+          ::send(socket.get(), &want, sizeof want, MSG_NOSIGNAL) != sizeof want) {
+        return 0;
+      }
+      continue;
+    }
     want = std::min<uint64_t>(want, data.size());
     for (uint64_t sent = 0; sent < want;) {
       ssize_t n = ::send(socket.get(), data.data() + sent, want - sent, MSG_NOSIGNAL);
@@ -172,47 +184,60 @@ absl::StatusOr<std::vector<DmaThroughputRow>> MeasureDmaThroughput(
     std::memset(local_memory, 0x5a, kMemorySize);
     std::vector<uint8_t> buffer(kMemorySize);
 
-    std::vector<DmaThroughputRow> rows;
-    for (const bool messages : {false, true}) {
-      for (const uint64_t transfer : kTransfers) {
-        std::vector<double> ratios;
-        double value = 0, floor = 0;
-        for (int round = 0; round < options.rounds; ++round) {
-          const absl::Span<uint8_t> out = absl::MakeSpan(buffer.data(), transfer);
-          absl::StatusOr<double> vfu_rate =
-              Rate(transfer, options.pass_seconds, [&] {
-                return dma.DmaRead(messages ? kMessageIova : kMappedIova, out);
-              });
-          if (!vfu_rate.ok()) return vfu_rate.status();
-          absl::StatusOr<double> floor_rate = Rate(
-              transfer, options.pass_seconds, [&]() -> absl::Status {
-                if (!messages) {
-                  std::memcpy(out.data(), local_memory, transfer);
-                  return absl::OkStatus();
-                }
-                if (::send(raw.get(), &transfer, sizeof transfer, MSG_NOSIGNAL) !=
-                        sizeof transfer ||
-                    ::recv(raw.get(), out.data(), transfer, MSG_WAITALL) !=
-                        static_cast<ssize_t>(transfer)) {
-                  return absl::InternalError("raw peer");
-                }
-                return absl::OkStatus();
-              });
-          if (!floor_rate.ok()) return floor_rate.status();
-          value += *vfu_rate / options.rounds;
-          floor += *floor_rate / options.rounds;
-          ratios.push_back(*vfu_rate / *floor_rate);
+    // One pass of the floor: what the same bytes cost without vfu.
+    auto raw_once = [&](bool messages, bool write, absl::Span<uint8_t> out) -> absl::Status {
+      const uint64_t n = out.size();
+      if (!messages) {
+        if (write) {
+          std::memcpy(local_memory, out.data(), n);
+        } else {
+          std::memcpy(out.data(), local_memory, n);
         }
-        std::sort(ratios.begin(), ratios.end());
-        const double target = messages ? (transfer == (1 << 20) ? 0.7 : 0) : 0.9;
-        rows.push_back({.path = messages ? "messages" : "mapped",
-                        .transfer = transfer,
-                        .mib_per_s = value / (1 << 20),
-                        .floor_mib_per_s = floor / (1 << 20),
-                        .ratio = ratios[ratios.size() / 2],
-                        .ratio_min = ratios.front(),
-                        .ratio_max = ratios.back(),
-                        .target = target});
+        return absl::OkStatus();
+      }
+      const uint64_t request = write ? n | kRawWrite : n;
+      uint64_t ack = 0;
+      const bool ok =
+          ::send(raw.get(), &request, sizeof request, MSG_NOSIGNAL) == sizeof request &&
+          (write ? ::send(raw.get(), out.data(), n, MSG_NOSIGNAL) == static_cast<ssize_t>(n) &&
+                       ::recv(raw.get(), &ack, sizeof ack, MSG_WAITALL) == sizeof ack
+                 : ::recv(raw.get(), out.data(), n, MSG_WAITALL) == static_cast<ssize_t>(n));
+      return ok ? absl::OkStatus() : absl::InternalError("raw peer");
+    };
+
+    std::vector<DmaThroughputRow> rows;
+    for (const bool write : {false, true}) {
+      for (const bool messages : {false, true}) {
+        for (const uint64_t transfer : kTransfers) {
+          std::vector<double> ratios;
+          double value = 0, floor = 0;
+          const uint64_t iova = messages ? kMessageIova : kMappedIova;
+          const absl::Span<uint8_t> out = absl::MakeSpan(buffer.data(), transfer);
+          for (int round = 0; round < options.rounds; ++round) {
+            absl::StatusOr<double> vfu_rate = Rate(transfer, options.pass_seconds, [&] {
+              return write ? dma.DmaWrite(iova, out) : dma.DmaRead(iova, out);
+            });
+            if (!vfu_rate.ok()) return vfu_rate.status();
+            absl::StatusOr<double> floor_rate = Rate(
+                transfer, options.pass_seconds, [&] { return raw_once(messages, write, out); });
+            if (!floor_rate.ok()) return floor_rate.status();
+            value += *vfu_rate / options.rounds;
+            floor += *floor_rate / options.rounds;
+            ratios.push_back(*vfu_rate / *floor_rate);
+          }
+          std::sort(ratios.begin(), ratios.end());
+          double target = 0;
+          if (!write) target = messages ? (transfer == (1 << 20) ? 0.7 : 0) : 0.9;
+          rows.push_back({.path = messages ? "messages" : "mapped",
+                          .write = write,
+                          .transfer = transfer,
+                          .mib_per_s = value / (1 << 20),
+                          .floor_mib_per_s = floor / (1 << 20),
+                          .ratio = ratios[ratios.size() / 2],
+                          .ratio_min = ratios.front(),
+                          .ratio_max = ratios.back(),
+                          .target = target});
+        }
       }
     }
     ::munmap(local_memory, kMemorySize);
@@ -230,7 +255,7 @@ absl::StatusOr<std::vector<DmaThroughputRow>> MeasureDmaThroughput(
 }
 
 std::string FormatDmaThroughput(const std::vector<DmaThroughputRow>& rows) {
-  std::string out = absl::StrFormat("%-9s %9s %12s %12s %7s %15s %8s\n", "DMA path", "transfer",
+  std::string out = absl::StrFormat("%-15s %9s %12s %12s %7s %15s %8s\n", "DMA path", "transfer",
                                     "vfu MiB/s", "floor MiB/s", "ratio", "rounds min-max",
                                     "target");
   for (const DmaThroughputRow& r : rows) {
@@ -239,13 +264,14 @@ std::string FormatDmaThroughput(const std::vector<DmaThroughputRow>& rows) {
     const std::string target =
         r.target == 0 ? "-"
                       : absl::StrFormat(">=%.1f %s", r.target, r.ratio >= r.target ? "met" : "MISSED");
-    absl::StrAppendFormat(&out, "%-9s %9s %12.0f %12.0f %6.2fx %7.2f-%-7.2f %8s\n", r.path,
-                          transfer, r.mib_per_s, r.floor_mib_per_s, r.ratio, r.ratio_min,
+    absl::StrAppendFormat(&out, "%-15s %9s %12.0f %12.0f %6.2fx %7.2f-%-7.2f %8s\n",
+                          absl::StrCat(r.path, r.write ? " write" : " read"), transfer, r.mib_per_s, r.floor_mib_per_s, r.ratio, r.ratio_min,
                           r.ratio_max, target);
   }
   out +=
-      "floors: mapped = memcpy from a shared-memory mapping; messages = raw UNIX-socket\n"
-      "request/response of the same size between two processes.\n";
+      "floors: mapped = memcpy from (into) a shared-memory mapping; messages = raw UNIX-socket\n"
+      "request/response of the same size between two processes (a write: the bytes, then an\n"
+      "8-byte acknowledgement).\n";
   return out;
 }
 

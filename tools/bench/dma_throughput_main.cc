@@ -5,8 +5,8 @@
 #include "absl/flags/parse.h"
 #include "tools/bench/dma_throughput.h"
 
-ABSL_FLAG(double, pass_seconds, 0.5, "seconds per measured pass");
-ABSL_FLAG(int, rounds, 3, "passes per figure; the median ratio is reported");
+ABSL_FLAG(double, pass_seconds, 0.3, "seconds per measured pass");
+ABSL_FLAG(int, rounds, 5, "passes per figure; the median ratio is reported");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
