@@ -151,15 +151,11 @@ void Run(InputReader& in) {
       pieces.push_back({stream.size(), stream.size() + bytes.size(), num_fds, truncated});
       stream.insert(stream.end(), bytes.begin(), bytes.end());
       if (control & 16) {
-        // As the kernel scatters a receive: `first` full, then `second`.
+        // As the kernel scatters a receive: each part full before the next.
         const MessageAssembler::Space space = assembler.ReceiveSpace();
         VFU_FUZZ_CHECK(space.size() >= bytes.size(), "ReceiveSpace() gave ", space.size(),
                        " bytes for a piece of ", bytes.size());
-        const size_t first = std::min(bytes.size(), space.first.size());
-        if (first > 0) std::memcpy(space.first.data(), bytes.data(), first);
-        if (bytes.size() > first) {
-          std::memcpy(space.second.data(), bytes.data() + first, bytes.size() - first);
-        }
+        space.Scatter(bytes);
         assembler.Commit(bytes.size(), std::move(fds), truncated);
       } else {
         assembler.Append(bytes, std::move(fds), truncated);

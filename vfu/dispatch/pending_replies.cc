@@ -20,9 +20,10 @@ PendingReplies::~PendingReplies() {
   VFU_CHECK(slots_.empty(), "PendingReplies destroyed with requests in flight");
 }
 
-absl::StatusOr<uint16_t> PendingReplies::Register(Slot* slot) {
+absl::StatusOr<uint16_t> PendingReplies::Register(Slot* slot, std::shared_ptr<ReplySink> sink) {
   VFU_CHECK(slot->state_ == Slot::State::kUnused,
             "PendingReplies::Register: a Slot serves one request");
+  slot->sink_ = std::move(sink);
   absl::MutexLock lock(&mu_);
   if (!failed_.ok()) return failed_;
   if (slots_.size() >= kNumIds) {
@@ -51,6 +52,12 @@ absl::StatusOr<PendingReplies::Reply> PendingReplies::Wait(
   slot->state_ = Slot::State::kFinished;
   if (!slot->status_.ok()) return slot->status_;
   return std::move(slot->reply_);
+}
+
+std::shared_ptr<ReplySink> PendingReplies::SinkFor(uint16_t id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = slots_.find(id);
+  return it == slots_.end() ? nullptr : it->second->sink_;
 }
 
 bool PendingReplies::Complete(uint16_t id, Reply reply) {

@@ -47,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -57,6 +58,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "vfu/base/unique_fd.h"
+#include "vfu/transport/reply_sink.h"
 
 namespace vfu {
 
@@ -67,6 +69,9 @@ class PendingReplies {
   struct Reply {
     std::vector<uint8_t> bytes;
     std::vector<UniqueFd> fds;
+    // Bytes the transport received into the request's ReplySink instead of
+    // `bytes` (see InboundMessage::sunk_bytes).
+    size_t sunk_bytes = 0;
   };
 
   // Where one waiter's reply lands. Owned by the waiter; see "Slot
@@ -93,6 +98,9 @@ class PendingReplies {
       kFinished,    // Wait() or the destructor has taken it back.
     };
 
+    // Set by Register() before the slot is linked, then read under the
+    // table's mutex (SinkFor) until the owner takes the slot back.
+    std::shared_ptr<ReplySink> sink_;
     // Touched only by the owning thread.
     PendingReplies* table_ = nullptr;
     State state_ = State::kUnused;
@@ -113,9 +121,16 @@ class PendingReplies {
   PendingReplies& operator=(const PendingReplies&) = delete;
 
   // Links `slot` (unused) under a fresh message ID and returns the ID.
-  // Errors: ResourceExhausted when all 65536 IDs are in flight; after
-  // FailAll(status), `status` until Reset().
-  absl::StatusOr<uint16_t> Register(Slot* slot) ABSL_LOCKS_EXCLUDED(mu_);
+  // `sink`, if given, is where the reply's data may be received (the
+  // waiter revokes it once Wait() returns). Errors: ResourceExhausted when
+  // all 65536 IDs are in flight; after FailAll(status), `status` until
+  // Reset().
+  absl::StatusOr<uint16_t> Register(Slot* slot, std::shared_ptr<ReplySink> sink = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // IO thread: the sink registered for the request with message ID `id`
+  // still waiting for its reply, or nullptr.
+  std::shared_ptr<ReplySink> SinkFor(uint16_t id) const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until `slot` (registered) gets its reply or `deadline` passes.
   // Returns the reply; DeadlineExceeded on timeout (the ID is freed); the

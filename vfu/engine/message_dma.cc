@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/transport/message_buffer_pool.h"
+#include "vfu/transport/reply_sink.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/header.h"
 
@@ -30,6 +32,11 @@ uint64_t ChunkSize(const MessageDmaConfig& config) {
   return std::max<uint64_t>(1, config.max_transfer);
 }
 
+// Chunks from this size on ask for their data to be received straight into
+// `out`. The transport receives only messages above 64 KiB in place; smaller
+// ones arrive whole, and copying them costs little.
+constexpr size_t kSinkMinimum = 64 * 1024;
+
 }  // namespace
 
 absl::Status DmaReadViaMessages(ClientChannel& channel, const MessageDmaConfig& config,
@@ -42,14 +49,29 @@ absl::Status DmaReadViaMessages(ClientChannel& channel, const MessageDmaConfig& 
     std::vector<uint8_t> message = wire::StartMessage(wire::kDmaTransferFixedSize);
     wire::EncodeDmaReadRequest(request, config.layout, message);
     wire::FinishMessage(wire::CommandHeader(0, wire::Command::kDmaRead), message);
-    VFU_ASSIGN_OR_RETURN(InboundMessage reply,
-                         channel.Call(std::move(message), absl::Now() + config.timeout));
+    const absl::Span<uint8_t> dest = out.subspan(done, n);
+    std::shared_ptr<ReplySink> sink;
+    if (n >= kSinkMinimum) {
+      sink = std::make_shared<ReplySink>(
+          wire::kHeaderSize + wire::kDmaTransferFixedSize + n,
+          wire::kHeaderSize + wire::DmaReadReplyDataOffset(config.layout), dest);
+    }
+    VFU_ASSIGN_OR_RETURN(InboundMessage reply, channel.Call(std::move(message),
+                                                            absl::Now() + config.timeout, sink));
     VFU_RETURN_IF_ERROR(CheckReplyHeader(reply, wire::Command::kDmaRead));
-    VFU_ASSIGN_OR_RETURN(wire::DmaReadReply decoded,
-                         wire::DecodeDmaReadReply(reply.payload(), reply.fds.size(),
-                                                  config.layout, n));
-    VFU_RETURN_IF_ERROR(wire::CheckDmaReplyEcho(request, decoded));
-    std::memcpy(out.data() + done, decoded.data.data(), n);
+    if (reply.sunk_bytes == n && sink != nullptr) {
+      // The data is already in place; check what came around it.
+      VFU_ASSIGN_OR_RETURN(wire::DmaReadReply decoded,
+                           wire::DecodeDmaReadReplyWithoutData(reply.payload(), dest,
+                                                               config.layout, n));
+      VFU_RETURN_IF_ERROR(wire::CheckDmaReplyEcho(request, decoded));
+    } else {
+      VFU_ASSIGN_OR_RETURN(wire::DmaReadReply decoded,
+                           wire::DecodeDmaReadReply(reply.payload(), reply.fds.size(),
+                                                    config.layout, n));
+      VFU_RETURN_IF_ERROR(wire::CheckDmaReplyEcho(request, decoded));
+      std::memcpy(dest.data(), decoded.data.data(), n);
+    }
     done += n;
     // The next large reply can be received into this buffer unzeroed.
     MessageBufferPool::Instance().Recycle(std::move(reply.bytes));
@@ -67,8 +89,9 @@ absl::Status DmaWriteViaMessages(ClientChannel& channel, const MessageDmaConfig&
     std::vector<uint8_t> message = wire::StartMessage(wire::kDmaTransferFixedSize + n);
     wire::EncodeDmaWriteRequest(request, config.layout, message);
     wire::FinishMessage(wire::CommandHeader(0, wire::Command::kDmaWrite), message);
-    VFU_ASSIGN_OR_RETURN(InboundMessage reply,
-                         channel.Call(std::move(message), absl::Now() + config.timeout));
+    VFU_ASSIGN_OR_RETURN(InboundMessage reply, channel.Call(std::move(message),
+                                                            absl::Now() + config.timeout,
+                                                            /*sink=*/nullptr));
     VFU_RETURN_IF_ERROR(CheckReplyHeader(reply, wire::Command::kDmaWrite));
     VFU_ASSIGN_OR_RETURN(wire::DmaWriteReply decoded,
                          wire::DecodeDmaWriteReply(reply.payload(), reply.fds.size(),

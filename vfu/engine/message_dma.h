@@ -1,7 +1,9 @@
 // Access to client memory through DMA_READ / DMA_WRITE messages.
 //
 // A transfer larger than the client's max_data_xfer_size is split into
-// several commands, each waiting for its own reply. Replies are checked:
+// several commands, each waiting for its own reply. A large DMA_READ chunk
+// offers its place in `out` to the channel (ReplySink), so the reply's data
+// can be received there without a copy. Replies are checked:
 // reply type, the ERROR flag (its errno becomes the status), the exact size
 // and the echoed address and count (PROTOCOL.md section 10, row 36).
 #ifndef VFU_ENGINE_MESSAGE_DMA_H_

@@ -22,11 +22,12 @@ using wire::DmaTransferLayout;
 // `tamper` may rewrite each reply before it is returned.
 class FakeChannel : public ClientChannel {
  public:
-  explicit FakeChannel(DmaTransferLayout layout) : layout_(layout), memory_(64 * 1024) {
+  explicit FakeChannel(DmaTransferLayout layout) : layout_(layout), memory_(512 * 1024) {
     for (size_t i = 0; i < memory_.size(); ++i) memory_[i] = static_cast<uint8_t>(i * 13);
   }
 
-  absl::StatusOr<InboundMessage> Call(std::vector<uint8_t> command, absl::Time) override {
+  absl::StatusOr<InboundMessage> Call(std::vector<uint8_t> command, absl::Time,
+                                      std::shared_ptr<ReplySink> sink) override {
     ++calls_;
     wire::Header h = wire::DecodeHeader(command);
     auto payload = absl::MakeConstSpan(command).subspan(wire::kHeaderSize);
@@ -50,6 +51,17 @@ class FakeChannel : public ClientChannel {
     if (tamper_) tamper_(reply);
     InboundMessage m;
     m.header = wire::DecodeHeader(reply);
+    if (sink != nullptr) ++sinks_offered_;
+    // As the transport does: a reply of exactly the sink's size leaves its
+    // data in the sink's memory and the rest in the message.
+    if (sink != nullptr && use_sinks_ && reply.size() == sink->message_size() &&
+        sink->BeginWrite()) {
+      const size_t begin = sink->data_offset(), n = sink->data().size();
+      std::memcpy(sink->data().data(), reply.data() + begin, n);
+      sink->EndWrite();
+      reply.erase(reply.begin() + begin, reply.begin() + begin + n);
+      m.sunk_bytes = n;
+    }
     m.bytes = std::move(reply);
     return m;
   }
@@ -58,6 +70,8 @@ class FakeChannel : public ClientChannel {
   DmaTransferLayout layout_;
   std::vector<uint8_t> memory_;
   int calls_ = 0;
+  int sinks_offered_ = 0;
+  bool use_sinks_ = true;
   uint64_t max_seen_ = 0;
   std::function<void(std::vector<uint8_t>&)> tamper_;
 };
@@ -122,6 +136,38 @@ TEST_P(MessageDmaTest, ShortReplyIsRejected) {
   EXPECT_FALSE(DmaReadViaMessages(channel, {.layout = GetParam()}, FakeChannel::kBase,
                                   absl::MakeSpan(out))
                    .ok());
+}
+
+// Large chunks offer `out` as the reply's sink; whether the channel takes
+// it or not, every byte arrives.
+TEST_P(MessageDmaTest, LargeChunksOfferTheirPlaceInOut) {
+  for (bool use_sinks : {true, false}) {
+    SCOPED_TRACE(use_sinks ? "channel takes sinks" : "channel ignores sinks");
+    FakeChannel channel(GetParam());
+    channel.use_sinks_ = use_sinks;
+    MessageDmaConfig config{.max_transfer = 128 * 1024, .layout = GetParam()};
+    std::vector<uint8_t> out(300 * 1024);
+    ASSERT_THAT(DmaReadViaMessages(channel, config, FakeChannel::kBase + 3, absl::MakeSpan(out)),
+                IsOk());
+    EXPECT_EQ(channel.calls_, 3);
+    EXPECT_EQ(channel.sinks_offered_, 2);  // the 44 KiB tail arrives whole
+    EXPECT_EQ(0, std::memcmp(out.data(), channel.memory_.data() + 3, out.size()));
+  }
+}
+
+// A reply received into the sink is still checked: another address, or a
+// count that does not match the data, fails with EINVAL.
+TEST_P(MessageDmaTest, SunkReplyIsChecked) {
+  const size_t count_offset = wire::kHeaderSize + 8;
+  for (size_t offset : {size_t{wire::kHeaderSize}, count_offset}) {
+    FakeChannel channel(GetParam());
+    channel.tamper_ = [offset](std::vector<uint8_t>& reply) { reply[offset] ^= 0x10; };
+    std::vector<uint8_t> out(100 * 1024);
+    EXPECT_THAT(DmaReadViaMessages(channel, {.layout = GetParam()}, FakeChannel::kBase,
+                                   absl::MakeSpan(out)),
+                FailsWithErrno(EINVAL));
+    EXPECT_EQ(channel.sinks_offered_, 1);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Layouts, MessageDmaTest,

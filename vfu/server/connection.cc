@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "vfu/base/check.h"
 #include "vfu/base/log.h"
@@ -37,6 +38,14 @@ Connection::Connection(UniqueFd socket, Environment env)
       strand_(*env_.pool) {
   dma_config_.layout = env_.runtime.dma_layout;
   dma_config_.timeout = env_.runtime.dma_timeout;
+  // A large reply to one of our requests goes straight into its waiter's
+  // memory when the waiter registered it (DMA_READ data).
+  auto sink_lookup = [this](const wire::Header& h) -> std::shared_ptr<ReplySink> {
+    if (!h.is_reply() || h.is_error()) return nullptr;
+    return pending_.SinkFor(h.msg_id);
+  };
+  reader_.assembler().set_reply_sink_lookup(sink_lookup);
+  twin_reader_.assembler().set_reply_sink_lookup(sink_lookup);
 }
 
 Connection::~Connection() {
@@ -138,7 +147,9 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
     }
     if (h.is_reply()) {
       uint16_t id = h.msg_id;
-      if (!pending_.Complete(id, PendingReplies::Reply{std::move(m.bytes), std::move(m.fds)})) {
+      if (!pending_.Complete(id, PendingReplies::Reply{.bytes = std::move(m.bytes),
+                                                       .fds = std::move(m.fds),
+                                                       .sunk_bytes = m.sunk_bytes})) {
         VFU_LOG(kWarning, env_.name, ": dropping reply with unknown id ", id, " (",
                 wire::CommandName(h.command), ")");
       }
@@ -361,10 +372,16 @@ void Connection::Push(Outgoing item) {
 }
 
 absl::StatusOr<InboundMessage> Connection::Call(std::vector<uint8_t> command,
-                                                absl::Time deadline) {
+                                                absl::Time deadline,
+                                                std::shared_ptr<ReplySink> sink) {
   if (closed()) return absl::UnavailableError("client disconnected");
+  // However the wait ends, the IO thread writes no more into the sink's
+  // memory once this returns.
+  absl::Cleanup revoke = [&sink] {
+    if (sink != nullptr) sink->Revoke();
+  };
   PendingReplies::Slot slot;
-  VFU_ASSIGN_OR_RETURN(uint16_t id, pending_.Register(&slot));
+  VFU_ASSIGN_OR_RETURN(uint16_t id, pending_.Register(&slot, sink));
   wire::Store<uint16_t>(absl::MakeSpan(command), 0, id);
   Outgoing item;
   item.message.bytes = std::move(command);
@@ -375,6 +392,7 @@ absl::StatusOr<InboundMessage> Connection::Call(std::vector<uint8_t> command,
   message.header = wire::DecodeHeader(reply.bytes);
   message.bytes = std::move(reply.bytes);
   message.fds = std::move(reply.fds);
+  message.sunk_bytes = reply.sunk_bytes;
   return message;
 }
 

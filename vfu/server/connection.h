@@ -88,8 +88,8 @@ class Connection : public ClientChannel,
 
   // ClientChannel: sends a command to the client and waits for its reply.
   // Any thread.
-  absl::StatusOr<InboundMessage> Call(std::vector<uint8_t> command,
-                                      absl::Time deadline) override;
+  absl::StatusOr<InboundMessage> Call(std::vector<uint8_t> command, absl::Time deadline,
+                                      std::shared_ptr<ReplySink> sink) override;
 
   // DMA parameters negotiated with this client. Any thread.
   MessageDmaConfig dma_config() const ABSL_LOCKS_EXCLUDED(dma_mu_);

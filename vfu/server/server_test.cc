@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -325,13 +326,13 @@ std::vector<InboundMessage> ReadMessages(int fd, size_t count) {
   return messages;
 }
 
-// Maps [0, 64 KiB) without an fd, so device DMA there travels as messages,
+// Maps [0, size) without an fd, so device DMA there travels as messages,
 // and consumes the reply.
-void MapFdLessMemory(int fd) {
+void MapFdLessMemory(int fd, uint64_t size = 0x10000) {
   std::vector<uint8_t> m = wire::StartMessage();
   wire::EncodeDmaMapRequest({.flags = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite,
                              .addr = 0,
-                             .size = 0x10000},
+                             .size = size},
                             m);
   wire::FinishMessage(wire::CommandHeader(2, wire::Command::kDmaMap), m);
   ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), (ssize_t)m.size());
@@ -350,12 +351,17 @@ TEST_F(ServerTest, DmaLayoutIsChosenPerDevice) {
         device == 0 ? wire::DmaTransferLayout::kSpec : wire::DmaTransferLayout::kQemu;
     std::unique_ptr<Client> client = Connect(device, options);
     ASSERT_NE(client, nullptr);
-    std::vector<uint8_t> guest(4096, static_cast<uint8_t>(0x30 + device));
+    std::vector<uint8_t> guest(256 * 1024);
+    for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i * 7 + device);
     ASSERT_OK(client->DmaMapMemory(0x10000, absl::MakeSpan(guest)));
     ASSERT_OK(client->StartServingThread());
-    std::vector<uint8_t> out(64);
-    ASSERT_OK(devices_[device]->context()->DmaRead(0x10000 + 8, absl::MakeSpan(out)));
-    EXPECT_EQ(out, std::vector<uint8_t>(64, static_cast<uint8_t>(0x30 + device)));
+    // A small read, and one large enough for its data to be received
+    // straight into `out`.
+    for (size_t size : {size_t{64}, size_t{200 * 1024}}) {
+      std::vector<uint8_t> out(size);
+      ASSERT_OK(devices_[device]->context()->DmaRead(0x10000 + 8, absl::MakeSpan(out)));
+      EXPECT_TRUE(std::equal(out.begin(), out.end(), guest.begin() + 8)) << size;
+    }
     const std::vector<uint8_t> data(16, 0xee);
     ASSERT_OK(devices_[device]->context()->DmaWrite(0x10000 + 100, data));
     client->StopServingThread();
@@ -454,6 +460,68 @@ TEST_F(ServerTest, StrayReplyIsDroppedAndCommandsStillServed) {
   ASSERT_EQ(answers.size(), 1u);
   EXPECT_EQ(answers[0].header.msg_id, 77);
   EXPECT_FALSE(answers[0].header.is_error());
+  EXPECT_EQ(warnings, 1);
+}
+
+// A caller that timed out halfway through a large DMA_READ reply, whose
+// data was being received straight into its buffer: nothing is written
+// there once DmaRead() returns, the rest of the late reply is skipped with
+// a log line, and the client's next command is served.
+TEST_F(ServerTest, LargeReplyAbandonedByItsCallerIsSkipped) {
+  ServerOptions options;
+  options.runtime.dma_timeout = absl::Milliseconds(300);
+  StartServer(options);
+  UniqueFd raw = RawNegotiatedClient(Path(0));
+  ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
+  MapFdLessMemory(raw.get(), 0x100000);
+  DeviceContext* context = devices_[0]->context();
+  ASSERT_NE(context, nullptr);
+
+  constexpr size_t kSize = 256 * 1024;
+  auto out = std::make_unique<std::vector<uint8_t>>(kSize, 0);
+  absl::Status dma_status;
+  std::thread device([&] { dma_status = context->DmaRead(0x1000, absl::MakeSpan(*out)); });
+  std::vector<InboundMessage> requests = ReadMessages(raw.get(), 1);
+  ASSERT_EQ(requests.size(), 1u);
+
+  int warnings = 0;
+  ScopedLogCapture capture([&](LogLevel level, std::string_view text) {
+    if (level == LogLevel::kWarning && text.find("stopped waiting") != std::string_view::npos) {
+      ++warnings;
+    }
+  });
+  const std::vector<uint8_t> data(kSize, 0xa5);
+  std::vector<uint8_t> reply = wire::StartMessage();
+  wire::EncodeDmaReadReply({.address = 0x1000, .data = data}, wire::DmaTransferLayout::kSpec,
+                           reply);
+  wire::FinishMessage(wire::ReplyHeader(requests[0].header), reply);
+  // The raw socket may take a large message in several sends.
+  auto send = [&](absl::Span<const uint8_t> bytes) {
+    while (!bytes.empty()) {
+      struct pollfd p = {raw.get(), POLLOUT, 0};
+      ASSERT_GE(::poll(&p, 1, 30000), 0);
+      const ssize_t n = ::send(raw.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      ASSERT_TRUE(n > 0 || errno == EAGAIN) << std::strerror(errno);
+      if (n > 0) bytes.remove_prefix(static_cast<size_t>(n));
+    }
+  };
+  // Header, fields and the first 1000 data bytes; then the client stalls
+  // past the caller's deadline.
+  send(absl::MakeConstSpan(reply).first(1032));
+  device.join();
+  EXPECT_THAT(dma_status, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  // The caller owns its buffer again: mark it, then let the rest arrive.
+  std::fill(out->begin(), out->end(), 0x11);
+  send(absl::MakeConstSpan(reply).subspan(1032));
+  std::vector<uint8_t> info = wire::StartMessage();
+  wire::EncodeDeviceGetInfoRequest({}, info);
+  wire::FinishMessage(wire::CommandHeader(77, wire::Command::kDeviceGetInfo), info);
+  send(info);
+  std::vector<InboundMessage> answers = ReadMessages(raw.get(), 1);
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(answers[0].header.msg_id, 77);
+  EXPECT_FALSE(answers[0].header.is_error());
+  EXPECT_EQ(*out, std::vector<uint8_t>(kSize, 0x11));
   EXPECT_EQ(warnings, 1);
 }
 

@@ -28,7 +28,12 @@ struct InboundMessage {
   // msg_size exceeded the receiver's limit: the body was discarded unread
   // and only `header` is valid. The request must fail with EINVAL.
   bool oversized = false;
+  // Bytes of the message received straight into the ReplySink its waiter
+  // registered (its data), and so missing from `bytes`, which holds the
+  // rest in order (header.msg_size still counts them all). 0 otherwise.
+  size_t sunk_bytes = 0;
 
+  // Everything after the header that is in `bytes`.
   absl::Span<const uint8_t> payload() const {
     return bytes.size() <= wire::kHeaderSize
                ? absl::Span<const uint8_t>()

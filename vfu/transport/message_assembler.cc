@@ -16,18 +16,69 @@ namespace vfu {
 MessageAssembler::MessageAssembler(size_t max_message_size, size_t direct_threshold)
     : max_message_size_(max_message_size), direct_threshold_(direct_threshold) {}
 
-MessageAssembler::Space MessageAssembler::ReceiveSpace(size_t min_size) {
+size_t MessageAssembler::Space::size() const {
+  size_t total = 0;
+  for (size_t i = 0; i < num_parts; ++i) total += parts[i].size();
+  return total;
+}
+
+void MessageAssembler::Space::Scatter(absl::Span<const uint8_t> bytes) const {
+  for (size_t i = 0; i < num_parts && !bytes.empty(); ++i) {
+    const size_t n = std::min(bytes.size(), parts[i].size());
+    std::memcpy(parts[i].data(), bytes.data(), n);
+    bytes.remove_prefix(n);
+  }
+  VFU_CHECK(bytes.empty(), "scattering beyond the receive space");
+}
+
+void MessageAssembler::AddInPlaceParts(size_t from, bool with_sink, Space& space) {
+  if (sink_ == nullptr) {
+    space.Add(absl::MakeSpan(body_).subspan(from));
+    return;
+  }
+  const size_t sink_begin = sink_->data_offset();
+  const size_t sink_end = sink_begin + sink_->data().size();
+  if (from < sink_begin) space.Add(absl::MakeSpan(body_).subspan(from, sink_begin - from));
+  if (from < sink_end) {
+    // Without the lock the space stops before the sink's part.
+    if (!with_sink) return;
+    space.Add(sink_->data().subspan(std::max(from, sink_begin) - sink_begin));
+  }
+  // body_ holds the bytes after the sink's part from sink_begin on.
+  space.Add(absl::MakeSpan(body_).subspan(sink_begin + (std::max(from, sink_end) - sink_end)));
+}
+
+MessageAssembler::Space MessageAssembler::ReceiveSpace(size_t min_size)
+    ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  VFU_CHECK(!sink_locked_, "ReceiveSpace() twice without Commit()");
   Space space;
-  if (!body_.empty()) space.first = absl::MakeSpan(body_).subspan(body_filled_);
-  size_t want = std::max(kMinReceiveSize, min_size - std::min(min_size, space.first.size()));
+  if (sink_ != nullptr && in_place_received_ < sink_->data_offset() + sink_->data().size()) {
+    if (sink_->BeginWrite()) {
+      sink_locked_ = true;
+    } else {
+      AbandonSink();
+    }
+  }
+  // Here a sink is locked or its part already received: the in-place
+  // parts cover the rest of the message.
+  if (in_place_size_ != 0) AddInPlaceParts(in_place_received_, sink_locked_, space);
+  const size_t in_place = space.size();
+  size_t want = std::max(kMinReceiveSize, min_size - std::min(min_size, in_place));
   // A message too small to be received in place is received whole.
-  if (body_.empty()) want = std::max(want, wanted_);
+  if (in_place_size_ == 0) want = std::max(want, wanted_);
   if (buffer_.size() - data_end_ < want) {
     Compact();
     if (buffer_.size() - data_end_ < want) buffer_.resize(data_end_ + want);
   }
-  space.second = absl::MakeSpan(buffer_).subspan(data_end_);
+  space.Add(absl::MakeSpan(buffer_).subspan(data_end_));
   return space;
+}
+
+void MessageAssembler::ReleaseReceiveSpace() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  if (sink_locked_) {
+    sink_locked_ = false;
+    sink_->EndWrite();
+  }
 }
 
 void MessageAssembler::Compact() {
@@ -38,27 +89,24 @@ void MessageAssembler::Compact() {
 }
 
 void MessageAssembler::Commit(size_t size, std::vector<UniqueFd> fds, bool fds_truncated) {
-  const size_t body_room = body_.size() - body_filled_;
-  VFU_CHECK(size <= body_room + (buffer_.size() - data_end_),
+  const size_t in_place_room = in_place_size_ - in_place_received_;
+  VFU_CHECK(size <= in_place_room + (buffer_.size() - data_end_),
             "commit beyond the receive space");
+  ReleaseReceiveSpace();
   if (!fds.empty() || fds_truncated) {
     fd_batches_.push_back(
         FdBatch{stream_end_, stream_end_ + size, std::move(fds), fds_truncated});
   }
-  const size_t into_body = std::min(size, body_room);
-  body_filled_ += into_body;
-  data_end_ += size - into_body;
+  const size_t into_message = std::min(size, in_place_room);
+  in_place_received_ += into_message;
+  data_end_ += size - into_message;
   stream_end_ += size;
 }
 
 void MessageAssembler::Append(absl::Span<const uint8_t> bytes, std::vector<UniqueFd> fds,
                               bool fds_truncated) {
-  Space space = ReceiveSpace(bytes.size());
-  const size_t first = std::min(bytes.size(), space.first.size());
-  if (first > 0) std::memcpy(space.first.data(), bytes.data(), first);
-  if (bytes.size() > first) {
-    std::memcpy(space.second.data(), bytes.data() + first, bytes.size() - first);
-  }
+  const Space space = ReceiveSpace(bytes.size());
+  space.Scatter(bytes);
   Commit(bytes.size(), std::move(fds), fds_truncated);
 }
 
@@ -86,17 +134,52 @@ void MessageAssembler::ClaimFds(uint64_t start, uint64_t size, InboundMessage& m
   }
 }
 
-void MessageAssembler::StartInPlace(size_t have, size_t size) {
+void MessageAssembler::StartInPlace(size_t have, size_t size) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  const absl::Span<const uint8_t> received =
+      absl::MakeConstSpan(buffer_).subspan(data_begin_, have);
+  std::shared_ptr<ReplySink> sink;
+  if (sink_lookup_) sink = sink_lookup_(wire::DecodeHeader(received));
+  if (sink != nullptr && (sink->message_size() != size || !sink->BeginWrite())) {
+    // Another size (an error reply, or a malformed one the decoder will
+    // refuse) or a waiter already gone: an ordinary message.
+    sink.reset();
+  }
+  const size_t sink_size = sink != nullptr ? sink->data().size() : 0;
   // Possibly a recycled buffer holding an earlier message's bytes: all of
   // them are overwritten before the message is delivered.
-  body_ = MessageBufferPool::Instance().Take(size);
-  std::memcpy(body_.data(), buffer_.data() + data_begin_, have);
-  body_filled_ = have;
+  body_ = MessageBufferPool::Instance().Take(size - sink_size);
+  in_place_size_ = size;
+  in_place_received_ = have;
+  sink_ = std::move(sink);
+  Space space;
+  AddInPlaceParts(0, /*with_sink=*/true, space);
+  space.Scatter(received);
+  if (sink_ != nullptr) sink_->EndWrite();
   data_begin_ = data_end_ = 0;
 }
 
+void MessageAssembler::EndInPlace() {
+  in_place_size_ = 0;
+  in_place_received_ = 0;
+  body_.clear();
+  sink_.reset();
+}
+
+void MessageAssembler::AbandonSink() {
+  const wire::Header header = wire::DecodeHeader(body_);
+  VFU_LOG(kWarning, "reply id ", header.msg_id, ": its waiter stopped waiting; skipping the ",
+          in_place_size_ - in_place_received_, " bytes still to come");
+  InboundMessage dropped;  // Closes any fds that came with it.
+  ClaimFds(stream_offset_, in_place_size_, dropped);
+  stream_offset_ += in_place_received_;
+  discard_remaining_ = in_place_size_ - in_place_received_;
+  wanted_ = static_cast<size_t>(std::min<uint64_t>(discard_remaining_, kMinReceiveSize));
+  MessageBufferPool::Instance().Recycle(std::move(body_));
+  EndInPlace();
+}
+
 bool MessageAssembler::TakeInPlace(std::vector<InboundMessage>& out) {
-  const size_t size = body_.size();
+  const size_t size = in_place_size_;
   InboundMessage message;
   message.header = wire::DecodeHeader(body_);
   if (size > max_message_size_) {
@@ -104,21 +187,20 @@ bool MessageAssembler::TakeInPlace(std::vector<InboundMessage>& out) {
     // would now, and skip what is still to come.
     message.oversized = true;
     ClaimFds(stream_offset_, size, message);
-    stream_offset_ += body_filled_;
-    discard_remaining_ = size - body_filled_;
+    stream_offset_ += in_place_received_;
+    discard_remaining_ = size - in_place_received_;
     MessageBufferPool::Instance().Recycle(std::move(body_));
-    body_.clear();
-    body_filled_ = 0;
+    EndInPlace();
     out.push_back(std::move(message));
     return true;
   }
-  if (body_filled_ < size) {
-    wanted_ = size - body_filled_;
+  if (in_place_received_ < size) {
+    wanted_ = size - in_place_received_;
     return false;
   }
+  message.sunk_bytes = sink_ != nullptr ? sink_->data().size() : 0;
   message.bytes = std::move(body_);
-  body_.clear();
-  body_filled_ = 0;
+  EndInPlace();
   ClaimFds(stream_offset_, size, message);
   stream_offset_ += size;
   out.push_back(std::move(message));
@@ -138,7 +220,7 @@ absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
         break;
       }
     }
-    if (!body_.empty()) {
+    if (in_place_size_ != 0) {
       if (!TakeInPlace(out)) return absl::OkStatus();
       continue;
     }

@@ -21,12 +21,22 @@
 // rest is received in place, so the body is never copied again and buffer_
 // never grows to the size of a message:
 //
-//   body_:   [ header + body received (body_filled_) | still to come ]
-//   ReceiveSpace(): first = body_'s "still to come", second = buffer_'s free
+//   body_:   [ header + body received (in_place_received_) | still to come ]
+//   ReceiveSpace(): body_'s "still to come", then buffer_'s free space
 //
 // A receive that fills body_ spills into buffer_ (the bytes that follow the
 // message), so the stream stays in order: buffer_ holds bytes only once
 // body_ is full.
+//
+// Reply sinks. When a large message's header names a reply someone waits
+// for with a ReplySink of exactly that size (set_reply_sink_lookup), the
+// sink's part of the message is received into the sink's memory and body_
+// holds the rest (the bytes before and after it), so the receive space is
+// up to three parts of the message plus buffer_. ReceiveSpace() locks the
+// sink (ReplySink::BeginWrite) when its space includes the sink's memory,
+// and Commit() or ReleaseReceiveSpace() unlocks it. A sink revoked before
+// all its bytes arrived is abandoned: the rest of the message is skipped
+// with a log line (its waiter is gone) and the stream stays in sync.
 //
 // Which message owns received fds: the kernel never delivers bytes that
 // follow an fd-carrying send in the same recvmsg, and a sender sends each
@@ -39,9 +49,12 @@
 #ifndef VFU_TRANSPORT_MESSAGE_ASSEMBLER_H_
 #define VFU_TRANSPORT_MESSAGE_ASSEMBLER_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -49,6 +62,8 @@
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/transport/message.h"
+#include "vfu/transport/reply_sink.h"
+#include "vfu/wire/header.h"
 
 namespace vfu {
 
@@ -72,21 +87,40 @@ class MessageAssembler {
   void set_max_message_size(size_t size) { max_message_size_ = size; }
   size_t max_message_size() const { return max_message_size_; }
 
-  // Where the next receive puts its bytes: `first`, then `second` once
-  // `first` is full. Either may be empty; together at least `min_size` and
-  // at least kMinReceiveSize bytes.
+  // Where the next receive puts its bytes: parts[0], then parts[1] once
+  // parts[0] is full, and so on. Together at least `min_size` and at least
+  // kMinReceiveSize bytes.
   struct Space {
-    absl::Span<uint8_t> first;
-    absl::Span<uint8_t> second;
-    size_t size() const { return first.size() + second.size(); }
+    static constexpr size_t kMaxParts = 4;
+    std::array<absl::Span<uint8_t>, kMaxParts> parts;
+    size_t num_parts = 0;
+
+    size_t size() const;
+    // Copies `bytes` across the parts in order, as the kernel scatters a
+    // receive (`bytes` must fit).
+    void Scatter(absl::Span<const uint8_t> bytes) const;
+    void Add(absl::Span<uint8_t> part) {
+      if (!part.empty()) parts[num_parts++] = part;
+    }
   };
-  // Invalidated by the next call to any other method.
+  // Invalidated by the next call to any other method. Must be followed by
+  // Commit() or ReleaseReceiveSpace() (a reply sink may be locked until
+  // then).
   Space ReceiveSpace(size_t min_size = 0);
 
   // Accepts `size` bytes just written into the last ReceiveSpace() (filling
-  // `first` before `second`) and the fds that came with them.
+  // the parts in order) and the fds that came with them.
   // `fds_truncated`: the kernel reported MSG_CTRUNC.
   void Commit(size_t size, std::vector<UniqueFd> fds, bool fds_truncated);
+  // Ends a ReceiveSpace() that received nothing (the socket would block, or
+  // failed).
+  void ReleaseReceiveSpace();
+
+  // Where a large reply's data may go instead of its own buffer: returns
+  // the sink registered for the reply with this header, or nullptr. Called
+  // once per message above the direct threshold, when its header is in.
+  using ReplySinkLookup = std::function<std::shared_ptr<ReplySink>(const wire::Header&)>;
+  void set_reply_sink_lookup(ReplySinkLookup lookup) { sink_lookup_ = std::move(lookup); }
 
   // Copies `bytes` in and commits them (tests and fuzzers).
   void Append(absl::Span<const uint8_t> bytes, std::vector<UniqueFd> fds = {},
@@ -99,14 +133,16 @@ class MessageAssembler {
   absl::Status TakeMessages(std::vector<InboundMessage>& out);
 
   // Bytes received but not yet part of a delivered message.
-  size_t buffered_bytes() const { return body_filled_ + (data_end_ - data_begin_); }
+  size_t buffered_bytes() const { return in_place_received_ + (data_end_ - data_begin_); }
   // Bytes still to skip of an oversized message.
   uint64_t discarding_bytes() const { return discard_remaining_; }
   // How many more bytes would complete the message at the front (at least
   // 1), or 0 if none is started. Used to size the next receive.
   size_t bytes_wanted() const { return wanted_; }
   // Whether the front message is being received into its own buffer.
-  bool receiving_in_place() const { return !body_.empty(); }
+  bool receiving_in_place() const { return in_place_size_ != 0; }
+  // Whether it is being received into a reply sink.
+  bool receiving_into_sink() const { return sink_ != nullptr; }
 
  private:
   // fds delivered by one receive, with the stream range that receive covered.
@@ -122,21 +158,35 @@ class MessageAssembler {
   void ClaimFds(uint64_t start, uint64_t size, InboundMessage& message);
   void Compact();
   // Moves the front message's `have` buffered bytes into a buffer of its
-  // own of `size` bytes.
+  // own (and a reply sink, if one waits for it) of `size` bytes in all.
   void StartInPlace(size_t have, size_t size);
   // TakeMessages() while receiving in place: delivers or refuses the front
   // message if it can. Returns false while it still needs bytes.
   bool TakeInPlace(std::vector<InboundMessage>& out);
+  // Where message bytes [from, size) of the in-place message go: body_
+  // before and after the sink's part, the sink's memory in between.
+  void AddInPlaceParts(size_t from, bool with_sink, Space& space);
+  // Stops receiving into the sink (revoked): skips the rest of the message.
+  void AbandonSink();
+  // Ends the in-place message: back to buffer_ only.
+  void EndInPlace();
 
   size_t max_message_size_;
   const size_t direct_threshold_;
   std::vector<uint8_t> buffer_;
   size_t data_begin_ = 0;
   size_t data_end_ = 0;
-  // The front message while received in place (empty otherwise), and how
-  // many of its bytes have arrived.
+  // The front message while received in place: its size (0 when none),
+  // how many of its bytes have arrived, and its own buffer (all of it, or
+  // all but the sink's part).
+  size_t in_place_size_ = 0;
+  size_t in_place_received_ = 0;
   std::vector<uint8_t> body_;
-  size_t body_filled_ = 0;
+  // The in-place message's reply sink, and whether the last ReceiveSpace()
+  // locked it.
+  std::shared_ptr<ReplySink> sink_;
+  bool sink_locked_ = false;
+  ReplySinkLookup sink_lookup_;
   // Stream offset of the next message's first byte (body_[0] when receiving
   // in place, else buffer_[data_begin_]).
   uint64_t stream_offset_ = 0;

@@ -177,18 +177,14 @@ TEST(MessageAssemblerTest, ReportsBytesWanted) {
 }
 
 // Receives `bytes` as MessageReader does: scattered into ReceiveSpace()'s
-// `first` span, then `second`. Returns where the bytes went in `first`.
+// parts in order. Returns where the first byte went.
 uint8_t* Receive(MessageAssembler& assembler, absl::Span<const uint8_t> bytes,
                  std::vector<UniqueFd> fds = {}) {
   const MessageAssembler::Space space = assembler.ReceiveSpace();
   EXPECT_GE(space.size(), bytes.size());
-  const size_t first = std::min(bytes.size(), space.first.size());
-  if (first > 0) std::memcpy(space.first.data(), bytes.data(), first);
-  if (bytes.size() > first) {
-    std::memcpy(space.second.data(), bytes.data() + first, bytes.size() - first);
-  }
+  space.Scatter(bytes);
   assembler.Commit(bytes.size(), std::move(fds), false);
-  return space.first.data();
+  return space.parts[0].data();
 }
 
 // A message above the direct threshold, arriving in fragments, is received

@@ -21,19 +21,21 @@ absl::Status MessageReader::ReadAvailable(int fd, Syscalls& syscalls,
                                           std::vector<InboundMessage>& out) {
   size_t budget = kReadBudget;
   while (budget > 0) {
-    // The rest of a large message straight into its own buffer, then what
-    // follows it into the reassembly buffer.
+    // The rest of a large message straight into its own buffer (and a
+    // waiting caller's memory), then what follows it into the reassembly
+    // buffer.
     const MessageAssembler::Space space = assembler_.ReceiveSpace();
-    struct iovec iov[2];
-    size_t num_iov = 0;
-    if (!space.first.empty()) iov[num_iov++] = {space.first.data(), space.first.size()};
-    if (!space.second.empty()) iov[num_iov++] = {space.second.data(), space.second.size()};
+    struct iovec iov[MessageAssembler::Space::kMaxParts];
+    for (size_t i = 0; i < space.num_parts; ++i) {
+      iov[i] = {space.parts[i].data(), space.parts[i].size()};
+    }
     struct msghdr msg = {};
     msg.msg_iov = iov;
-    msg.msg_iovlen = num_iov;
+    msg.msg_iovlen = space.num_parts;
     msg.msg_control = control_.data();
     msg.msg_controllen = control_.size();
     SyscallResult r = syscalls.RecvMsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (!r.ok() || r.value == 0) assembler_.ReleaseReceiveSpace();
     if (r.would_block()) break;
     if (!r.ok()) {
       if (r.error == ECONNRESET) return absl::UnavailableError("connection reset by peer");

@@ -125,6 +125,28 @@ absl::StatusOr<DmaReadReply> DecodeDmaReadReply(absl::Span<const uint8_t> payloa
   return DmaReadReply{.address = p.address, .data = data};
 }
 
+size_t DmaReadReplyDataOffset(DmaTransferLayout layout) {
+  return layout == DmaTransferLayout::kSpec ? kDmaTransferFixedSize : 12;
+}
+
+absl::StatusOr<DmaReadReply> DecodeDmaReadReplyWithoutData(
+    absl::Span<const uint8_t> payload_without_data, absl::Span<const uint8_t> data,
+    DmaTransferLayout layout, uint64_t max_count) {
+  VFU_ASSIGN_OR_RETURN(Prefix p, DecodePrefix(payload_without_data, layout, Sender::kClient,
+                                              "DMA_READ reply"));
+  if (p.count > max_count) {
+    return WireError(EINVAL, absl::StrCat("DMA_READ reply count ", p.count,
+                                          " above the limit of ", max_count));
+  }
+  // Both layouts keep 16 payload bytes besides the data.
+  if (payload_without_data.size() != kDmaTransferFixedSize || p.count != data.size()) {
+    return WireError(EINVAL, absl::StrCat("DMA_READ reply of ", payload_without_data.size() +
+                                                                    data.size(),
+                                          " payload bytes with count ", p.count));
+  }
+  return DmaReadReply{.address = p.address, .data = data};
+}
+
 absl::StatusOr<DmaWriteRequest> DecodeDmaWriteRequest(absl::Span<const uint8_t> payload,
                                                       size_t /*num_fds*/,
                                                       DmaTransferLayout layout,

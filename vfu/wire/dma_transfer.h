@@ -101,6 +101,16 @@ absl::StatusOr<DmaReadRequest> DecodeDmaReadRequest(absl::Span<const uint8_t> pa
 absl::StatusOr<DmaReadReply> DecodeDmaReadReply(absl::Span<const uint8_t> payload,
                                                 size_t num_fds, DmaTransferLayout layout,
                                                 uint64_t max_count);
+// Where a DMA_READ reply's data starts in its payload: 16 (kSpec) or 12
+// (kQemu). Either way a reply carrying n bytes has a payload of 16 + n.
+size_t DmaReadReplyDataOffset(DmaTransferLayout layout);
+// DecodeDmaReadReply() for a reply whose data the transport received
+// straight into `data` (its final place): `payload_without_data` is the
+// payload with those bytes cut out, i.e. the part before them and kQemu's
+// padding after them. Same checks and errors; the result's data is `data`.
+absl::StatusOr<DmaReadReply> DecodeDmaReadReplyWithoutData(
+    absl::Span<const uint8_t> payload_without_data, absl::Span<const uint8_t> data,
+    DmaTransferLayout layout, uint64_t max_count);
 // Client side: count <= `max_count` and payload exactly 16 + count. EINVAL
 // otherwise.
 absl::StatusOr<DmaWriteRequest> DecodeDmaWriteRequest(absl::Span<const uint8_t> payload,

@@ -180,6 +180,44 @@ TEST(DmaTransferTest, ReadReplyHeadDataTailMatchWholeReply) {
   }
 }
 
+// A reply whose data was received elsewhere decodes from what is left, in
+// both layouts, as the whole reply does.
+TEST(DmaTransferTest, ReadReplyDecodesWithoutItsData) {
+  std::vector<uint8_t> data(37);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i + 1);
+  for (DmaTransferLayout layout : {kSpec, kQemu}) {
+    SCOPED_TRACE(layout == kSpec ? "spec" : "qemu");
+    std::vector<uint8_t> whole;
+    EncodeDmaReadReply({.address = 0xabc000, .data = data}, layout, whole);
+    const size_t offset = DmaReadReplyDataOffset(layout);
+    EXPECT_EQ(std::vector<uint8_t>(whole.begin() + offset, whole.begin() + offset + data.size()),
+              data);
+    std::vector<uint8_t> rest(whole.begin(), whole.begin() + offset);
+    rest.insert(rest.end(), whole.begin() + offset + data.size(), whole.end());
+
+    absl::StatusOr<DmaReadReply> reply =
+        DecodeDmaReadReplyWithoutData(rest, data, layout, kMaxXfer);
+    ASSERT_THAT(reply, IsOk());
+    EXPECT_EQ(reply->address, 0xabc000u);
+    EXPECT_EQ(reply->data.data(), data.data());
+    EXPECT_EQ(reply->count(), data.size());
+
+    // The count must name exactly the bytes received elsewhere, within the
+    // limit, and nothing else may be left over.
+    EXPECT_THAT(DecodeDmaReadReplyWithoutData(rest, absl::MakeSpan(data).first(36), layout,
+                                              kMaxXfer),
+                FailsWithErrno(EINVAL));
+    EXPECT_THAT(DecodeDmaReadReplyWithoutData(rest, data, layout, 36), FailsWithErrno(EINVAL));
+    std::vector<uint8_t> longer = rest;
+    longer.push_back(0);
+    EXPECT_THAT(DecodeDmaReadReplyWithoutData(longer, data, layout, kMaxXfer),
+                FailsWithErrno(EINVAL));
+    EXPECT_THAT(DecodeDmaReadReplyWithoutData(absl::MakeSpan(rest).first(15), data, layout,
+                                              kMaxXfer),
+                FailsWithErrno(ECONNRESET));
+  }
+}
+
 // A zero-byte transfer is still well formed: 16 bytes, no data.
 TEST(DmaTransferTest, ZeroCountIsValid) {
   std::vector<uint8_t> out;
