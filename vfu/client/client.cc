@@ -25,6 +25,7 @@
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/transport/message_buffer_pool.h"
+#include "vfu/transport/send_buffer.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/negotiation.h"
 
@@ -73,23 +74,6 @@ absl::Status SetNonBlocking(int fd) {
     return absl::ErrnoToStatus(errno, "fcntl(O_NONBLOCK)");
   }
   return absl::OkStatus();
-}
-
-// Lets one sendmsg take a whole message of `message_size` bytes (a DMA_READ
-// reply of max_data_xfer_size), so the server receives it in one piece or a
-// few rather than one per default-sized buffer (about 200 KiB) with a
-// wake-up on each side for every piece. Best effort: the kernel caps the
-// size at net.core.wmem_max, and a larger buffer is left alone. The kernel
-// doubles the value set (bookkeeping), and reports the doubled value.
-void RaiseSendBuffer(int fd, size_t message_size) {
-  int current = 0;
-  socklen_t length = sizeof current;
-  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 &&
-      static_cast<size_t>(current) >= 2 * message_size) {
-    return;
-  }
-  const int wanted = static_cast<int>(message_size);
-  [[maybe_unused]] int rc = ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &wanted, sizeof wanted);
 }
 
 absl::StatusOr<UniqueFd> MakeEventfd() {

@@ -12,6 +12,8 @@
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/base/syscalls.h"
+#include "vfu/transport/send_buffer.h"
+#include "vfu/wire/constants.h"
 #include "vfu/wire/byte_io.h"
 #include "vfu/wire/header.h"
 
@@ -211,8 +213,13 @@ void Connection::DrainOutgoingOnIoThread() {
           if (closed()) break;
           reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
           twin_reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
+          // Our largest messages are DMA_WRITEs of the client's limit.
+          RaiseSendBuffer(socket_.get(),
+                          wire::MaxMessageSizeFor(item.limits.max_data_xfer_to_client));
           if (item.twin_socket) {
             twin_socket_ = std::move(item.twin_socket);
+            RaiseSendBuffer(twin_socket_.get(),
+                            wire::MaxMessageSizeFor(item.limits.max_data_xfer_to_client));
             twin_events_ = EPOLLIN;
             absl::Status s = env_.reactor->Watch(twin_socket_.get(), twin_events_, &twin_handler_);
             if (!s.ok()) VFU_LOG(kError, env_.name, ": cannot watch twin socket: ", s.message());
