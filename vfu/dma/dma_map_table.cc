@@ -293,6 +293,17 @@ std::vector<std::unique_ptr<DmaMapping>> DmaMapTable::ExtractAllLocked() {
   return removed;
 }
 
+template <typename Access>
+bool DmaMapTable::WithMappedHost(uint64_t iova, uint64_t length, uint32_t need,
+                                 Access access) const {
+  RcuReadSection section;
+  const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
+  const DmaHostIndex::Entry* e = index == nullptr ? nullptr : index->Find(iova, length, need);
+  if (e == nullptr) return false;
+  access(e->host + (iova - e->iova), *e->mapping);
+  return true;
+}
+
 std::unique_ptr<const DmaHostIndex> DmaMapTable::PublishHostIndexLocked() {
   std::vector<DmaHostIndex::Entry> entries;
   for (const auto& [iova, m] : mappings_) {
@@ -309,26 +320,21 @@ std::unique_ptr<const DmaHostIndex> DmaMapTable::PublishHostIndexLocked() {
 }
 
 bool DmaMapTable::TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const {
-  RcuReadSection section;
-  const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
-  if (index == nullptr) return false;
-  const DmaHostIndex::Entry* e = index->Find(iova, out.size(), wire::kDmaMapFlagRead);
-  if (e == nullptr) return false;
-  std::memcpy(out.data(), e->host + (iova - e->iova), out.size());
-  return true;
+  return WithMappedHost(iova, out.size(), wire::kDmaMapFlagRead,
+                        [&](uint8_t* host, const DmaMapping&) {
+                          std::memcpy(out.data(), host, out.size());
+                        });
 }
 
 bool DmaMapTable::TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const {
-  RcuReadSection section;
-  const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
-  if (index == nullptr) return false;
-  const DmaHostIndex::Entry* e = index->Find(iova, data.size(), wire::kDmaMapFlagWrite);
-  if (e == nullptr) return false;
-  std::memcpy(e->host + (iova - e->iova), data.data(), data.size());
-  // Inside the section: an Unmap that returns the dirty bitmap reads it only
-  // after the grace period, so this mark is in it.
-  e->mapping->MarkDirty(iova, data.size());
-  return true;
+  return WithMappedHost(iova, data.size(), wire::kDmaMapFlagWrite,
+                        [&](uint8_t* host, const DmaMapping& mapping) {
+                          std::memcpy(host, data.data(), data.size());
+                          // Inside the section: an Unmap that returns the
+                          // dirty bitmap reads it only after the grace
+                          // period, so this mark is in it.
+                          mapping.MarkDirty(iova, data.size());
+                        });
 }
 
 absl::StatusOr<DmaSgList> DmaMapTable::Translate(uint64_t iova, uint64_t length,

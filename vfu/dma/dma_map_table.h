@@ -183,6 +183,12 @@ class DmaMapTable {
   // Removes every mapping from the tree; the caller drains and frees them.
   std::vector<std::unique_ptr<dma_internal::DmaMapping>> ExtractAllLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The fast path: inside one RCU read section, finds the fd-backed mapping
+  // holding all of [iova, iova + length) with the `need` flags and calls
+  // access(host address of iova, mapping); false, calling nothing, when
+  // there is none.
+  template <typename Access>
+  bool WithMappedHost(uint64_t iova, uint64_t length, uint32_t need, Access access) const;
   // Publishes an index of the tree's fd-backed mappings and returns the one
   // it replaces, which the caller frees after RcuSynchronize(), outside the
   // lock (nullptr stands for an empty index).

@@ -59,7 +59,7 @@ absl::Status DmaReadViaMessages(ClientChannel& channel, const MessageDmaConfig& 
     VFU_ASSIGN_OR_RETURN(InboundMessage reply, channel.Call(std::move(message),
                                                             absl::Now() + config.timeout, sink));
     VFU_RETURN_IF_ERROR(CheckReplyHeader(reply, wire::Command::kDmaRead));
-    if (reply.sunk_bytes == n && sink != nullptr) {
+    if (reply.sunk_bytes == n) {
       // The data is already in place; check what came around it.
       VFU_ASSIGN_OR_RETURN(wire::DmaReadReply decoded,
                            wire::DecodeDmaReadReplyWithoutData(reply.payload(), dest,
