@@ -1,0 +1,60 @@
+// Many devices, one IO thread: K devices in one vfu::Server and K clients,
+// one per device, each on its own thread, all doing pipelined 4-byte
+// REGION_READs (tools/bench/pipelined_reads.h) at once for the same time.
+//
+// Per K: the aggregate rate (replies per second of all clients), its ratio
+// to the aggregate with the fewest clients measured in the same round
+// (the first entry of `clients`, normally 1: one client alone), and the
+// slowest client's share of the mean (its replies over the mean client's).
+// Targets, for every K above the first: the aggregate holds up (ratio
+// >= 1.0) and no client gets less than half the mean (share >= 0.5).
+//
+// Rounds interleave the K values (K=1, 8, 64, K=1, 8, 64, ...), so that
+// every ratio compares passes close in time on a noisy machine.
+#ifndef VFU_TOOLS_BENCH_MANY_DEVICES_H_
+#define VFU_TOOLS_BENCH_MANY_DEVICES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace vfu::bench {
+
+struct ManyDevicesOptions {
+  // K values, ascending; the first is the baseline of the ratios.
+  std::vector<int> clients = {1, 8, 64};
+  int window = 32;  // reads in flight per client
+  double pass_seconds = 1.0;
+  int rounds = 3;
+  int workers = 2;  // the server's worker threads
+};
+
+inline constexpr double kManyDevicesRatioTarget = 1.0;
+inline constexpr double kManyDevicesShareTarget = 0.5;
+
+struct ManyDevicesRow {
+  int clients = 0;
+  double aggregate_per_s = 0;  // all rounds pooled
+  // aggregate / the baseline's aggregate, pooled, and its spread over rounds.
+  double ratio = 0;
+  double ratio_min = 0;
+  double ratio_max = 0;
+  // The slowest client's replies over the mean client's, all rounds pooled,
+  // and in the worst round alone.
+  double slowest_share = 0;
+  double slowest_share_worst_round = 0;
+  int64_t replies = 0;  // measured replies, all clients and rounds
+  bool has_target = false;  // every row but the baseline
+  bool met = false;
+};
+
+// Runs the server and every client thread in the calling process.
+absl::StatusOr<std::vector<ManyDevicesRow>> MeasureManyDevices(const ManyDevicesOptions& options);
+
+std::string FormatManyDevices(const std::vector<ManyDevicesRow>& rows);
+
+}  // namespace vfu::bench
+
+#endif  // VFU_TOOLS_BENCH_MANY_DEVICES_H_
