@@ -34,6 +34,14 @@ struct ManyDevicesOptions {
 inline constexpr double kManyDevicesRatioTarget = 1.0;
 inline constexpr double kManyDevicesShareTarget = 0.5;
 
+// Server counters over a stretch of time.
+struct ServerCounters {
+  uint64_t epoll_returns = 0;  // Reactor::loop_iterations()
+  uint64_t wakeups = 0;        // Reactor::wakeups()
+  uint64_t pool_tasks = 0;     // WorkerPool::tasks_run()
+  uint64_t cpu_ns = 0;         // the whole process
+};
+
 struct ManyDevicesRow {
   int clients = 0;
   double aggregate_per_s = 0;  // all rounds pooled
@@ -46,6 +54,19 @@ struct ManyDevicesRow {
   double slowest_share = 0;
   double slowest_share_worst_round = 0;
   int64_t replies = 0;  // measured replies, all clients and rounds
+  // Per reply, all rounds: the IO thread's epoll_wait returns and eventfd
+  // wake-ups, worker-pool tasks (a strand run serves every command its
+  // connection has queued), and CPU time of the whole process.
+  double epoll_returns_per_reply = 0;
+  double wakeups_per_reply = 0;
+  double pool_tasks_per_reply = 0;
+  double cpu_us_per_reply = 0;
+  // In the round with the lowest share: the fraction of the pass the
+  // slowest client's thread, and the mean client's, spent runnable but
+  // waiting for a CPU. A slow client that waited for a CPU lost to the
+  // scheduler (or other processes); one that did not waited for the server.
+  double worst_round_slowest_cpu_wait = 0;
+  double worst_round_mean_cpu_wait = 0;
   bool has_target = false;  // every row but the baseline
   bool met = false;
 };
