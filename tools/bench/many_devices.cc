@@ -88,12 +88,14 @@ ServerCounters ReadCounters(Server& server) {
   return {.epoll_returns = server.reactor().loop_iterations(),
           .wakeups = server.reactor().wakeups(),
           .pool_tasks = server.pool().tasks_run(),
-          .cpu_ns = ns(usage.ru_utime) + ns(usage.ru_stime)};
+          .cpu_ns = ns(usage.ru_utime) + ns(usage.ru_stime),
+          .context_switches = static_cast<uint64_t>(usage.ru_nvcsw + usage.ru_nivcsw)};
 }
 
 ServerCounters operator-(const ServerCounters& a, const ServerCounters& b) {
   return {a.epoll_returns - b.epoll_returns, a.wakeups - b.wakeups, a.pool_tasks - b.pool_tasks,
-          a.cpu_ns - b.cpu_ns};
+          a.cpu_ns - b.cpu_ns, a.context_switches - b.context_switches,
+          a.client_sleeps - b.client_sleeps};
 }
 
 // Starts the first `k` clients at one moment, each on its own thread, and
@@ -113,6 +115,7 @@ absl::StatusOr<PassResult> RunPass(Server& server, std::vector<std::unique_ptr<C
   std::vector<absl::StatusOr<int64_t>> replies(k, int64_t{0});
   std::vector<int64_t> end_ns(k, 0);
   std::vector<int64_t> cpu_wait_ns(k, 0);
+  std::vector<uint64_t> sleeps(k, 0);
   std::vector<std::thread> threads;
   threads.reserve(k);
   for (int i = 0; i < k; ++i) {
@@ -124,10 +127,12 @@ absl::StatusOr<PassResult> RunPass(Server& server, std::vector<std::unique_ptr<C
       go.WaitForNotification();
       const int64_t deadline = deadline_ns;
       const int64_t wait_before = ThreadCpuWaitNs();
+      const uint64_t sleeps_before = clients[i]->stats().poll_sleeps;
       replies[i] = RunPipelinedReads(*clients[i], window, std::numeric_limits<int64_t>::max(),
                                      [deadline] { return NowNs() >= deadline; });
       end_ns[i] = NowNs();
       cpu_wait_ns[i] = ThreadCpuWaitNs() - wait_before;
+      sleeps[i] = clients[i]->stats().poll_sleeps - sleeps_before;
     });
   }
   {
@@ -146,6 +151,7 @@ absl::StatusOr<PassResult> RunPass(Server& server, std::vector<std::unique_ptr<C
   PassResult result;
   result.counters = ReadCounters(server) - before;
   result.cpu_wait_ns = cpu_wait_ns;
+  for (uint64_t n : sleeps) result.counters.client_sleeps += n;
   result.elapsed_ns = *std::max_element(end_ns.begin(), end_ns.end()) - start_ns;
   for (int i = 0; i < k; ++i) {
     if (!replies[i].ok()) {
@@ -179,6 +185,8 @@ struct Series {
     counters.wakeups += pass.counters.wakeups;
     counters.pool_tasks += pass.counters.pool_tasks;
     counters.cpu_ns += pass.counters.cpu_ns;
+    counters.context_switches += pass.counters.context_switches;
+    counters.client_sleeps += pass.counters.client_sleeps;
     if (replies.empty()) replies.assign(pass.replies.size(), 0);
     for (size_t i = 0; i < replies.size(); ++i) replies[i] += pass.replies[i];
     elapsed_ns += pass.elapsed_ns;
@@ -285,6 +293,8 @@ absl::StatusOr<std::vector<ManyDevicesRow>> MeasureManyDevices(const ManyDevices
     row.wakeups_per_reply = static_cast<double>(s.counters.wakeups) / replies;
     row.pool_tasks_per_reply = static_cast<double>(s.counters.pool_tasks) / replies;
     row.cpu_us_per_reply = static_cast<double>(s.counters.cpu_ns) / 1e3 / replies;
+    row.context_switches_per_reply = static_cast<double>(s.counters.context_switches) / replies;
+    row.client_sleeps_per_reply = static_cast<double>(s.counters.client_sleeps) / replies;
     row.worst_round_slowest_cpu_wait = s.worst_slowest_cpu_wait;
     row.worst_round_mean_cpu_wait = s.worst_mean_cpu_wait;
     row.has_target = j > 0;
@@ -300,8 +310,8 @@ std::string FormatManyDevices(const std::vector<ManyDevicesRow>& rows) {
                                     "aggregate", "ratio", "round ratios", "slowest share",
                                     "worst round", "target");
   std::string costs =
-      absl::StrFormat("%-8s %8s %8s %8s %8s %13s %11s\n", "clients", "epoll", "wakeup", "p.task",
-                      "cpu us", "slowest.wait", "mean.wait");
+      absl::StrFormat("%-8s %8s %8s %8s %8s %8s %8s %13s %11s\n", "clients", "epoll", "wakeup",
+                      "p.task", "c.sleep", "cs", "cpu us", "slowest.wait", "mean.wait");
   for (const ManyDevicesRow& r : rows) {
     const std::string target =
         r.has_target ? absl::StrFormat("ratio >= %.1f, share >= %.1f: %s", kManyDevicesRatioTarget,
@@ -310,9 +320,10 @@ std::string FormatManyDevices(const std::vector<ManyDevicesRow>& rows) {
     absl::StrAppendFormat(&out, "%-8d %8.1f kmsg/s %6.2fx %5.2f..%-6.2f %14.2f %12.2f %s\n",
                           r.clients, r.aggregate_per_s / 1e3, r.ratio, r.ratio_min, r.ratio_max,
                           r.slowest_share, r.slowest_share_worst_round, target.c_str());
-    absl::StrAppendFormat(&costs, "%-8d %8.3f %8.3f %8.3f %8.2f %12.0f%% %10.0f%%\n", r.clients,
-                          r.epoll_returns_per_reply, r.wakeups_per_reply, r.pool_tasks_per_reply,
-                          r.cpu_us_per_reply, 100 * r.worst_round_slowest_cpu_wait,
+    absl::StrAppendFormat(&costs, "%-8d %8.3f %8.3f %8.3f %8.3f %8.3f %8.2f %12.0f%% %10.0f%%\n",
+                          r.clients, r.epoll_returns_per_reply, r.wakeups_per_reply,
+                          r.pool_tasks_per_reply, r.client_sleeps_per_reply,
+                          r.context_switches_per_reply, r.cpu_us_per_reply, 100 * r.worst_round_slowest_cpu_wait,
                           100 * r.worst_round_mean_cpu_wait);
   }
   out +=
@@ -321,7 +332,8 @@ std::string FormatManyDevices(const std::vector<ManyDevicesRow>& rows) {
       "first row's aggregate, measured in the same rounds; slowest share: the slowest client's\n"
       "replies over the mean client's, all rounds pooled (worst round: in one round alone).\n"
       "\nPer reply: epoll_wait returns of the IO thread, its eventfd wake-ups, worker-pool\n"
-      "tasks (strand runs), and CPU time of the whole process (server and clients); in the\n"
+      "tasks (strand runs), clients' poll(2) sleeps, context switches and CPU time of the whole\n"
+      "process (server and clients); in the\n"
       "worst round, the share of the pass the slowest client's thread, and the mean client's,\n"
       "spent runnable but waiting for a CPU (the scheduler's part in a slow client):\n";
   out += costs;

@@ -40,6 +40,8 @@ struct ServerCounters {
   uint64_t wakeups = 0;        // Reactor::wakeups()
   uint64_t pool_tasks = 0;     // WorkerPool::tasks_run()
   uint64_t cpu_ns = 0;         // the whole process
+  uint64_t context_switches = 0;  // the whole process
+  uint64_t client_sleeps = 0;  // ClientStats::poll_sleeps, all clients
 };
 
 struct ManyDevicesRow {
@@ -56,11 +58,14 @@ struct ManyDevicesRow {
   int64_t replies = 0;  // measured replies, all clients and rounds
   // Per reply, all rounds: the IO thread's epoll_wait returns and eventfd
   // wake-ups, worker-pool tasks (a strand run serves every command its
-  // connection has queued), and CPU time of the whole process.
+  // connection has queued), clients' poll(2) sleeps, and context switches
+  // and CPU time of the whole process.
   double epoll_returns_per_reply = 0;
   double wakeups_per_reply = 0;
   double pool_tasks_per_reply = 0;
   double cpu_us_per_reply = 0;
+  double context_switches_per_reply = 0;
+  double client_sleeps_per_reply = 0;
   // In the round with the lowest share: the fraction of the pass the
   // slowest client's thread, and the mean client's, spent runnable but
   // waiting for a CPU. A slow client that waited for a CPU lost to the
