@@ -38,7 +38,7 @@ struct PassResult {
   // Per client: time its thread was runnable but waiting for a CPU.
   std::vector<int64_t> cpu_wait_ns;
   int64_t elapsed_ns = 0;
-  ServerCounters counters;  // during the pass
+  PassCounters counters;  // during the pass
 
   int64_t total() const {
     int64_t sum = 0;
@@ -78,8 +78,8 @@ int64_t ThreadCpuWaitNs() {
 }
 
 // The server's counters, and the CPU time of the whole process (server and
-// clients), at one moment.
-ServerCounters ReadCounters(Server& server) {
+// clients), at one moment; the clients' sleeps are counted by their threads.
+PassCounters ReadCounters(Server& server) {
   struct rusage usage = {};
   ::getrusage(RUSAGE_SELF, &usage);
   auto ns = [](const struct timeval& tv) {
@@ -92,7 +92,7 @@ ServerCounters ReadCounters(Server& server) {
           .context_switches = static_cast<uint64_t>(usage.ru_nvcsw + usage.ru_nivcsw)};
 }
 
-ServerCounters operator-(const ServerCounters& a, const ServerCounters& b) {
+PassCounters operator-(const PassCounters& a, const PassCounters& b) {
   return {a.epoll_returns - b.epoll_returns, a.wakeups - b.wakeups, a.pool_tasks - b.pool_tasks,
           a.cpu_ns - b.cpu_ns, a.context_switches - b.context_switches,
           a.client_sleeps - b.client_sleeps};
@@ -142,7 +142,7 @@ absl::StatusOr<PassResult> RunPass(Server& server, std::vector<std::unique_ptr<C
     auto all_waiting = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return waiting == k; };
     mu.Await(absl::Condition(&all_waiting));
   }
-  const ServerCounters before = ReadCounters(server);
+  const PassCounters before = ReadCounters(server);
   start_ns = NowNs();
   deadline_ns = start_ns + pass_ns;
   go.Notify();
@@ -178,7 +178,7 @@ struct Series {
   // In the round with the lowest share: see PassResult.
   double worst_slowest_cpu_wait = 0;
   double worst_mean_cpu_wait = 0;
-  ServerCounters counters;
+  PassCounters counters;
 
   void Add(const PassResult& pass) {
     counters.epoll_returns += pass.counters.epoll_returns;

@@ -34,8 +34,8 @@ struct ManyDevicesOptions {
 inline constexpr double kManyDevicesRatioTarget = 1.0;
 inline constexpr double kManyDevicesShareTarget = 0.5;
 
-// Server counters over a stretch of time.
-struct ServerCounters {
+// Counters over a pass: the server's, the clients' and the process's.
+struct PassCounters {
   uint64_t epoll_returns = 0;  // Reactor::loop_iterations()
   uint64_t wakeups = 0;        // Reactor::wakeups()
   uint64_t pool_tasks = 0;     // WorkerPool::tasks_run()
