@@ -3,6 +3,8 @@
 //
 //   bazel run -c opt //tools/bench:vfu_bench
 //   bazel run -c opt //tools/bench:vfu_bench -- --mode=sleep --reactor_busy_poll_us=50
+//   bazel run -c opt //tools/bench:vfu_bench -- --mode=connect
+//   bazel run -c opt //tools/bench:vfu_bench -- --mode=devices --clients=1,8,64
 //
 // Every message is one a VMM sends for a 4-byte BAR access: a REGION_READ
 // request is 32 bytes (16-byte header, 16-byte payload), its reply 36 bytes
@@ -34,6 +36,17 @@
 //       code's DmaRead through memory shared with an fd against memcpy, and
 //       through DMA_READ messages against a raw UNIX-socket request/response
 //       of the same size, at 4 KiB, 64 KiB and 1 MiB.
+// Two more figures have modes of their own, with the server and the clients
+// in this process (threads, no fork):
+//   (f) --mode=connect (tools/bench/connect_rate.h): connect / VERSION /
+//       close cycles per second of one client, against a raw connect, one
+//       round trip of the same bytes and close served by a trivial accept
+//       loop. A refused or failed cycle is counted and printed, never
+//       hidden; any makes the run exit non-zero.
+//   (g) --mode=devices (tools/bench/many_devices.h): K devices in one
+//       server, K client threads pipelining REGION_READs (--window each) at
+//       once, for each K of --clients: the aggregate rate against the
+//       first K's, and the slowest client's share of the mean.
 // The raw ends send exactly vfu's bytes (built with vfu/wire) and the echo
 // child frames the stream by each header's msg_size, so a figure differs
 // from its floor only by what vfu does in between: the client library, the
@@ -106,6 +119,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -113,7 +127,10 @@
 #include "absl/types/span.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/benchmark_report.pb.h"
+#include "tools/bench/connect_rate.h"
 #include "tools/bench/dma_throughput.h"
+#include "tools/bench/many_devices.h"
+#include "tools/bench/pipelined_reads.h"
 #include "vfu/base/check.h"
 #include "vfu/base/log.h"
 #include "vfu/base/unique_fd.h"
@@ -150,7 +167,10 @@ ABSL_FLAG(int, poll_backoff_us, -1,
           "the server's RuntimeOptions::poll_backoff in microseconds (-1: its default, 0: "
           "polls never back off)");
 ABSL_FLAG(std::string, mode, "both",
-          "spin, sleep or both: how the client and the raw ends wait for data");
+          "spin, sleep or both: how the client and the raw ends wait for data; or connect "
+          "(connect / VERSION / close cycles) or devices (K devices and clients, one IO thread)");
+ABSL_FLAG(std::vector<std::string>, clients, std::vector<std::string>({"1", "8", "64"}),
+          "--mode=devices: the numbers of devices and concurrent clients (K), ascending");
 ABSL_FLAG(bool, dma, true,
           "also measure DMA copy throughput, mapped and through messages (text output only)");
 ABSL_FLAG(bool, csv, false, "print one CSV table instead of the two text tables");
@@ -160,7 +180,7 @@ ABSL_FLAG(std::string, report, "",
 namespace vfu::bench {
 namespace {
 
-constexpr uint32_t kAccessSize = 4;
+constexpr uint32_t kAccessSize = kPipelinedReadSize;
 constexpr uint64_t kBarSize = 4096;
 // REGION_READ reply payload: the 16-byte prefix and the data.
 constexpr size_t kReadReplyPayload = wire::kRegionAccessPrefixSize + kAccessSize;
@@ -876,27 +896,9 @@ absl::StatusOr<Pass> RawPipelined(RawEnd& end, Limit limit, int window) {
 
 // (c)
 absl::StatusOr<Pass> VfuPipelined(Client& client, Limit limit, int window) {
-  const std::vector<uint8_t> request = ReadRequestPayload();
-  std::vector<uint16_t> ids(window);
   const int64_t start = NowNs();
-  int target = limit.count;
-  int sent = 0;
-  for (; sent < std::min(window, target); ++sent) {
-    VFU_ASSIGN_OR_RETURN(ids[sent], client.Send(wire::Command::kRegionRead, request));
-  }
-  int done = 0;
-  for (; done < sent; ++done) {
-    VFU_ASSIGN_OR_RETURN(Reply reply, client.Await(ids[done % window]));
-    if (reply.header.is_error() || reply.payload().size() != kReadReplyPayload) {
-      return absl::InternalError("bad REGION_READ reply");
-    }
-    if (sent < target && limit.Expired()) target = sent;
-    if (sent < target) {
-      // The slot just freed: sent == done + window.
-      VFU_ASSIGN_OR_RETURN(ids[sent % window], client.Send(wire::Command::kRegionRead, request));
-      ++sent;
-    }
-  }
+  VFU_ASSIGN_OR_RETURN(const int64_t done, RunPipelinedReads(client, window, limit.count,
+                                                             [&limit] { return limit.Expired(); }));
   Pass pass;
   pass.elapsed_ns = NowNs() - start;
   pass.messages = done;
@@ -970,10 +972,20 @@ struct Row {
   std::vector<double> round_ratios;
   std::optional<Costs> costs;
   std::string costs_label;  // the row's short name in the costs table
+  std::string rate_unit = "msg/s";  // of a rate (not latency) row
+  // "devices" mode: K, and the slowest client's share of the mean.
+  int clients = 0;
+  double slowest_share = NAN;
+  double slowest_share_worst_round = NAN;
+  // "connect" mode: failed cycles.
+  int64_t refusals = 0;
+  int64_t other_failures = 0;
 
   double ratio() const { return value / floor; }
   std::optional<bool> met() const {
     if (target == Target::kNone || std::isnan(floor)) return std::nullopt;
+    // A devices row also needs its slowest client to get its share.
+    if (!std::isnan(slowest_share) && slowest_share < kManyDevicesShareTarget) return false;
     return target == Target::kAtMost ? ratio() <= target_ratio : ratio() >= target_ratio;
   }
 };
@@ -1245,7 +1257,14 @@ absl::Status WriteReport(const std::string& path, const std::vector<Row>& rows,
     f->set_mode(row.mode);
     f->set_figure(row.figure);
     f->set_value(row.value);
-    f->set_unit(row.latency ? "ns" : "msg/s");
+    f->set_unit(row.latency ? "ns" : row.rate_unit);
+    f->set_clients(row.clients);
+    if (!std::isnan(row.slowest_share)) {
+      f->set_slowest_client_share(row.slowest_share);
+      f->set_slowest_client_share_worst_round(row.slowest_share_worst_round);
+    }
+    f->set_refusals(row.refusals);
+    f->set_other_failures(row.other_failures);
     if (!std::isnan(row.floor)) {
       f->set_floor(row.floor);
       f->set_ratio(row.ratio());
@@ -1293,7 +1312,7 @@ void PrintCsv(const std::vector<Row>& rows) {
     std::vector<std::string> fields = {row.mode,
                                        absl::StrCat("\"", row.figure, "\""),
                                        num(row.latency ? row.value / 1e3 : row.value),
-                                       row.latency ? "us" : "msg/s",
+                                       row.latency ? "us" : row.rate_unit,
                                        num(row.latency ? row.floor / 1e3 : row.floor),
                                        num(row.ratio()),
                                        num(lo),
@@ -1307,6 +1326,98 @@ void PrintCsv(const std::vector<Row>& rows) {
   }
 }
 
+
+// Prints `rows` as CSV (--csv) or writes them to --report; the text tables
+// of the connect and devices modes are their own.
+absl::Status ReportRows(const std::vector<Row>& rows, int64_t start_ns) {
+  if (!absl::GetFlag(FLAGS_report).empty()) {
+    VFU_RETURN_IF_ERROR(
+        WriteReport(absl::GetFlag(FLAGS_report), rows, (NowNs() - start_ns) / 1e9));
+  }
+  if (absl::GetFlag(FLAGS_csv)) PrintCsv(rows);
+  return absl::OkStatus();
+}
+
+// --mode=connect (tools/bench/connect_rate.h). Any failed cycle fails the
+// run, after the figures are printed.
+absl::Status RunConnectMode(const Config& config) {
+  const int64_t start = NowNs();
+  // The server logs every client it refuses; the figure counts them instead.
+  SetMinLogLevel(LogLevel::kError);
+  VFU_ASSIGN_OR_RETURN(
+      const ConnectRateResult result,
+      MeasureConnectRate({.pass_seconds = config.pass_ns / 1e9, .rounds = config.rounds}));
+  std::vector<Row> rows;
+  Row& raw = rows.emplace_back();
+  raw.mode = "connect";
+  raw.figure = "(f) raw connect + 1 round trip + close";
+  raw.value = result.raw.rate();
+  raw.rate_unit = "cycles/s";
+  raw.refusals = result.raw.refused;
+  raw.other_failures = result.raw.other_failures;
+  Row& vfu = rows.emplace_back();
+  vfu.mode = "connect";
+  vfu.figure = "(f) connect + VERSION + close";
+  vfu.value = result.vfu.rate();
+  vfu.floor = result.raw.rate();
+  vfu.round_ratios = {result.ratio_min, result.ratio_max};
+  vfu.rate_unit = "cycles/s";
+  vfu.refusals = result.vfu.refused;
+  vfu.other_failures = result.vfu.other_failures;
+  VFU_RETURN_IF_ERROR(ReportRows(rows, start));
+  if (!absl::GetFlag(FLAGS_csv)) {
+    std::printf("%s\n%.1f s; load average %s\n", FormatConnectRate(result).c_str(),
+                (NowNs() - start) / 1e9, LoadAverage().c_str());
+  }
+  const int64_t failures = result.vfu.failures() + result.raw.failures();
+  if (failures > 0) {
+    return absl::UnavailableError(absl::StrCat(failures, " connect cycles failed"));
+  }
+  return absl::OkStatus();
+}
+
+// --mode=devices (tools/bench/many_devices.h).
+absl::Status RunDevicesMode(const Config& config) {
+  const int64_t start = NowNs();
+  ManyDevicesOptions options{.window = config.window,
+                             .pass_seconds = config.pass_ns / 1e9,
+                             .rounds = config.rounds,
+                             .workers = config.workers};
+  options.clients.clear();
+  for (const std::string& k : absl::GetFlag(FLAGS_clients)) {
+    int value = 0;
+    if (!absl::SimpleAtoi(k, &value) || value < 1 || value > 256) {
+      return absl::InvalidArgumentError("--clients: numbers in 1..256, ascending");
+    }
+    options.clients.push_back(value);
+  }
+  VFU_ASSIGN_OR_RETURN(const std::vector<ManyDevicesRow> measured, MeasureManyDevices(options));
+  std::vector<Row> rows;
+  for (const ManyDevicesRow& m : measured) {
+    Row& row = rows.emplace_back();
+    row.mode = "devices";
+    row.figure = absl::StrCat("(g) ", m.clients, " devices, pipelined REGION_READ, window ",
+                              config.window);
+    row.value = m.aggregate_per_s;
+    row.floor = measured.front().aggregate_per_s;
+    row.round_ratios = {m.ratio_min, m.ratio_max};
+    row.clients = m.clients;
+    row.slowest_share = m.slowest_share;
+    row.slowest_share_worst_round = m.slowest_share_worst_round;
+    if (m.has_target) {
+      // The share target is carried by the report's slowest_client_share;
+      // `met` covers both.
+      row.target = Target::kAtLeast;
+      row.target_ratio = kManyDevicesRatioTarget;
+    }
+  }
+  VFU_RETURN_IF_ERROR(ReportRows(rows, start));
+  if (!absl::GetFlag(FLAGS_csv)) {
+    std::printf("%s\n%.1f s; load average %s\n", FormatManyDevices(measured).c_str(),
+                (NowNs() - start) / 1e9, LoadAverage().c_str());
+  }
+  return absl::OkStatus();
+}
 
 // A microseconds flag where -1 means `fallback`, for the header line.
 std::string FormatMicros(const absl::Flag<int>& flag, absl::Duration fallback) {
@@ -1326,8 +1437,9 @@ absl::Status Run() {
       .socket_path = "",  // Set once the directory exists.
   };
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "spin" && mode != "sleep" && mode != "both") {
-    return absl::InvalidArgumentError("--mode must be spin, sleep or both");
+  if (mode != "spin" && mode != "sleep" && mode != "both" && mode != "connect" &&
+      mode != "devices") {
+    return absl::InvalidArgumentError("--mode must be spin, sleep, both, connect or devices");
   }
   if (config.rounds < 1 || config.pass_ns <= 0 || config.iterations < 1 || config.messages < 1 ||
       config.workers < 1 || config.reactor_busy_poll_us < 0 ||
@@ -1343,6 +1455,16 @@ absl::Status Run() {
   if (config.window < 1 || config.window > 4096) {
     return absl::InvalidArgumentError("--window must be in 1..4096");
   }
+
+  if (!absl::GetFlag(FLAGS_csv) && (mode == "connect" || mode == "devices")) {
+    std::printf("vfu_bench --mode=%s: %ld CPUs, load average %s; %d workers; %d rounds of "
+                "passes of %.1f s after a warm-up of a tenth\n\n",
+                mode.c_str(), ::sysconf(_SC_NPROCESSORS_ONLN), LoadAverage().c_str(),
+                config.workers, config.rounds, config.pass_ns / 1e9);
+    std::fflush(stdout);
+  }
+  if (mode == "connect") return RunConnectMode(config);
+  if (mode == "devices") return RunDevicesMode(config);
 
   PeerStamp();  // Maps the shared page before the first fork.
   const char* tmp = std::getenv("TMPDIR");
@@ -1423,6 +1545,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   vfu::SetMinLogLevel(vfu::LogLevel::kWarning);
   const absl::Status status = vfu::bench::Run();
+  std::fflush(stdout);  // The figures first, then why the run failed.
   if (!status.ok()) {
     std::fprintf(stderr, "vfu_bench: %s\n", status.ToString().c_str());
     return 1;
