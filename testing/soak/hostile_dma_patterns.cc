@@ -10,7 +10,7 @@
 //   truncated_memfd  DMA_MAPs a memfd, truncates it to 0 bytes, then has
 //                    the engine copy from (or to) it; the job must fail
 //                    cleanly with an interrupt, the server must live
-//   sparse_maps      DMA_MAPs many sparse 1 GiB memfds (some twice), copies
+//   sparse_maps      DMA_MAPs many sparse memfds of 1-64 GiB (some twice), copies
 //                    from one (zeros), then unmaps them or just leaves; the
 //                    server's RSS must not follow the mapped sizes
 #include "testing/soak/hostile_dma_patterns.h"
@@ -246,19 +246,20 @@ class SparseMaps : public Pattern {
         ConnectClient(context, stats, absl::Seconds(30));
     if (!connected.ok()) return stats.Fail("connect: ", connected.status().ToString());
     Client& client = **connected;
-    constexpr uint64_t kSparse = 1ull << 30;
-    const int maps = static_cast<int>(context.Uniform(8, 64));
+    // 1 GiB to 64 GiB each, nearly all holes.
+    const uint64_t sparse = 1ull << context.Uniform(30, 36);
+    const int maps = static_cast<int>(context.Uniform(8, 128));
     std::vector<std::unique_ptr<SharedMemory>> files;
     int mapped = 0;
     for (int i = 0; i < maps; ++i) {
       // Every fourth map shares the previous file again, at another IOVA.
       if (files.empty() || i % 4 != 0) {
-        absl::StatusOr<std::unique_ptr<SharedMemory>> file = SharedMemory::Create(kSparse, false);
+        absl::StatusOr<std::unique_ptr<SharedMemory>> file = SharedMemory::Create(sparse, false);
         if (!file.ok()) return stats.Fail("memfd: ", file.status().ToString());
         files.push_back(*std::move(file));
       }
       ++stats.operations;
-      absl::Status s = client.DmaMap(uint64_t(i + 1) << 32, kSparse, kReadWrite, files.back()->Share());
+      absl::Status s = client.DmaMap(uint64_t(i + 1) << 40, sparse, kReadWrite, files.back()->Share());
       // A server may refuse a map (too many, no room): with an errno.
       if (s.ok()) {
         ++mapped;
@@ -277,7 +278,7 @@ class SparseMaps : public Pattern {
           !client.StartServingThread().ok()) {
         return stats.Fail("setting up the copy failed");
       }
-      if (absl::Status s = ProgramCopy(client, 0, (1ull << 32) + context.Uniform(0, kSparse - plain.size()),
+      if (absl::Status s = ProgramCopy(client, 0, (1ull << 40) + context.Uniform(0, sparse - plain.size()),
                                        0x1000, static_cast<uint32_t>(plain.size()), false);
           !s.ok()) {
         return stats.Fail("program: ", s.ToString());
@@ -299,8 +300,8 @@ class SparseMaps : public Pattern {
     const int64_t rss_growth_kb =
         static_cast<int64_t>(context.server->Figures().rss_kb) - static_cast<int64_t>(before.rss_kb);
     if (rss_growth_kb > 256 * 1024) {
-      stats.Fail("server RSS grew by ", rss_growth_kb, " KiB with ", mapped,
-                 " sparse 1 GiB mappings");
+      stats.Fail("server RSS grew by ", rss_growth_kb, " KiB with ", mapped, " sparse mappings of ",
+                 sparse >> 30, " GiB");
     }
     if (context.Uniform(0, 1) == 0) {
       if (absl::Status s = client.DmaUnmapAll(); !s.ok()) return stats.Fail("DMA_UNMAP ALL: ", s.ToString());

@@ -60,6 +60,7 @@ absl::StatusOr<RawConnection> ConnectRaw(SessionContext& context, PatternStats& 
     if (!context.server->Alive()) return absl::UnavailableError("the server process is gone");
     if (absl::Now() >= deadline) break;
     ++stats.refused;
+    PaceRetry(attempt);
   }
   return absl::UnavailableError(absl::StrCat("no connection: ", last.ToString()));
 }
@@ -172,8 +173,8 @@ class Fragmented : public Pattern {
       }
     }
     // The stream, cut at random points; each fd goes with a random piece
-    // that holds bytes of its message (so it arrives before the message is
-    // complete, and in message order).
+    // of its message (so it arrives before the message is complete, and in
+    // message order).
     std::vector<uint8_t> stream;
     std::vector<std::pair<size_t, size_t>> message_ranges;
     for (const Message& message : script) {
@@ -183,13 +184,18 @@ class Fragmented : public Pattern {
     const size_t pieces = context.Uniform(1, std::min<size_t>(stream.size(), 400));
     std::vector<size_t> cuts = {0, stream.size()};
     for (size_t i = 1; i < pieces; ++i) cuts.push_back(context.Uniform(1, stream.size() - 1));
+    // A message with an fd starts a piece: fds that came with the tail of
+    // the previous message would be that message's (and closed with it).
+    for (size_t m = 0; m < script.size(); ++m) {
+      if (script[m].has_fd) cuts.push_back(message_ranges[m].first);
+    }
     std::sort(cuts.begin(), cuts.end());
     cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
     std::map<size_t, int> fds_per_piece;  // piece index -> fds it carries
     for (size_t m = 0; m < script.size(); ++m) {
       if (!script[m].has_fd) continue;
-      // Pieces overlapping [begin, end): from the one holding `begin` to the
-      // one holding `end - 1`.
+      // Pieces of [begin, end): from the one starting at `begin` to the one
+      // holding `end - 1`.
       const auto [begin, end] = message_ranges[m];
       const size_t first = std::upper_bound(cuts.begin(), cuts.end(), begin) - cuts.begin() - 1;
       const size_t last = std::upper_bound(cuts.begin(), cuts.end(), end - 1) - cuts.begin() - 1;
@@ -396,10 +402,10 @@ class HugeHeader : public Pattern {
     const ProcessFigures before = context.server->Figures();
     absl::StatusOr<RawConnection> connection = ConnectRaw(context, stats, /*negotiate=*/true);
     if (!connection.ok()) return stats.Fail("connect: ", connection.status().ToString());
-    // Past any size the server can accept: the largest transfer is 64 MiB.
-    static constexpr uint32_t kSizes[] = {0xffffffffu, 0x80000000u, 0x10000000u,
-                                          (64u << 20) + 4096u};
-    const uint32_t size = kSizes[context.Uniform(0, 3)];
+    // Far past any size the server can accept (the largest transfer the
+    // protocol allows is 64 MiB).
+    static constexpr uint32_t kSizes[] = {0xffffffffu, 0x80000000u, 0x10000000u};
+    const uint32_t size = kSizes[context.Uniform(0, 2)];
     std::vector<uint8_t> start(wire::kHeaderSize + 4096, 0);
     wire::EncodeHeader(wire::Header{.msg_id = 1,
                                     .command = uint16_t(context.Uniform(0, 1) == 0

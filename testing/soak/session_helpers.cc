@@ -27,6 +27,14 @@ const char* DeviceKindName(DeviceKind kind) {
   return "?";
 }
 
+void PaceRetry(int attempt) {
+  if (attempt < 100) {
+    std::this_thread::yield();
+  } else {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Client>> ConnectClient(SessionContext& context,
                                                       PatternStats& stats,
                                                       absl::Duration patience) {
@@ -43,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(SessionContext& context,
     if (!context.server->Alive()) return absl::UnavailableError("the server process is gone");
     if (absl::Now() >= deadline) break;
     ++stats.refused;
-    std::this_thread::yield();
+    PaceRetry(attempt);
   }
   return absl::UnavailableError(absl::StrCat("no connection within ",
                                              absl::FormatDuration(patience), ": ",

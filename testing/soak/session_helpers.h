@@ -28,6 +28,12 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(SessionContext& context,
                                                       PatternStats& stats,
                                                       absl::Duration patience);
 
+// Paces attempt number `attempt` of a retry loop: at once for the first
+// hundred (the server normally notices a departed client within that),
+// then 1 ms apart, so that a slot that stays taken costs neither the CPU
+// nor the server's log thousands of refusals per second.
+void PaceRetry(int attempt);
+
 // A memfd of `size` bytes mapped in this process, or a sparse one.
 class SharedMemory {
  public:

@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "testing/soak/soak_runner.h"
+#include "vfu/base/log.h"
 
 ABSL_FLAG(absl::Duration, duration, absl::Minutes(1), "how long the clients run");
 ABSL_FLAG(std::string, patterns, "all",
@@ -28,6 +29,9 @@ ABSL_FLAG(int64_t, rss_tolerance_mb, -1, "allowed RSS growth of the server (-1: 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("Soak test of the vfu server with well-behaved and hostile clients.");
   absl::ParseCommandLine(argc, argv);
+  // The client library logs every refused or closed connection; the
+  // hostile patterns make thousands.
+  vfu::SetMinLogLevel(vfu::LogLevel::kWarning);
   absl::StatusOr<std::vector<std::string>> patterns =
       vfu::soak::SelectPatterns(absl::GetFlag(FLAGS_patterns));
   if (!patterns.ok()) {
