@@ -104,8 +104,10 @@ class MidDmaClose : public Pattern {
       if (absl::Status s = client.DmaMapMemory(2ull << 32, absl::MakeSpan(destination)); !s.ok()) {
         return stats.Fail("DMA_MAP: ", s.ToString());
       }
+      // Not posted: the doorbell's reply proves the job started (the client
+      // serves the first DMA_READs while it waits for that reply).
       if (absl::Status s = ProgramCopy(client, channel, 1ull << 32, 2ull << 32,
-                                       static_cast<uint32_t>(source.size()), /*posted=*/true);
+                                       static_cast<uint32_t>(source.size()), /*posted=*/false);
           !s.ok()) {
         return stats.Fail("program: ", s.ToString());
       }
