@@ -10,11 +10,9 @@
 //   measure  -> "fds=N rss_kb=N"   (after returning freed heap to the system)
 //   stop     -> "stopped stop_us=N fds=N rss_kb=N", then exits 0
 // End of input counts as "stop".
-#include <dirent.h>
 #include <malloc.h>
+#include <unistd.h>
 
-#include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
