@@ -47,7 +47,8 @@ ProcessFigures ParseFigures(const std::string& line) {
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::string& binary, const std::string& dir, const std::vector<std::string>& devices,
-    const std::string& log_path, absl::Duration max_write_stall, absl::Duration timeout) {
+    const std::string& log_path, const std::string& log_level, absl::Duration max_write_stall,
+    absl::Duration timeout) {
   std::unique_ptr<ServerProcess> process(new ServerProcess());
   process->log_path_ = log_path;
   std::vector<std::string> args = {
@@ -74,8 +75,16 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   posix_spawn_file_actions_adddup2(&actions, child_stdin.get(), STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, child_stdout.get(), STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, log.get(), STDERR_FILENO);
+  // Our environment (sanitizer options included) with the log level set.
+  std::vector<std::string> environment = {"VFU_LOG_LEVEL=" + log_level};
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (!absl::StartsWith(*entry, "VFU_LOG_LEVEL=")) environment.emplace_back(*entry);
+  }
+  std::vector<char*> envp;
+  for (std::string& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const int error =
-      ::posix_spawn(&process->pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
+      ::posix_spawn(&process->pid_, binary.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) {
     process->pid_ = -1;

@@ -41,10 +41,12 @@ class ServerProcess {
  public:
   // Starts `binary` serving one device per entry of `devices` ("gpio",
   // "dma_engine" or "scratchpad") under directory `dir`, with its log
-  // (stderr) in `log_path`, and waits up to `timeout` for it to serve.
+  // (stderr) in `log_path` at VFU_LOG_LEVEL `log_level`, and waits up to
+  // `timeout` for it to serve.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const std::string& binary, const std::string& dir, const std::vector<std::string>& devices,
-      const std::string& log_path, absl::Duration max_write_stall, absl::Duration timeout);
+      const std::string& log_path, const std::string& log_level, absl::Duration max_write_stall,
+      absl::Duration timeout);
   // Kills the process if it still runs.
   ~ServerProcess();
 

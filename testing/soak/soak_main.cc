@@ -24,6 +24,7 @@ ABSL_FLAG(std::string, patterns, "all",
 ABSL_FLAG(uint64_t, seed, 0, "random seed (0: pick one and print it)");
 ABSL_FLAG(std::string, server, "testing/soak/soak_server", "the soak_server binary");
 ABSL_FLAG(std::string, log, "", "keep the server's log in this file");
+ABSL_FLAG(std::string, server_log_level, "error", "the server's VFU_LOG_LEVEL (info, warning: about 1 MB/s)");
 ABSL_FLAG(int64_t, rss_tolerance_mb, -1, "allowed RSS growth of the server (-1: build default)");
 
 int main(int argc, char** argv) {
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   if (options.seed == 0) options.seed = std::random_device()() | 1;
   options.server_binary = absl::GetFlag(FLAGS_server);
   options.log_path = absl::GetFlag(FLAGS_log);
+  options.server_log_level = absl::GetFlag(FLAGS_server_log_level);
   if (absl::GetFlag(FLAGS_rss_tolerance_mb) >= 0) {
     options.rss_tolerance_kb = absl::GetFlag(FLAGS_rss_tolerance_mb) * 1024;
   }

@@ -49,6 +49,10 @@ struct SoakOptions {
   std::string server_binary = "testing/soak/soak_server";
   // Where the server's log goes; empty: a temporary file, reported by tail.
   std::string log_path;
+  // The server's VFU_LOG_LEVEL. At "info" every connect and disconnect is
+  // a line, and at "warning" every refused second client (together about
+  // 1 MB/s of log).
+  std::string server_log_level = "error";
   SoakScale scale = DefaultScale();
   absl::Duration stop_bound = absl::Seconds(10);
   absl::Duration quiesce_bound = absl::Seconds(30);
