@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <numeric>
 #include <vector>
 
 #include "absl/strings/str_cat.h"

@@ -3,6 +3,7 @@
 //   --patterns=all,-name   run a subset (see SelectPatterns)
 //   --duration=20s         default: DefaultShortDuration() for this build
 //   --seed=N               default: a fresh seed, printed
+#include <algorithm>
 #include <cstdint>
 #include <iostream>
 #include <random>
