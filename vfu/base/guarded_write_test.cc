@@ -7,47 +7,18 @@
 
 #include <cerrno>
 #include <cstdint>
-#include <functional>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "vfu/base/hang_rescue.h"
 #include "vfu/base/unique_fd.h"
 
 namespace vfu {
 namespace {
 
 constexpr uint64_t kFullCount = 0xfffffffffffffffe;  // an eventfd's maximum
-// Failure limit only: a guarded write returns after about 30 ms.
-constexpr absl::Duration kGenerousBound = absl::Seconds(10);
-
-// While alive, unblocks the test if the code under test hangs: after
-// kGenerousBound, runs `unblock` (which must end the blocked call) and
-// records that it had to.
-class HangRescue {
- public:
-  explicit HangRescue(std::function<void()> unblock)
-      : thread_([this, unblock = std::move(unblock)] {
-          if (!done_.WaitForNotificationWithTimeout(kGenerousBound)) {
-            rescued_ = true;
-            unblock();
-          }
-        }) {}
-  // Call when the guarded call returned; true if it returned on its own.
-  bool Finish() {
-    done_.Notify();
-    thread_.join();
-    return !rescued_;
-  }
-
- private:
-  absl::Notification done_;
-  bool rescued_ = false;  // written by thread_, read after join
-  std::thread thread_;
-};
-
 // A blocking eventfd whose counter is at its maximum: the next write of 1
 // blocks until someone reads it.
 UniqueFd FullBlockingEventfd() {
