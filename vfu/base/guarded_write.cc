@@ -186,7 +186,8 @@ class Watchdog {
           VFU_LOG(kWarning, "interrupted a write to fd ", stuck.front().fd, " (thread ",
                   stuck.front().tid, ") blocked for over ", absl::FormatDuration(bound_),
                   "; ", unlogged, " such interruptions since the last line. The peer "
-                  "that passed the fd cleared O_NONBLOCK on it and keeps it full");
+                  "that passed the fd made it blocking and keeps it full (a misbehaving "
+                  "client; its interrupts are coalesced)");
           last_log = now;
           unlogged = 0;
         }

@@ -31,7 +31,11 @@
 // periodic wake-ups.
 //
 // The guard signal is SIGRTMIN + kDefaultGuardSignalOffset unless
-// SetGuardedWriteOptions chose another before the first guarded write. It
+// SetGuardedWriteOptions chose another before the first guarded write. A
+// realtime signal, because those have no predefined meaning and are left
+// to applications (standard ones like SIGUSR1 are often taken); not the
+// first few above SIGRTMIN (glibc keeps two below it for itself, and libraries
+// that want one tend to take SIGRTMIN or the next). It
 // is installed on first use; if something else already has a handler for
 // it, guarded writes still work but are not interrupted (logged once as an
 // error): pick a free signal then. Each thread unblocks the signal for
