@@ -159,8 +159,9 @@ class Watchdog {
       // Still inside the same write (looked again just now): a write that
       // ends between this load and the kill lets the signal land later.
       if (r->guard.load(std::memory_order_seq_cst) != guard) continue;
-      ::pthread_kill(r->thread, signal_);
+      // Counted first, so whoever sees the write return sees the count.
       interruptions.fetch_add(1, std::memory_order_relaxed);
+      ::pthread_kill(r->thread, signal_);
       stuck.push_back(Stuck{r->tid, r->fd.load(std::memory_order_relaxed)});
     }
     return active;
