@@ -270,6 +270,14 @@ GuardedWriteOptions GetGuardedWriteOptions() {
   return options;
 }
 
+bool GuardedWriteWatchdogIdle() {
+  {
+    absl::MutexLock lock(&options_mu);
+    if (!started) return false;
+  }
+  return Watchdog::Get().parked_.load(std::memory_order_seq_cst);
+}
+
 uint64_t GuardedWriteInterruptions() { return interruptions.load(std::memory_order_relaxed); }
 
 }  // namespace vfu

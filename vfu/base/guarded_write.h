@@ -100,6 +100,11 @@ bool SetGuardedWriteOptions(const GuardedWriteOptions& options);
 // The options in force (the defaults until SetGuardedWriteOptions).
 GuardedWriteOptions GetGuardedWriteOptions();
 
+// Whether the watchdog has started and now sleeps until the next guarded
+// write (it does after a look that finds no guarded write since the last
+// one). For tests of the wake-up path.
+bool GuardedWriteWatchdogIdle();
+
 // How many times the watchdog has signalled a thread stuck in a guarded
 // write, since the process started. For tests and statistics.
 uint64_t GuardedWriteInterruptions();

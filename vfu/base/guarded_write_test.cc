@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "vfu/base/hang_rescue.h"
@@ -110,6 +111,24 @@ TEST(GuardedWriteTest, SeveralStuckThreadsAllReturn) {
   for (GuardedWriteOutcome outcome : outcomes) {
     EXPECT_EQ(outcome, GuardedWriteOutcome::kInterrupted);
   }
+}
+
+// After a quiet spell the watchdog sleeps without a deadline; the next
+// guarded write must wake it, or a write stuck then would never be cut.
+TEST(GuardedWriteTest, WriteAfterIdleSpellIsStillInterrupted) {
+  UniqueFd room(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  const uint64_t one = 1;
+  GuardedWrite(room.get(), &one, sizeof(one));  // the watchdog runs now
+  // It parks after two looks (tens of ms); the deadline is a failure bound.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!GuardedWriteWatchdogIdle() && absl::Now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(GuardedWriteWatchdogIdle()) << "the watchdog never went idle";
+
+  UniqueFd fd = FullBlockingEventfd();
+  HangRescue rescue([&fd] { Drain(fd.get()); });
+  GuardedWriteResult result = GuardedWrite(fd.get(), &one, sizeof(one));
+  ASSERT_TRUE(rescue.Finish()) << "the write blocked until the test drained the eventfd";
+  EXPECT_EQ(result.outcome, GuardedWriteOutcome::kInterrupted);
 }
 
 // Options are fixed once the first guarded write has happened, and only a
