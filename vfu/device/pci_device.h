@@ -73,7 +73,8 @@ class PciDevice : public Device {
 
   // Raises vector `vector` of IRQ index `index` (kIntxIrq, kMsiIrq,
   // kMsixIrq, ...): an eventfd write when the vector is enabled and
-  // unmasked; pending (delivered on unmask) while masked. Lock-free.
+  // unmasked; pending (delivered on unmask) while masked. Lock-free; never
+  // held up by the client's eventfd (a full counter coalesces: irq_controller.h).
   absl::Status TriggerIrq(uint32_t index, uint32_t vector);
   bool IrqEnabled(uint32_t index, uint32_t vector) const;
 

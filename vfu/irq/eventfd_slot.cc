@@ -1,13 +1,16 @@
 #include "vfu/irq/eventfd_slot.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
 #include <thread>
 
 #include "vfu/base/check.h"
+#include "vfu/base/guarded_write.h"
 
 namespace vfu {
 
@@ -23,15 +26,20 @@ EventfdSlot::Lease::~Lease() {
 bool EventfdSlot::Lease::Notify() const {
   if (fd_ < 0) return false;
   const uint64_t one = 1;
-  while (true) {
-    ssize_t n = ::write(fd_, &one, sizeof(one));
-    if (n == sizeof(one)) return true;
-    if (n < 0 && errno == EINTR) continue;
-    // Counter at its maximum: the reader has a wake-up waiting already.
-    // (A blocking eventfd would block there instead, at 2^64 - 2, which
-    // adding 1 at a time does not reach.)
-    return n < 0 && errno == EAGAIN;
+  switch (GuardedWrite(fd_, &one, sizeof(one)).outcome) {
+    case GuardedWriteOutcome::kWritten:
+      return true;
+    // The counter is at its maximum, so the reader has a wake-up waiting
+    // already: coalesced. EAGAIN on the non-blocking fd Replace() made;
+    // EINTR if the peer made it blocking again and the write blocked until
+    // the watchdog (or another signal) cut it short.
+    case GuardedWriteOutcome::kWouldBlock:
+    case GuardedWriteOutcome::kInterrupted:
+      return true;
+    case GuardedWriteOutcome::kFailed:
+      return false;
   }
+  return false;
 }
 
 EventfdSlot::~EventfdSlot() {
@@ -69,6 +77,12 @@ bool EventfdSlot::has_fd() const {
 
 bool EventfdSlot::Replace(UniqueFd fd) {
   const uint64_t new_tag = fd.valid() ? static_cast<uint64_t>(fd.get()) + 1 : 0;
+  if (fd.valid()) {
+    // A full counter then gives EAGAIN instead of blocking. The peer shares
+    // this flag and may clear it again; GuardedWrite bounds that case.
+    const int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags >= 0 && (flags & O_NONBLOCK) == 0) ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK);
+  }
   uint64_t word = word_.load(std::memory_order_acquire);
   const uint64_t old_tag = word >> kTagShift;
   if (old_tag == new_tag) {
@@ -84,9 +98,18 @@ bool EventfdSlot::Replace(UniqueFd fd) {
   }
   fd.release();
   drain_.fetch_add(static_cast<int64_t>(word & kCountMask), std::memory_order_acq_rel);
-  // Each lease still on the old fd is one eventfd write away from ending;
-  // yield rather than sleep so the wait is as short as they are.
-  while (drain_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+  // Each lease still on the old fd is one guarded eventfd write away from
+  // ending: microseconds, or about 1.5 * the guarded-write stall bound if
+  // the peer made the fd blocking and keeps it full. Yield first, so the
+  // common wait is as short as the write; then sleep in short steps
+  // rather than spin through a stall.
+  for (int spins = 0; drain_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 1000) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
   if (old_tag != 0) ::close(static_cast<int>(old_tag) - 1);
   return old_tag != 0;
 }

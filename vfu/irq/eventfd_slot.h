@@ -18,15 +18,28 @@
 // in one step, so there is no window between "read fd" and "register".
 // Replace() swaps in {new fd, 0} and moves the old lease count to drain_;
 // a lease that finds the fd changed when it ends decrements drain_ instead
-// of the word. Replace() spins (yielding) until drain_ is 0, then closes.
-// Leases taken after the swap count against the new word, so the wait is
-// bounded by the leases already in flight (each one a single eventfd
-// write): a stream of new signallers cannot starve the owner.
+// of the word. Replace() waits (yielding, then sleeping in short steps)
+// until drain_ is 0, then closes. Leases taken after the swap count against
+// the new word, so the wait is bounded by the leases already in flight
+// (each one a single guarded eventfd write, see below): a stream of new
+// signallers cannot starve the owner.
 //
-// Threads: Acquire/Lease/has_fd from any thread, never blocking (Acquire
-// is wait-free, ending a lease is a short CAS loop). Replace and the
-// destructor from one thread at a time; the destructor requires that no
-// lease is alive.
+// The eventfd belongs to the client, who shares its open file description
+// and may fill its counter or clear O_NONBLOCK at any moment. Notify never
+// blocks for long on it: Replace() sets O_NONBLOCK on every fd it installs,
+// so a full counter answers EAGAIN; and the write is a GuardedWrite
+// (vfu/base/guarded_write.h), which a watchdog interrupts after a short
+// bound if the client made the fd blocking again. That in turn bounds
+// Replace(), which waits only for leases already in flight.
+//
+// A full counter means the reader has a wake-up it has not consumed yet,
+// so a Notify that finds it full is coalesced into that one and counts as
+// delivered, as several raises of a pending MSI coalesce into one.
+//
+// Threads: Acquire/Lease/has_fd from any thread (Acquire is wait-free,
+// ending a lease is a short CAS loop; Notify is one guarded write). Replace
+// and the destructor from one thread at a time; the destructor requires
+// that no lease is alive.
 #ifndef VFU_IRQ_EVENTFD_SLOT_H_
 #define VFU_IRQ_EVENTFD_SLOT_H_
 
@@ -52,10 +65,12 @@ class EventfdSlot {
     explicit operator bool() const { return fd_ >= 0; }
     int fd() const { return fd_; }
 
-    // Adds 1 to the eventfd's counter. A saturated counter (EAGAIN on a
-    // non-blocking eventfd) already means "signalled" and counts as
-    // success; false only if the write failed otherwise (or there is no
-    // fd). Never allocates.
+    // Adds 1 to the eventfd's counter. A full counter (EAGAIN, or EINTR
+    // when the client made the fd blocking and the guarded write was cut
+    // short) already means "signalled": coalesced, and true. False only if
+    // the write failed otherwise (or there is no fd). Returns within about
+    // 1.5 * the guarded-write stall bound at worst; never allocates after
+    // the calling thread's first Notify.
     bool Notify() const;
 
    private:
@@ -78,8 +93,9 @@ class EventfdSlot {
   // Any thread. A snapshot: another thread may replace the fd right after.
   bool has_fd() const;
 
-  // Owner thread. Installs `fd` (an invalid UniqueFd empties the slot),
-  // waits for the leases on the previous fd to end, then closes it.
+  // Owner thread. Installs `fd` (an invalid UniqueFd empties the slot)
+  // with O_NONBLOCK set on it, waits for the leases on the previous fd to
+  // end (bounded, see Notify), then closes it.
   // Returns whether the slot held an fd before. Replacing "none" with
   // "none" changes nothing.
   bool Replace(UniqueFd fd);

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "absl/synchronization/notification.h"
+#include "vfu/base/hang_rescue.h"
 #include "vfu/base/unique_fd.h"
 
 namespace vfu {
@@ -183,6 +185,89 @@ TEST(EventfdSlotTest, ConcurrentNotifyAndReplace) {
   for (const UniqueFd& observer : observers) total += ReadCount(observer.get());
   EXPECT_EQ(total, notified.load());
   EXPECT_GT(total, 0u);
+}
+
+constexpr uint64_t kFullCount = 0xfffffffffffffffe;  // an eventfd's maximum
+
+// A blocking eventfd, as a hostile client passes it.
+UniqueFd MakeBlockingEventfd() {
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC));
+  EXPECT_TRUE(fd.valid()) << "eventfd: errno " << errno;
+  return fd;
+}
+
+// The client's move: make the shared file description blocking again and
+// fill the counter, so that a write of 1 would block.
+void MakeBlockingAndFull(int fd) {
+  ASSERT_EQ(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK), 0);
+  ASSERT_EQ(::write(fd, &kFullCount, sizeof(kFullCount)), 8);
+}
+
+// Reads the counter of a blocking eventfd that is known to be non-zero.
+void DrainBlocking(int fd) {
+  uint64_t count;
+  EXPECT_EQ(::read(fd, &count, sizeof(count)), 8);
+}
+
+// Replace makes the fd non-blocking, so a full counter answers EAGAIN.
+TEST(EventfdSlotTest, ReplaceSetsNonBlocking) {
+  EventfdSlot slot;
+  UniqueFd fd = MakeBlockingEventfd();
+  UniqueFd client = DuplicateFd(fd.get());
+  slot.Replace(std::move(fd));
+  EXPECT_NE(::fcntl(client.get(), F_GETFL) & O_NONBLOCK, 0);
+}
+
+// The client filled the counter of the eventfd it passed: Notify returns
+// at once, coalesced (true), and adds nothing.
+TEST(EventfdSlotTest, NotifyOnFullEventfdIsCoalesced) {
+  EventfdSlot slot;
+  UniqueFd fd = MakeBlockingEventfd();
+  UniqueFd client = DuplicateFd(fd.get());
+  ASSERT_EQ(::write(client.get(), &kFullCount, sizeof(kFullCount)), 8);
+  slot.Replace(std::move(fd));
+  HangRescue rescue([&client] { DrainBlocking(client.get()); });
+  EXPECT_TRUE(slot.Acquire().Notify());
+  ASSERT_TRUE(rescue.Finish()) << "Notify blocked until the test drained the eventfd";
+  EXPECT_EQ(ReadCount(client.get()), kFullCount);
+}
+
+// The client cleared O_NONBLOCK again after Replace and filled the
+// counter: the write blocks, the watchdog cuts it short, Notify reports
+// it coalesced.
+TEST(EventfdSlotTest, NotifyAfterClientClearsNonBlockingReturns) {
+  EventfdSlot slot;
+  UniqueFd fd = MakeBlockingEventfd();
+  UniqueFd client = DuplicateFd(fd.get());
+  slot.Replace(std::move(fd));
+  MakeBlockingAndFull(client.get());
+  HangRescue rescue([&client] { DrainBlocking(client.get()); });
+  EXPECT_TRUE(slot.Acquire().Notify());
+  ASSERT_TRUE(rescue.Finish()) << "Notify blocked until the test drained the eventfd";
+}
+
+// Replace waits for the leases in flight; one of them stuck in a write to
+// a blocking, full eventfd must not hold Replace (the strand) forever.
+TEST(EventfdSlotTest, ReplaceWhileWriterIsStuckReturns) {
+  EventfdSlot slot;
+  UniqueFd fd = MakeBlockingEventfd();
+  UniqueFd client = DuplicateFd(fd.get());
+  slot.Replace(std::move(fd));
+  MakeBlockingAndFull(client.get());
+
+  absl::Notification leased;
+  std::thread writer([&] {
+    EventfdSlot::Lease lease = slot.Acquire();
+    leased.Notify();
+    lease.Notify();  // blocks until interrupted
+  });
+  leased.WaitForNotification();
+  // The lease is in flight, so Replace must wait for it to end.
+  HangRescue rescue([&client] { DrainBlocking(client.get()); });
+  EXPECT_TRUE(slot.Replace(MakeEventfd()));
+  const bool returned = rescue.Finish();
+  writer.join();
+  EXPECT_TRUE(returned) << "Replace waited until the test drained the eventfd";
 }
 
 // IsEventfd accepts eventfds only.

@@ -20,12 +20,26 @@
 //  - a pending bit: raised while masked, delivered once when the last mask
 //    clears (what the MSI-X PBA shows).
 //
+// The eventfds are the client's: it holds the same open file description
+// and may fill a counter, or clear the O_NONBLOCK that SetIrqs sets, at any
+// moment. A raise that finds the counter full (2^64 - 2) is coalesced and
+// reported OK: a full counter means the client has a wake-up it has not
+// read yet, which covers this raise too, as a second MSI of a vector whose
+// first is still pending carries no extra information. A raise never waits
+// on the client: EAGAIN on the non-blocking fd, or, if the client made it
+// blocking again, a write cut short by the guarded-write watchdog
+// (vfu/base/guarded_write.h) after its stall bound (20 ms by default),
+// both count as coalesced. The same holds for the MASK / UNMASK notifiers.
+// While the counter has room every raise adds exactly 1, so a client that
+// drains concurrently loses no wake-up.
+//
 // Threads: SetIrqs, ReleaseClientResources and set_listener from one thread
 // at a time (the device's command strand); the listener runs there.
 // Trigger, SetDeviceMask and the Is* queries from any thread, concurrently
-// with everything, lock-free: they never block, allocate or wait for the
-// strand. SetIrqs may wait (briefly, by yielding) for a Trigger that is
-// still writing to an eventfd it is about to close.
+// with everything, lock-free: they never allocate (after a thread's first
+// raise) or wait for the strand, and block on a client's eventfd for at
+// most about 1.5 stall bounds. SetIrqs may wait, as long at most, for a
+// Trigger that is still writing to an eventfd it is about to close.
 //
 // Memory ordering: masks and pending bit share one atomic word per vector,
 // changed only by compare-and-swap, so "raise while masked" and "clear the
@@ -69,6 +83,8 @@ class IrqController {
   // fds that came with it. `fds` is taken: on return every fd is either
   // installed or closed, and `fds` is empty.
   //
+  // Every eventfd installed is made non-blocking (O_NONBLOCK).
+  //
   //   TRIGGER + EVENTFD, count fds   install trigger eventfds for
   //                                  [start, start + count), closing any
   //                                  they replace (vectors become enabled)
@@ -94,9 +110,9 @@ class IrqController {
   // "index not enabled").
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds);
 
-  // Raises a vector. If it is unmasked, writes 1 to its eventfd; if masked,
-  // sets its pending bit (several raises while masked coalesce into one).
-  // OK in both cases. FailedPrecondition if the vector has no eventfd (not
+  // Raises a vector. If it is unmasked, writes 1 to its eventfd (a full
+  // counter: coalesced, see above); if masked, sets its pending bit
+  // (several raises while masked coalesce into one). OK in all these cases. FailedPrecondition if the vector has no eventfd (not
   // enabled: nothing is recorded); InvalidArgument for an unknown index,
   // OutOfRange for a vector the index does not have; Internal if the
   // eventfd write fails. Any thread; no lock, and no allocation (the error

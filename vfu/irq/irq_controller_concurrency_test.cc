@@ -171,7 +171,13 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
   std::atomic<bool> done{false};
   std::atomic<int> lost{0};
   std::atomic<int> doubled{0};
+  // The raiser starts once both maskers are toggling, so the races happen
+  // however the threads are scheduled (on a loaded machine the raiser could
+  // otherwise finish before the strand ran at all).
+  std::atomic<uint64_t> strand_toggles{0};
+  std::atomic<uint64_t> device_toggles{0};
   std::thread raiser([&] {
+    while (strand_toggles.load() == 0 || device_toggles.load() == 0) std::this_thread::yield();
     for (int i = 0; i < kRaises; ++i) {
       EXPECT_OK(irqs.Trigger(kMsix, 5));
       pollfd p{observer, POLLIN, 0};
@@ -189,9 +195,9 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
     while (!done.load()) {
       irqs.SetDeviceMask(kMsix, 5, true);
       irqs.SetDeviceMask(kMsix, 5, false);
+      device_toggles.fetch_add(1);
     }
   });
-  uint64_t strand_toggles = 0;
   while (!done.load()) {
     EXPECT_OK(Simple(irqs, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 5, 1));
     EXPECT_OK(Simple(irqs, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 5, 1));
@@ -202,7 +208,7 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
 
   EXPECT_EQ(lost.load(), 0);
   EXPECT_EQ(doubled.load(), 0);
-  EXPECT_GT(strand_toggles, 0u);
+  EXPECT_GT(strand_toggles.load(), 0u);
   EXPECT_FALSE(irqs.IsMasked(kMsix, 5));
   EXPECT_FALSE(irqs.IsPending(kMsix, 5));
   EXPECT_EQ(ReadCount(observer), 0u);
