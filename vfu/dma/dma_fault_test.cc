@@ -111,10 +111,10 @@ TEST_F(DmaFaultTest, GuardedAccessToPinnedMemoryFails) {
   ASSERT_THAT(source, IsOk());
   ASSERT_THAT(destination, IsOk());
   EXPECT_TRUE(IsDmaFault(DmaSgList::Copy(*source, *destination)));
-  // Each fault named the mapping it hit.
+  // Each fault named the segment it hit, in the mapping it hit.
   EXPECT_THAT(faults(), ElementsAre(Pair(kIova, 2 * kPage), Pair(kIova + 2 * kPage, 2 * kPage),
                                     Pair(kIova + 2 * kPage, 2 * kPage),
-                                    Pair(kIova + 2 * kPage, 2 * kPage)));
+                                    Pair(kIova + 2 * kPage, kPage)));
 }
 
 TEST_F(DmaFaultTest, GuardedListMethodsCopyAndMarkDirty) {
