@@ -20,10 +20,12 @@
 //
 // Lifetime: the list holds a reference on every mapping it covers. A
 // DMA_UNMAP of one of them (and so the client's command stream) waits until
-// the list is destroyed, so host pointers stay valid exactly as long as the
-// list. Keep a list for one transfer; never keep one while waiting for the
-// client, never unmap from a thread that holds one, and destroy every list
-// before its table.
+// the list is destroyed, so host pointers stay valid as long as the list.
+// The wait is bounded (DmaMapLimits::pin_release_timeout): a list kept past
+// it has its mappings revoked, its pointers then reach scratch memory, not
+// the client's, until it is destroyed. Keep a list for one transfer; never
+// keep one while waiting for the client, never unmap from a thread that
+// holds one, and destroy every list before its table.
 //
 // Thread-compatible: one thread owns a list at a time. MarkDirty is const and
 // lock-free.
