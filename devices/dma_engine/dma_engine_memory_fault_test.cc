@@ -46,7 +46,8 @@ TEST_F(ShrinkableMemoryTest, PinnedCopyFaultDisconnectsTheClient) {
   ASSERT_EQ(::ftruncate(file.get(), 0), 0);
 
   Program(0, kIova, kIova + kLength, kLength);
-  Ring(0);
+  // Posted: the job may fault, and the client go, before a reply could.
+  Ring(0, dma_engine::kDoorbellStart, /*posted=*/true);
   EXPECT_TRUE(ClientDisconnected());
   ExpectNextClientServed();
 }
@@ -63,7 +64,8 @@ TEST_F(ShrinkableMemoryTest, DmaWriteFaultDisconnectsTheClient) {
   ASSERT_EQ(::ftruncate(file.get(), 0), 0);
 
   Program(0, kIova, kIova + kLength, kLength);
-  Ring(0);
+  // Posted: the job may fault, and the client go, before a reply could.
+  Ring(0, dma_engine::kDoorbellStart, /*posted=*/true);
   EXPECT_TRUE(ClientDisconnected());
   ExpectNextClientServed();
 }
