@@ -77,29 +77,6 @@ uint64_t WithHigh(uint64_t value, uint32_t high) {
   return (value & uint64_t{0xffffffff}) | (uint64_t{high} << 32);
 }
 
-// Moves `in`'s bytes to `out` (same total length, segments cut anywhere).
-// memmove: two IOVAs may alias one page of the client's file.
-void MoveSegments(const DmaSgList& in, const DmaSgList& out) {
-  absl::Span<const DmaSgList::Segment> from = in.segments();
-  absl::Span<const DmaSgList::Segment> to = out.segments();
-  size_t i = 0, j = 0;
-  uint64_t in_offset = 0, out_offset = 0;
-  while (i < from.size() && j < to.size()) {
-    const uint64_t n = std::min(from[i].length - in_offset, to[j].length - out_offset);
-    std::memmove(to[j].host + out_offset, from[i].host + in_offset, n);
-    in_offset += n;
-    out_offset += n;
-    if (in_offset == from[i].length) {
-      ++i;
-      in_offset = 0;
-    }
-    if (out_offset == to[j].length) {
-      ++j;
-      out_offset = 0;
-    }
-  }
-}
-
 // A pin fails this way when part of the range is fd-less memory, which
 // only messages reach: not a fault, the chunk takes the buffered path.
 bool NeedsMessages(const absl::Status& status) {
@@ -377,8 +354,11 @@ std::optional<uint32_t> DmaEngineDevice::RunJob(uint32_t channel, uint64_t gener
                        out.status());
         }
         if (out.ok()) {
-          MoveSegments(*in, *out);
-          out->MarkAllDirty();
+          // Guarded: the client may have shrunk the file behind either
+          // side. The copy marks the destination dirty.
+          if (absl::Status copy = DmaSgList::Copy(*in, *out); !copy.ok()) {
+            return Fault(channel, kErrorSourceFault, "copying", source, n, copy);
+          }
           done += n;
           continue;
         }

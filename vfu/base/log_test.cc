@@ -40,5 +40,33 @@ TEST(LogTest, CapturesNest) {
   EXPECT_EQ(outer, 1);
 }
 
+// Within a period only the first line of a call site goes out; the next one
+// after the period says how many were held back.
+TEST(LogTest, LogEveryLetsOneLinePerPeriodThrough) {
+  std::vector<std::string> lines;
+  ScopedLogCapture capture(
+      [&](LogLevel, std::string_view text) { lines.emplace_back(text); });
+  // An hour: the loop cannot outlast the period, however slow the machine.
+  for (int i = 0; i < 5; ++i) VFU_LOG_EVERY(absl::Hours(1), kWarning, "refused ", i);
+  EXPECT_THAT(lines, ElementsAre("refused 0"));
+}
+
+TEST(LogTest, RateLimiterCountsWhatItHeldBack) {
+  log_internal::RateLimiter hourly(absl::Hours(1));
+  uint64_t suppressed = 99;
+  EXPECT_TRUE(hourly.Allow(&suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  EXPECT_FALSE(hourly.Allow(&suppressed));
+  EXPECT_FALSE(hourly.Allow(&suppressed));
+
+  // A period of zero lets every line out, reporting what came before.
+  log_internal::RateLimiter always(absl::ZeroDuration());
+  EXPECT_TRUE(always.Allow(&suppressed));
+  EXPECT_TRUE(always.Allow(&suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  EXPECT_EQ(log_internal::SuppressedNote(2), " (2 similar lines suppressed)");
+  EXPECT_EQ(log_internal::SuppressedNote(0), "");
+}
+
 }  // namespace
 }  // namespace vfu

@@ -53,7 +53,10 @@ class DeviceContext {
   // Copies client memory at IO virtual address `iova` into `out`, or
   // `data` into client memory. Blocks until done. Fails with Unavailable
   // when no client is attached or it disconnects meanwhile, and with
-  // DeadlineExceeded when the client does not answer in time.
+  // DeadlineExceeded when the client does not answer in time, and with the
+  // DMA fault status (vfu/dma/dma_fault.h, IsDmaFault) when the client took
+  // the memory away (shrank the file behind its mapping); that client is
+  // then disconnected.
   //
   // Do not call these from a region-access hook for a non-posted access:
   // QEMU serves DMA requests only when its vCPU lock is free, and a vCPU
@@ -64,9 +67,13 @@ class DeviceContext {
 
   // Zero-copy access: host pointers to client memory the client shared
   // with an fd. The list keeps the mappings alive (a DMA_UNMAP waits for
-  // it); FailedPrecondition if part of the range has no fd, NotFound if
-  // part is unmapped. A device writing through the pointers marks what it
-  // wrote with DmaSgList::MarkDirty.
+  // it, up to DmaMapLimits::pin_release_timeout, then revokes them);
+  // FailedPrecondition if part of the range has no fd, NotFound if part is
+  // unmapped. Touch the bytes only through the list's guarded methods
+  // (Read, Write, Copy, RunGuarded): the client can shrink the file at any
+  // time, and a plain access would then kill the server with SIGBUS. A
+  // device writing through RunGuarded marks what it wrote with
+  // DmaSgList::MarkDirty.
   virtual absl::StatusOr<DmaSgList> DmaPin(uint64_t iova, uint64_t length,
                                            DmaDirection direction) = 0;
 };

@@ -34,11 +34,11 @@ TEST(DmaFastPathTest, CopiesWithinOneFdBackedMapping) {
   std::memset(memory.at(0x1000), 0xab, 16);
 
   std::vector<uint8_t> out(16);
-  ASSERT_TRUE(table.TryReadMapped(0x11000, absl::MakeSpan(out)));
+  ASSERT_EQ(table.TryReadMapped(0x11000, absl::MakeSpan(out)), MappedAccess::kDone);
   EXPECT_EQ(out, std::vector<uint8_t>(16, 0xab));
 
   const std::vector<uint8_t> data(4 * kPage, 0x3c);
-  ASSERT_TRUE(table.TryWriteMapped(0x10000, data));
+  ASSERT_EQ(table.TryWriteMapped(0x10000, data), MappedAccess::kDone);
   EXPECT_EQ(std::memcmp(memory.at(0), data.data(), data.size()), 0);
 }
 
@@ -51,16 +51,17 @@ TEST(DmaFastPathTest, DeclinesWhatTranslateMustHandle) {
   std::vector<uint8_t> buffer(16);
   const absl::Span<uint8_t> out = absl::MakeSpan(buffer);
 
-  EXPECT_FALSE(table.TryReadMapped(0x10ff8, out));        // crosses two mappings
-  EXPECT_FALSE(table.TryWriteMapped(0x11000, buffer));    // read-only mapping
-  EXPECT_FALSE(table.TryReadMapped(0x20000, out));        // fd-less
-  EXPECT_FALSE(table.TryReadMapped(0x30000, out));        // unmapped
-  EXPECT_FALSE(table.TryReadMapped(0x10000, out.first(0)));  // empty
-  EXPECT_TRUE(table.TryReadMapped(0x11000, out));
+  constexpr MappedAccess kNotMapped = MappedAccess::kNotMapped;
+  EXPECT_EQ(table.TryReadMapped(0x10ff8, out), kNotMapped);        // crosses two mappings
+  EXPECT_EQ(table.TryWriteMapped(0x11000, buffer), kNotMapped);    // read-only mapping
+  EXPECT_EQ(table.TryReadMapped(0x20000, out), kNotMapped);        // fd-less
+  EXPECT_EQ(table.TryReadMapped(0x30000, out), kNotMapped);        // unmapped
+  EXPECT_EQ(table.TryReadMapped(0x10000, out.first(0)), kNotMapped);  // empty
+  EXPECT_EQ(table.TryReadMapped(0x11000, out), MappedAccess::kDone);
 
   ASSERT_THAT(table.Unmap(UnmapRequest(0x11000, kPage), nullptr), IsOk());
-  EXPECT_FALSE(table.TryReadMapped(0x11000, out));
-  EXPECT_TRUE(table.TryReadMapped(0x10000, out));
+  EXPECT_EQ(table.TryReadMapped(0x11000, out), MappedAccess::kNotMapped);
+  EXPECT_EQ(table.TryReadMapped(0x10000, out), MappedAccess::kDone);
 }
 
 TEST(DmaFastPathTest, WritesAreLoggedDirty) {
@@ -69,7 +70,8 @@ TEST(DmaFastPathTest, WritesAreLoggedDirty) {
   ASSERT_THAT(table.Map(MapRequest(0x100000, 8 * kPage, kReadWrite), memory.Fd()), IsOk());
   ASSERT_THAT(table.StartLogging({.page_size = kPage, .ranges = {{0x100000, 8 * kPage}}}), IsOk());
   const std::vector<uint8_t> data(kPage + 2, 1);
-  ASSERT_TRUE(table.TryWriteMapped(0x100000 + 3 * kPage - 1, data));  // pages 2, 3 and 4
+  // Pages 2, 3 and 4.
+  ASSERT_EQ(table.TryWriteMapped(0x100000 + 3 * kPage - 1, data), MappedAccess::kDone);
 
   std::vector<uint8_t> bitmap;
   ASSERT_THAT(table.Report({.iova = 0x100000, .length = 8 * kPage, .page_size = kPage}, bitmap),
@@ -98,8 +100,9 @@ TEST(DmaFastPathTest, UnmapWaitsForCopiesInProgress) {
     devices.emplace_back([&, t] {
       std::vector<uint8_t> buffer(kSize / 2, 0x77);
       while (!stop.load(std::memory_order_relaxed)) {
-        const bool done = t == 0 ? table.TryReadMapped(kIova, absl::MakeSpan(buffer))
-                                 : table.TryWriteMapped(kIova + kSize / 2, buffer);
+        const bool done = (t == 0 ? table.TryReadMapped(kIova, absl::MakeSpan(buffer))
+                                  : table.TryWriteMapped(kIova + kSize / 2, buffer)) ==
+                          MappedAccess::kDone;
         if (!done) continue;
         copies.fetch_add(1, std::memory_order_relaxed);
         if (t == 0 && (buffer.front() != 0x77 || buffer.back() != 0x77)) {

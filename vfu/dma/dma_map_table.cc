@@ -13,6 +13,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "vfu/base/check.h"
+#include "vfu/base/fault_guard.h"
+#include "vfu/base/log.h"
 #include "vfu/base/rcu.h"
 #include "vfu/dma/dma_host_index.h"
 #include "vfu/dma/dma_mapping.h"
@@ -22,6 +24,7 @@
 namespace vfu {
 namespace {
 
+using dma_internal::DmaFaultReporter;
 using dma_internal::DmaHostIndex;
 using dma_internal::DmaMapping;
 
@@ -49,12 +52,10 @@ void RetireHostIndex(std::unique_ptr<const DmaHostIndex> old) {
   old.reset();
 }
 
-// Waits for the users of each mapping, then frees (munmaps) it.
-void DrainAndFree(std::vector<std::unique_ptr<DmaMapping>>& mappings) {
-  for (std::unique_ptr<DmaMapping>& m : mappings) {
-    m->DropTableReferenceAndWait();
-    m.reset();
-  }
+// A refusal a client can repeat at will: logged, but not once per message.
+absl::Status Refuse(absl::Status status) {
+  VFU_LOG_EVERY(absl::Seconds(10), kWarning, "DMA_MAP refused: ", status.message());
+  return status;
 }
 
 // The section 7 byte layout of `words`.
@@ -66,7 +67,10 @@ std::vector<uint8_t> ToBytes(const std::vector<uint64_t>& words) {
 
 }  // namespace
 
-DmaMapTable::DmaMapTable(DmaMapLimits limits) { set_limits(limits); }
+DmaMapTable::DmaMapTable(DmaMapLimits limits, DmaAddressSpaceBudget* budget)
+    : budget_(budget != nullptr ? *budget : DmaAddressSpaceBudget::Process()) {
+  set_limits(limits);
+}
 
 DmaMapTable::~DmaMapTable() { UnmapAll(); }
 
@@ -76,15 +80,72 @@ void DmaMapTable::set_limits(const DmaMapLimits& limits) {
   limits_ = limits;
 }
 
+DmaMapLimits DmaMapTable::limits() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return limits_;
+}
+
+void DmaMapTable::set_fault_handler(DmaFaultHandler handler) {
+  absl::MutexLock lock(&fault_mu_);
+  fault_handler_ = std::move(handler);
+}
+
 size_t DmaMapTable::size() const {
   absl::ReaderMutexLock lock(&mu_);
   return mappings_.size();
 }
 
-absl::Status DmaMapTable::CheckInsertableLocked(uint64_t iova, uint64_t size) const {
+uint64_t DmaMapTable::mapped_bytes() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return mapped_bytes_;
+}
+
+void DmaMapTable::ReportFault(uint64_t iova, uint64_t length) const {
+  VFU_LOG_EVERY(absl::Seconds(1), kWarning, "DMA access to [0x", absl::Hex(iova), ", +0x",
+                absl::Hex(length), ") faulted: the client shrank the file behind its mapping");
+  DmaFaultHandler handler;
+  {
+    absl::MutexLock lock(&fault_mu_);
+    handler = fault_handler_;
+  }
+  if (handler) handler(iova, length);
+}
+
+bool DmaMapTable::DrainOrRevoke(DmaMapping& mapping, absl::Time deadline) const {
+  if (mapping.DropTableReferenceAndWait(deadline - absl::Now())) return true;
+  const absl::Duration timeout = limits().pin_release_timeout;
+  const bool revoked = mapping.Revoke();
+  VFU_LOG(kWarning, "DMA unmap of ", Range(mapping.iova(), mapping.size()),
+          ": a device thread still holds it after ", absl::FormatDuration(timeout),
+          revoked ? "; its pages are now scratch memory, the client's file is released"
+                  : "; revoking it failed, the client's pages stay mapped until it lets go");
+  return false;
+}
+
+void DmaMapTable::Retire(std::vector<std::unique_ptr<DmaMapping>>& mappings) const {
+  // One deadline for all: a holder of many mappings costs one timeout.
+  const absl::Time deadline = absl::Now() + limits().pin_release_timeout;
+  for (std::unique_ptr<DmaMapping>& m : mappings) {
+    if (DrainOrRevoke(*m, deadline)) {
+      m.reset();
+    } else {
+      DmaMapping::Abandon(std::move(m));
+    }
+  }
+}
+
+absl::Status DmaMapTable::CheckInsertableLocked(uint64_t iova, uint64_t size,
+                                                 uint64_t mmap_length) const {
   if (mappings_.size() >= limits_.max_maps) {
-    return wire::WireError(
-        EINVAL, absl::StrCat("DMA_MAP beyond the limit of ", limits_.max_maps, " mappings"));
+    return Refuse(wire::WireError(
+        EINVAL, absl::StrCat("DMA_MAP beyond the limit of ", limits_.max_maps, " mappings")));
+  }
+  if (mmap_length > limits_.max_total_bytes ||
+      mapped_bytes_ > limits_.max_total_bytes - mmap_length) {
+    return Refuse(wire::WireError(
+        ENOSPC, absl::StrCat("DMA_MAP of 0x", absl::Hex(mmap_length), " bytes would pass the "
+                             "client's limit of 0x", absl::Hex(limits_.max_total_bytes),
+                             " bytes mapped (0x", absl::Hex(mapped_bytes_), " already)")));
   }
   // The only candidates are the last mapping starting at or before `iova`
   // and the first one starting after it.
@@ -122,6 +183,11 @@ absl::StatusOr<DmaRange> DmaMapTable::Map(const wire::DmaMapRequest& request, Un
     return wire::WireError(EINVAL, "DMA_MAP file range wraps");
   }
 
+  // mmap wants a host-page-aligned offset; pgsizes may allow less. The
+  // mapping takes whole host pages of address space.
+  const uint64_t host_page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t delta = fd.valid() ? request.offset & (host_page - 1) : 0;
+  size_t mmap_length = 0;
   {
     // Cheap checks first, so a doomed request costs no mmap. They are
     // repeated under the exclusive lock below, where they count.
@@ -138,12 +204,16 @@ absl::StatusOr<DmaRange> DmaMapTable::Map(const wire::DmaMapRequest& request, Un
           ENOSPC, absl::StrCat("DMA_MAP of 0x", absl::Hex(size), " bytes is above the limit of 0x",
                                absl::Hex(limits_.max_map_size)));
     }
-    if (absl::Status s = CheckInsertableLocked(iova, size); !s.ok()) return s;
+    // Cannot wrap: size is at most max_map_size, far below 2^64.
+    if (fd.valid()) {
+      mmap_length = static_cast<size_t>((size + delta + host_page - 1) & ~(host_page - 1));
+    }
+    if (absl::Status s = CheckInsertableLocked(iova, size, mmap_length); !s.ok()) return s;
   }
 
   uint8_t* host = nullptr;
   void* mmap_base = nullptr;
-  size_t mmap_length = 0;
+  DmaAddressSpaceBudget* budget = nullptr;
   if (fd.valid()) {
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) {
@@ -155,10 +225,12 @@ absl::StatusOr<DmaRange> DmaMapTable::Map(const wire::DmaMapRequest& request, Un
           EINVAL, absl::StrCat("DMA_MAP ", Range(request.offset, size),
                                " lies beyond the end of its file (", st.st_size, " bytes)"));
     }
-    // mmap wants a host-page-aligned offset; pgsizes may allow less.
-    const uint64_t host_page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const uint64_t delta = request.offset & (host_page - 1);
-    mmap_length = static_cast<size_t>((size + delta + host_page - 1) & ~(host_page - 1));
+    // The process's share is taken before the mmap, so that all clients
+    // together never map more than the process can hold.
+    if (absl::Status s = budget_.Reserve(mmap_length); !s.ok()) {
+      return Refuse(wire::WireError(wire::ReplyErrno(s),
+                                    absl::StrCat("DMA_MAP ", Range(iova, size), ": ", s.message())));
+    }
     int prot = 0;
     if (request.flags & wire::kDmaMapFlagRead) prot |= PROT_READ;
     if (request.flags & wire::kDmaMapFlagWrite) prot |= PROT_WRITE;
@@ -166,22 +238,27 @@ absl::StatusOr<DmaRange> DmaMapTable::Map(const wire::DmaMapRequest& request, Un
                         static_cast<off_t>(request.offset - delta));
     if (base == MAP_FAILED) {
       const int error = errno;
+      budget_.Release(mmap_length);
       return wire::WireError(
           error, absl::StrCat("DMA_MAP mmap of ", Range(iova, size), ": ", std::strerror(error)));
     }
     mmap_base = base;
     host = static_cast<uint8_t*>(base) + delta;
+    budget = &budget_;
   }
+  // From here the mapping owns the mmap and the budget reservation.
   auto mapping = std::make_unique<DmaMapping>(iova, size, request.flags, host, mmap_base,
-                                              mmap_length, &logging_);
+                                              mmap_length, &logging_,
+                                              static_cast<const DmaFaultReporter*>(this), budget);
 
   const DmaRange range = RangeOf(*mapping);
   std::unique_ptr<const DmaHostIndex> old_index;
   {
     absl::MutexLock lock(&mu_);
     // On failure `mapping` unmaps the memory again; nobody saw it.
-    if (absl::Status s = CheckInsertableLocked(iova, size); !s.ok()) return s;
+    if (absl::Status s = CheckInsertableLocked(iova, size, mmap_length); !s.ok()) return s;
     if (logging_page_size_ != 0) mapping->StartDirtyLog();
+    mapped_bytes_ += mmap_length;
     mappings_.emplace(iova, std::move(mapping));
     if (range.mapped) old_index = PublishHostIndexLocked();
   }
@@ -214,7 +291,7 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
     // Copies on the fast path end with the grace period, the others with
     // their references.
     RetireHostIndex(std::move(old_index));
-    DrainAndFree(removed);
+    Retire(removed);
     return ranges;
   }
 
@@ -254,20 +331,27 @@ absl::StatusOr<std::vector<DmaRange>> DmaMapTable::Unmap(const wire::DmaUnmapReq
     }
     mapping = std::move(it->second);
     mappings_.erase(it);
+    mapped_bytes_ -= mapping->mmap_length();
     if (mapping->fd_backed()) old_index = PublishHostIndexLocked();
   }
   ranges.push_back(RangeOf(*mapping));
   // After the grace period and the drain every device write to the mapping
   // is done and marked.
   RetireHostIndex(std::move(old_index));
-  mapping->DropTableReferenceAndWait();
+  const bool drained = DrainOrRevoke(*mapping, absl::Now() + limits().pin_release_timeout);
   if (want_bitmap) {
+    // After a revocation, the late holder's writes go to scratch memory and
+    // are no longer marked: the bitmap is complete for the client's pages.
     std::vector<uint64_t> words(request.bitmap->size / sizeof(uint64_t));
     mapping->TakeDirty(mapping->iova(), mapping->size(), request.bitmap->pgsize,
                        absl::MakeSpan(words));
     *dirty_bitmap_out = ToBytes(words);
   }
-  mapping.reset();
+  if (drained) {
+    mapping.reset();
+  } else {
+    DmaMapping::Abandon(std::move(mapping));
+  }
   return ranges;
 }
 
@@ -282,7 +366,7 @@ void DmaMapTable::UnmapAll() {
     logging_.store(false, std::memory_order_release);
   }
   RetireHostIndex(std::move(old_index));
-  DrainAndFree(removed);
+  Retire(removed);
 }
 
 std::vector<std::unique_ptr<DmaMapping>> DmaMapTable::ExtractAllLocked() {
@@ -290,18 +374,21 @@ std::vector<std::unique_ptr<DmaMapping>> DmaMapTable::ExtractAllLocked() {
   removed.reserve(mappings_.size());
   for (auto& [iova, mapping] : mappings_) removed.push_back(std::move(mapping));
   mappings_.clear();
+  mapped_bytes_ = 0;
   return removed;
 }
 
 template <typename Access>
-bool DmaMapTable::WithMappedHost(uint64_t iova, uint64_t length, uint32_t need,
-                                 Access access) const {
+MappedAccess DmaMapTable::WithMappedHost(uint64_t iova, uint64_t length, uint32_t need,
+                                         Access access) const {
   RcuReadSection section;
   const DmaHostIndex* index = host_index_.load(std::memory_order_acquire);
   const DmaHostIndex::Entry* e = index == nullptr ? nullptr : index->Find(iova, length, need);
-  if (e == nullptr) return false;
-  access(e->host + (iova - e->iova), *e->mapping);
-  return true;
+  if (e == nullptr) return MappedAccess::kNotMapped;
+  if (access(e->host + (iova - e->iova), *e->mapping)) return MappedAccess::kDone;
+  // Still inside the section: the mapping is alive while it hears of it.
+  e->mapping->ReportFault(iova, length);
+  return MappedAccess::kFaulted;
 }
 
 std::unique_ptr<const DmaHostIndex> DmaMapTable::PublishHostIndexLocked() {
@@ -319,21 +406,22 @@ std::unique_ptr<const DmaHostIndex> DmaMapTable::PublishHostIndexLocked() {
       host_index_.exchange(next, std::memory_order_acq_rel));
 }
 
-bool DmaMapTable::TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const {
+MappedAccess DmaMapTable::TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const {
   return WithMappedHost(iova, out.size(), wire::kDmaMapFlagRead,
                         [&](uint8_t* host, const DmaMapping&) {
-                          std::memcpy(out.data(), host, out.size());
+                          return GuardedMemcpy(out.data(), host, out.size());
                         });
 }
 
-bool DmaMapTable::TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const {
+MappedAccess DmaMapTable::TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const {
   return WithMappedHost(iova, data.size(), wire::kDmaMapFlagWrite,
                         [&](uint8_t* host, const DmaMapping& mapping) {
-                          std::memcpy(host, data.data(), data.size());
+                          if (!GuardedMemcpy(host, data.data(), data.size())) return false;
                           // Inside the section: an Unmap that returns the
                           // dirty bitmap reads it only after the grace
                           // period, so this mark is in it.
                           mapping.MarkDirty(iova, data.size());
+                          return true;
                         });
 }
 

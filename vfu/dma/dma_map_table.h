@@ -28,6 +28,23 @@
 // index, and Unmap waits a grace period (every copy that could still see
 // the mapping has ended) before it drains references and munmaps.
 //
+// Faults. The client can shrink the file behind a mapping at any time.
+// Every copy the table makes runs under a fault guard (vfu/base/
+// fault_guard.h), and so do DmaSgList's copy methods: a copy that touches
+// the lost pages fails with the DMA fault status (dma_fault.h) and the table
+// calls its fault handler, with which the server disconnects the client.
+//
+// Pins held too long. Unmap and UnmapAll wait for the DmaSgLists on a
+// mapping for at most DmaMapLimits::pin_release_timeout. Past it they log,
+// revoke the mapping (its pages become private scratch memory in place, the
+// client's file is released; dma_mapping.h) and return; the late holder's
+// accesses stay harmless and the scratch is freed with its last pin.
+//
+// Address space. Each fd-backed mapping takes address space for its whole
+// size and one kernel map entry. A client's fd-backed mappings are bounded
+// in number (max_maps) and in bytes (max_total_bytes), and all tables of the
+// process share one DmaAddressSpaceBudget (dma_address_space.h).
+//
 // Errors of Map and Unmap are wire::WireError statuses carrying the errno of
 // the error reply (section 10 rows 23-29). Translate fails with NotFound
 // (some byte unmapped) or PermissionDenied (a mapping lacks the access).
@@ -37,6 +54,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -45,8 +63,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
+#include "vfu/dma/dma_address_space.h"
+#include "vfu/dma/dma_mapping.h"
 #include "vfu/dma/dma_sg_list.h"
 #include "vfu/wire/device_feature.h"
 #include "vfu/wire/dma_map.h"
@@ -56,20 +77,40 @@ namespace vfu {
 
 namespace dma_internal {
 class DmaHostIndex;
-class DmaMapping;
 }  // namespace dma_internal
 
-// What the server advertised in VERSION, and its own cap on one mapping.
+// What the server advertised in VERSION, and its own caps on one client's
+// memory.
 struct DmaMapLimits {
   // Most mappings at once (`max_dma_maps`); one more is EINVAL (row 26).
-  uint32_t max_maps = 65535;
+  // By default what the process can honour (DefaultMaxDmaMaps()).
+  uint32_t max_maps = DefaultMaxDmaMaps();
   // `pgsizes`, a non-zero bitmask of page sizes: addr, size and (with an fd)
   // offset must be multiples of its smallest page (row 25).
   uint64_t page_sizes = 4096;
   // Largest single mapping; above is ENOSPC (row 26, libvfio-user's 8 TiB).
   // Also bounds the dirty bitmap a mapping can need (32 KiB per GiB).
   uint64_t max_map_size = uint64_t{8} << 40;
+  // Most bytes of fd-backed mappings at once (each takes address space for
+  // its whole size, even over a sparse file); a DMA_MAP past it is ENOSPC.
+  // 16 TiB: twice the largest single mapping, an eighth of the address
+  // space.
+  uint64_t max_total_bytes = uint64_t{16} << 40;
+  // How long Unmap / UnmapAll (a DMA_UNMAP, a detach, Server::Stop) wait for
+  // DmaSgLists still holding a mapping before revoking it.
+  absl::Duration pin_release_timeout = absl::Seconds(10);
 };
+
+// What the copy fast path did (TryReadMapped / TryWriteMapped).
+enum class MappedAccess {
+  kNotMapped,  // not all in one fd-backed mapping with the access: nothing copied
+  kDone,       // copied
+  kFaulted,    // the client's memory faulted (reported to the fault handler)
+};
+
+// Told about a fault of a guarded access to [iova, iova + length) of the
+// client's memory; from the device thread that made the access.
+using DmaFaultHandler = std::function<void(uint64_t iova, uint64_t length)>;
 
 // One mapping, as Map and Unmap report it.
 struct DmaRange {
@@ -81,11 +122,15 @@ struct DmaRange {
   friend bool operator==(const DmaRange&, const DmaRange&) = default;
 };
 
-class DmaMapTable {
+class DmaMapTable : private dma_internal::DmaFaultReporter {
  public:
-  explicit DmaMapTable(DmaMapLimits limits = {});
-  // Unmaps everything, waiting for DmaSgLists still alive: destroy those
-  // first or this never returns.
+  // `budget` (the process's when null) must outlive the table and every
+  // mapping it made.
+  explicit DmaMapTable(DmaMapLimits limits = {}, DmaAddressSpaceBudget* budget = nullptr);
+  // Unmaps everything, waiting for DmaSgLists still alive up to the pin
+  // release timeout (then revoking them). Destroy every list first: a list
+  // that outlives its table is still a bug, revocation only makes it
+  // harmless to the memory.
   ~DmaMapTable();
 
   DmaMapTable(const DmaMapTable&) = delete;
@@ -94,6 +139,11 @@ class DmaMapTable {
   // Replaces the limits (after VERSION negotiation, before any DMA_MAP).
   // Existing mappings stay; the limits judge later Map calls.
   void set_limits(const DmaMapLimits& limits) ABSL_LOCKS_EXCLUDED(mu_);
+  DmaMapLimits limits() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Called on every fault of a guarded access to this table's memory (see
+  // Faults above); replaces the previous handler. Any thread.
+  void set_fault_handler(DmaFaultHandler handler) ABSL_LOCKS_EXCLUDED(fault_mu_);
 
   // DMA_MAP. With a valid `fd` the range is mmap()ed MAP_SHARED at
   // request.offset with the protection its READ/WRITE flags ask for, and the
@@ -104,10 +154,12 @@ class DmaMapTable {
   //   EINVAL  flags other than READ/WRITE or neither of them, size 0,
   //           addr + size (or offset + size) wrapping, addr/size/offset not
   //           aligned to the smallest page of `page_sizes`, `max_maps`
-  //           mappings already, or a regular file shorter than offset + size
-  //           (an access past its end would raise SIGBUS);
+  //           mappings already (or the process's budget of mappings spent),
+  //           or a regular file shorter than offset + size (an access past
+  //           its end would raise SIGBUS);
   //   EEXIST  overlap with an existing mapping (row 23);
-  //   ENOSPC  size above `max_map_size`;
+  //   ENOSPC  size above `max_map_size`, fd-backed bytes above
+  //           `max_total_bytes`, or the process's byte budget spent;
   //   errno of mmap() when it fails.
   absl::StatusOr<DmaRange> Map(const wire::DmaMapRequest& request, UniqueFd fd)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -115,7 +167,8 @@ class DmaMapTable {
   // DMA_UNMAP of exactly one mapping (addr and size equal to it: ENOENT
   // otherwise), or of every mapping with flag ALL (addr = size = 0; an empty
   // table is fine). Returns the removed ranges once no device thread uses
-  // them any more and their memory is unmapped.
+  // them any more and their memory is unmapped (or, past the pin release
+  // timeout, revoked).
   //
   // GET_DIRTY_BITMAP (legacy): also writes the mapping's dirty bitmap into
   // `*dirty_bitmap_out`, bitmap.size bytes, read and cleared after the last
@@ -143,14 +196,16 @@ class DmaMapTable {
 
   // The lock-free path of a copy (see Fast path above). When all of
   // [iova, iova + out.size()) lies in one fd-backed mapping with READ, fills
-  // `out` from it and returns true; an Unmap of that mapping waits for the
-  // copy. Otherwise copies nothing and returns false, and the caller goes
-  // through Translate, which handles ranges across mappings and fd-less
-  // memory and reports the precise error. False for an empty `out` too.
-  bool TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const ABSL_LOCKS_EXCLUDED(mu_);
+  // `out` from it (guarded) and returns kDone, or kFaulted if the memory
+  // faulted; an Unmap of that mapping waits for the copy. Otherwise copies
+  // nothing and returns kNotMapped, and the caller goes through Translate,
+  // which handles ranges across mappings and fd-less memory and reports the
+  // precise error. kNotMapped for an empty `out` too.
+  MappedAccess TryReadMapped(uint64_t iova, absl::Span<uint8_t> out) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The same for a write (WRITE needed); the pages written are marked dirty
   // for DMA logging once the bytes are in place.
-  bool TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const
+  MappedAccess TryWriteMapped(uint64_t iova, absl::Span<const uint8_t> data) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // DEVICE_FEATURE DMA_LOGGING_START. page_size must be a power of two of at
@@ -173,32 +228,53 @@ class DmaMapTable {
 
   // Number of mappings.
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Bytes of address space the fd-backed mappings take.
+  uint64_t mapped_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // DmaFaultReporter: logs and calls the fault handler.
+  void ReportFault(uint64_t iova, uint64_t length) const override ABSL_LOCKS_EXCLUDED(fault_mu_);
+  // Waits until `deadline` for the users of `mapping`; true when
+  // they are gone. Otherwise logs and revokes it: the caller may still read
+  // its dirty bitmap, then must DmaMapping::Abandon it.
+  bool DrainOrRevoke(dma_internal::DmaMapping& mapping, absl::Time deadline) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // DrainOrRevoke, then frees or abandons each.
+  void Retire(std::vector<std::unique_ptr<dma_internal::DmaMapping>>& mappings) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   using MappingTree = absl::btree_map<uint64_t, std::unique_ptr<dma_internal::DmaMapping>>;
 
-  // EEXIST / EINVAL when [iova, iova + size) cannot join the tree.
-  absl::Status CheckInsertableLocked(uint64_t iova, uint64_t size) const
+  // EEXIST / EINVAL / ENOSPC when [iova, iova + size), taking `mmap_length`
+  // bytes of address space, cannot join the tree.
+  absl::Status CheckInsertableLocked(uint64_t iova, uint64_t size, uint64_t mmap_length) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Removes every mapping from the tree; the caller drains and frees them.
   std::vector<std::unique_ptr<dma_internal::DmaMapping>> ExtractAllLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The fast path: inside one RCU read section, finds the fd-backed mapping
   // holding all of [iova, iova + length) with the `need` flags and calls
-  // access(host address of iova, mapping); false, calling nothing, when
-  // there is none.
+  // access(host address of iova, mapping), which returns false when the
+  // memory faulted; kNotMapped, calling nothing, when there is none.
   template <typename Access>
-  bool WithMappedHost(uint64_t iova, uint64_t length, uint32_t need, Access access) const;
+  MappedAccess WithMappedHost(uint64_t iova, uint64_t length, uint32_t need,
+                              Access access) const;
   // Publishes an index of the tree's fd-backed mappings and returns the one
   // it replaces, which the caller frees after RcuSynchronize(), outside the
   // lock (nullptr stands for an empty index).
   std::unique_ptr<const dma_internal::DmaHostIndex> PublishHostIndexLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  DmaAddressSpaceBudget& budget_;
   mutable absl::Mutex mu_;
   DmaMapLimits limits_ ABSL_GUARDED_BY(mu_);
   // Keyed by iova; ranges never overlap.
   MappingTree mappings_ ABSL_GUARDED_BY(mu_);
+  // Sum of the fd-backed mappings' mmap lengths.
+  uint64_t mapped_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Separate from `mu_`: faults are reported from device threads that may
+  // hold nothing, and never need the tree.
+  mutable absl::Mutex fault_mu_;
+  DmaFaultHandler fault_handler_ ABSL_GUARDED_BY(fault_mu_);
   // The page size of DMA_LOGGING_START; 0 while not logging.
   uint64_t logging_page_size_ ABSL_GUARDED_BY(mu_) = 0;
   // True while logging. Written only under `mu_` held exclusively; read

@@ -6,6 +6,8 @@
 #include <bit>
 
 #include "vfu/base/check.h"
+#include "vfu/dma/dma_address_space.h"
+#include "vfu/wire/dma_map.h"
 
 namespace vfu::dma_internal {
 namespace {
@@ -35,7 +37,8 @@ size_t DirtyWordsFor(uint64_t iova, uint64_t size) {
 }  // namespace
 
 DmaMapping::DmaMapping(uint64_t iova, uint64_t size, uint32_t flags, uint8_t* host, void* mmap_base,
-                       size_t mmap_length, const std::atomic<bool>* logging)
+                       size_t mmap_length, const std::atomic<bool>* logging,
+                       const DmaFaultReporter* faults, DmaAddressSpaceBudget* budget)
     : iova_(iova),
       size_(size),
       flags_(flags),
@@ -43,29 +46,60 @@ DmaMapping::DmaMapping(uint64_t iova, uint64_t size, uint32_t flags, uint8_t* ho
       mmap_base_(mmap_base),
       mmap_length_(mmap_length),
       logging_(logging),
+      faults_(faults),
+      budget_(budget),
       first_page_(iova >> kDirtyPageShift),
       dirty_words_(DirtyWordsFor(iova, size)) {}
 
 DmaMapping::~DmaMapping() {
   if (mmap_base_ != nullptr) ::munmap(mmap_base_, mmap_length_);
+  if (budget_ != nullptr) budget_->Release(mmap_length_);
 }
 
 void DmaMapping::Unref() {
   // Release hands this user's accesses to the memory over to the thread
-  // that unmaps it; acquire, on the last decrement, makes `drained_` visible.
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    VFU_CHECK(drained_ != nullptr, "DMA mapping released while still in its table");
-    // Nothing of this mapping is touched after Notify(): the waiter may free
-    // it as soon as it wakes (the Notification itself outlives Notify()).
-    drained_->Notify();
+  // that unmaps it; acquire, on the last decrement, orders them before what
+  // follows (the waiter's munmap, or our own delete).
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // The table reference is gone too, so the table is waiting or gave up.
+  if (handoff_.fetch_add(1, std::memory_order_acq_rel) == 1) {
+    delete this;  // abandoned: ours to free
+    return;
+  }
+  // Nothing of this mapping is touched after Notify(): the waiter may free
+  // it as soon as it wakes.
+  drained_.Notify();
+}
+
+bool DmaMapping::DropTableReferenceAndWait(absl::Duration timeout) {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) return true;  // nobody else held it
+  return drained_.WaitForNotificationWithTimeout(timeout);
+}
+
+bool DmaMapping::Revoke() {
+  revoked_.store(true, std::memory_order_release);
+  if (mmap_base_ == nullptr) return true;
+  int prot = 0;
+  if (flags_ & wire::kDmaMapFlagRead) prot |= PROT_READ;
+  if (flags_ & wire::kDmaMapFlagWrite) prot |= PROT_WRITE;
+  // In place, so every pointer a late holder has stays valid.
+  void* scratch = ::mmap(mmap_base_, mmap_length_, prot,
+                         MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return scratch != MAP_FAILED;
+}
+
+void DmaMapping::Abandon(std::unique_ptr<DmaMapping> mapping) {
+  DmaMapping* m = mapping.release();
+  if (m->handoff_.fetch_add(1, std::memory_order_acq_rel) == 1) {
+    // The last holder let go after the timeout; its Notify() may still be
+    // running, and the notification's destructor waits for it.
+    delete m;
   }
 }
 
-void DmaMapping::DropTableReferenceAndWait() {
-  absl::Notification drained;
-  drained_ = &drained;
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) return;  // nobody else held it
-  drained.WaitForNotification();
+void DmaMapping::ReportFault(uint64_t iova, uint64_t length) const {
+  if (revoked() || faults_ == nullptr) return;
+  faults_->ReportFault(iova, length);
 }
 
 void DmaMapping::StartDirtyLog() {
@@ -83,7 +117,7 @@ void DmaMapping::StartDirtyLog() {
 }
 
 void DmaMapping::MarkDirty(uint64_t iova, uint64_t length) const {
-  if (length == 0 || !logging_->load(std::memory_order_acquire)) return;
+  if (length == 0 || revoked() || !logging_->load(std::memory_order_acquire)) return;
   std::atomic<uint64_t>* words = dirty_.load(std::memory_order_acquire);
   if (words == nullptr) return;
   const uint64_t last_requested = iova + length - 1 < iova ? ~uint64_t{0} : iova + length - 1;

@@ -10,6 +10,16 @@
 // table's reference and blocks until the last DmaSgList lets go; only then is
 // the memory unmapped, so no copy ever runs on unmapped memory.
 //
+// Revocation. The wait is bounded: a device thread that keeps a DmaSgList
+// across a detach must not hang the detach (or Server::Stop) forever. When
+// the bound passes, Revoke() replaces the client's pages in place with
+// private anonymous memory of the same size and protection (mmap MAP_FIXED):
+// the client's file is released at once, the late holder reads zeros and
+// writes scratch, and its pointers never dangle. Abandon() then hands the
+// mapping to its last reference, whose Unref frees it and the scratch.
+// A revoked mapping no longer marks dirty pages or reports faults, so it
+// never touches its table, which may be gone by then.
+//
 // Dirty log. One bit per 4 KiB page of IOVA space the mapping touches, pages
 // numbered from address 0 (bit for page `iova >> 12`), so mappings aligned to
 // less than 4 KiB still get whole pages. MarkDirty sets bits from any thread
@@ -25,7 +35,12 @@
 #include <memory>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
+
+namespace vfu {
+class DmaAddressSpaceBudget;
+}  // namespace vfu
 
 namespace vfu::dma_internal {
 
@@ -34,15 +49,28 @@ namespace vfu::dma_internal {
 inline constexpr uint64_t kDirtyPageShift = 12;
 inline constexpr uint64_t kDirtyPageSize = uint64_t{1} << kDirtyPageShift;
 
+// Where a mapping reports that its memory faulted under a guarded access
+// (the owning table).
+class DmaFaultReporter {
+ public:
+  virtual void ReportFault(uint64_t iova, uint64_t length) const = 0;
+
+ protected:
+  ~DmaFaultReporter() = default;
+};
+
 class DmaMapping {
  public:
   // [iova, iova + size) must not wrap. `host` is where `iova` lives in this
   // process, or nullptr for an fd-less mapping. [mmap_base, mmap_base +
   // mmap_length) is unmapped on destruction (nothing when mmap_base is
-  // nullptr). `logging` is the owning table's "dirty logging is on" flag and
-  // outlives the mapping.
+  // nullptr), and mmap_length bytes go back to `budget` (when given, which
+  // outlives the mapping). `logging` is the owning table's "dirty logging is on" flag and
+  // `faults` its fault reporter; both outlive the mapping while it is not
+  // revoked.
   DmaMapping(uint64_t iova, uint64_t size, uint32_t flags, uint8_t* host, void* mmap_base,
-             size_t mmap_length, const std::atomic<bool>* logging);
+             size_t mmap_length, const std::atomic<bool>* logging,
+             const DmaFaultReporter* faults, DmaAddressSpaceBudget* budget = nullptr);
   ~DmaMapping();
 
   DmaMapping(const DmaMapping&) = delete;
@@ -53,6 +81,7 @@ class DmaMapping {
   uint64_t end() const { return iova_ + size_; }  // exclusive; never wraps
   uint32_t flags() const { return flags_; }
   uint8_t* host() const { return host_; }
+  size_t mmap_length() const { return mmap_length_; }
   bool fd_backed() const { return host_ != nullptr; }
 
   // Adds a reference. Only while the mapping is still in the table's index
@@ -61,8 +90,27 @@ class DmaMapping {
   // Drops a reference; any thread.
   void Unref();
   // Drops the table's own reference, after the mapping left the index, and
-  // returns once no other reference is left. Called once.
-  void DropTableReferenceAndWait();
+  // waits up to `timeout` for the other references to go. True when none is
+  // left (the caller may free the mapping); false when some holder outlived
+  // the timeout: the caller revokes the mapping, may still read its dirty
+  // bitmap, and then must Abandon() it instead of freeing it. Called once.
+  bool DropTableReferenceAndWait(absl::Duration timeout);
+
+  // Replaces the client's pages with scratch memory (see Revocation above).
+  // After a DropTableReferenceAndWait that returned false. Returns false if
+  // the kernel refused, in which case the client's pages stay mapped (and
+  // guarded accesses to them stay safe).
+  bool Revoke();
+  bool revoked() const { return revoked_.load(std::memory_order_acquire); }
+
+  // Gives up the caller's ownership of a mapping whose DropTableReferenceAndWait
+  // returned false: the last DmaSgList to let go frees it (or the caller's
+  // thread here, if that already happened).
+  static void Abandon(std::unique_ptr<DmaMapping> mapping);
+
+  // Called by a guarded access that faulted inside this mapping: tells the
+  // table (unless revoked).
+  void ReportFault(uint64_t iova, uint64_t length) const;
 
   // Allocates the dirty bitmap, or clears it when a previous logging period
   // left one. No-op for fd-less mappings. Called with the table lock held
@@ -91,13 +139,20 @@ class DmaMapping {
   void* const mmap_base_;
   const size_t mmap_length_;
   const std::atomic<bool>* const logging_;
+  const DmaFaultReporter* const faults_;
+  DmaAddressSpaceBudget* const budget_;
 
   // The table's reference plus one per DmaSgList entry.
   std::atomic<int64_t> refs_{1};
-  // Set by DropTableReferenceAndWait before it drops the table's reference;
-  // the thread whose Unref takes the count to zero notifies it. The
-  // acquire-release decrements order the write before that read.
-  absl::Notification* drained_ = nullptr;
+  // Notified by the Unref that takes the count to zero. A member, not the
+  // waiter's, because a waiter that timed out is gone by then (the
+  // notification's destructor waits for a Notify() in progress).
+  absl::Notification drained_;
+  // Who frees the mapping after a timed-out wait: the table's Abandon() and
+  // the last Unref each add one; whoever comes second frees it.
+  std::atomic<int> handoff_{0};
+  // Set by Revoke(); from then on nothing reaches the table.
+  std::atomic<bool> revoked_{false};
 
   // Dirty log: dirty_words_ u64 words covering 4 KiB pages first_page_
   // onwards. The array is created once (StartDirtyLog, under the table's

@@ -1,9 +1,8 @@
 #include "vfu/dma/dma_memory.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
+#include "vfu/dma/dma_fault.h"
 
 namespace vfu {
 
@@ -11,13 +10,20 @@ DmaMemory::DmaMemory(DmaMapTable& table, MessageDmaPath& messages)
     : table_(table), messages_(messages) {}
 
 absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
-  if (table_.TryReadMapped(iova, out)) return absl::OkStatus();
+  switch (table_.TryReadMapped(iova, out)) {
+    case MappedAccess::kDone:
+      return absl::OkStatus();
+    case MappedAccess::kFaulted:
+      return DmaFaultError("DMA read", iova, out.size());
+    case MappedAccess::kNotMapped:
+      break;
+  }
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, out.size(), DmaDirection::kRead));
   size_t done = 0;
   for (const DmaSgList::Segment& s : list.segments()) {
     absl::Span<uint8_t> part = out.subspan(done, s.length);
     if (s.host != nullptr) {
-      std::memcpy(part.data(), s.host, part.size());
+      VFU_RETURN_IF_ERROR(list.Read(done, part));
     } else {
       VFU_RETURN_IF_ERROR(messages_.Read(s.iova, part));
     }
@@ -27,16 +33,22 @@ absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
 }
 
 absl::Status DmaMemory::Write(uint64_t iova, absl::Span<const uint8_t> data) {
-  if (table_.TryWriteMapped(iova, data)) return absl::OkStatus();
+  switch (table_.TryWriteMapped(iova, data)) {
+    case MappedAccess::kDone:
+      return absl::OkStatus();
+    case MappedAccess::kFaulted:
+      return DmaFaultError("DMA write", iova, data.size());
+    case MappedAccess::kNotMapped:
+      break;
+  }
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, data.size(), DmaDirection::kWrite));
   size_t done = 0;
   for (const DmaSgList::Segment& s : list.segments()) {
     absl::Span<const uint8_t> part = data.subspan(done, s.length);
     if (s.host != nullptr) {
-      std::memcpy(s.host, part.data(), part.size());
-      // Marked per segment, right after its copy: a later message failure
-      // must not leave bytes already written unlogged.
-      list.MarkDirty(s.iova, s.length);
+      // Marked dirty per segment, right after its copy: a later message
+      // failure must not leave bytes already written unlogged.
+      VFU_RETURN_IF_ERROR(list.Write(done, part));
     } else {
       VFU_RETURN_IF_ERROR(messages_.Write(s.iova, part));
     }

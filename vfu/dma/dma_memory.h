@@ -11,7 +11,10 @@
 // DMA_READ / DMA_WRITE messages (through MessageDmaPath) for fd-less ones.
 // Either way the mappings involved stay mapped until the copy is done, so an
 // unmap waits for a copy in progress instead of pulling the memory from
-// under it.
+// under it. Every copy through shared memory is guarded: memory the client
+// took away (a file shrunk under its mapping) fails the copy with the DMA
+// fault status (dma_fault.h, IsDmaFault) and is reported to the table's
+// fault handler, instead of killing the process with SIGBUS.
 #ifndef VFU_DMA_DMA_MEMORY_H_
 #define VFU_DMA_DMA_MEMORY_H_
 
@@ -44,8 +47,9 @@ class DmaMemory {
 
   // Fills `out` from client memory at `iova`. The whole range is checked
   // before any byte moves: NotFound when part of it is not mapped,
-  // PermissionDenied when a mapping lacks READ; a message failure is
-  // returned as is (`out` may then be partly filled). Empty `out` is OK.
+  // PermissionDenied when a mapping lacks READ; the DMA fault status when
+  // the client's memory faulted; a message failure is returned as is (`out`
+  // may then be partly filled). Empty `out` is OK.
   absl::Status Read(uint64_t iova, absl::Span<uint8_t> out);
 
   // Copies `data` into client memory at `iova`; same errors (WRITE needed).
@@ -54,9 +58,11 @@ class DmaMemory {
   absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data);
 
   // Zero-copy access: the resolved range, with host pointers valid while
-  // the returned list lives (an unmap waits for it). FailedPrecondition when
-  // any part is fd-less and so has no host memory. A writer calls
-  // MarkDirty / MarkAllDirty on the list once its bytes are written.
+  // the returned list lives (an unmap waits for it, up to the pin release
+  // timeout). FailedPrecondition when any part is fd-less and so has no host
+  // memory. Touch the bytes with the list's guarded methods (Read, Write,
+  // Copy, RunGuarded), which also mark written pages dirty, never with a
+  // plain memcpy: the client can take the memory away at any time.
   absl::StatusOr<DmaSgList> Pin(uint64_t iova, uint64_t length, DmaDirection dir);
 
  private:

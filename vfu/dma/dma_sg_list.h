@@ -9,18 +9,23 @@
 //
 //   VFU_ASSIGN_OR_RETURN(DmaSgList list,
 //                        table.Translate(iova, len, DmaDirection::kWrite));
-//   for (const DmaSgList::Segment& s : list.segments()) {
-//     std::memcpy(s.host, src, s.length);  // after checking s.host != nullptr
-//     list.MarkDirty(s.iova, s.length);     // after the bytes are written
-//     src += s.length;
-//   }
+//   VFU_RETURN_IF_ERROR(list.Write(0, bytes));   // guarded copy, marks dirty
+//
+// Touching client memory. The client can shrink the file behind a mapping
+// at any time, and then any access to the lost pages raises SIGBUS. Use the
+// guarded methods (Read, Write, Copy, RunGuarded): a fault makes them return
+// the DMA fault status (dma_fault.h) and reports it to the table, which has
+// the client disconnected. A plain memcpy through `Segment::host` is only
+// safe on memory the process itself controls (e.g. in tests).
 //
 // Lifetime: the list holds a reference on every mapping it covers. A
 // DMA_UNMAP of one of them (and so the client's command stream) waits until
-// the list is destroyed, so host pointers stay valid exactly as long as the
-// list. Keep a list for one transfer; never keep one while waiting for the
-// client, never unmap from a thread that holds one, and destroy every list
-// before its table.
+// the list is destroyed, so host pointers stay valid as long as the list.
+// The wait is bounded (DmaMapLimits::pin_release_timeout): a list kept past
+// it has its mappings revoked, its pointers then reach scratch memory, not
+// the client's, until it is destroyed. Keep a list for one transfer; never
+// keep one while waiting for the client, never unmap from a thread that
+// holds one, and destroy every list before its table.
 //
 // Thread-compatible: one thread owns a list at a time. MarkDirty is const and
 // lock-free.
@@ -30,6 +35,7 @@
 #include <cstdint>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 
 namespace vfu {
@@ -79,6 +85,24 @@ class DmaSgList {
   // MarkDirty over every segment.
   void MarkAllDirty() const;
 
+  // Guarded copies (see Touching client memory above). `offset` counts
+  // bytes from the start of the list. OutOfRange when [offset, offset + n)
+  // is not inside the list, FailedPrecondition when it reaches an fd-less
+  // segment (nothing is copied then), the DMA fault status when the memory
+  // faulted (part may be copied). Write marks what it wrote dirty.
+  absl::Status Read(uint64_t offset, absl::Span<uint8_t> out) const;
+  absl::Status Write(uint64_t offset, absl::Span<const uint8_t> data) const;
+  // Moves all of `from`'s bytes to `to` (same length(), segments cut
+  // anywhere; memmove, as two IOVAs may alias one page of the client's file)
+  // and marks `to` dirty. InvalidArgument when the lengths differ; otherwise
+  // as above.
+  static absl::Status Copy(const DmaSgList& from, const DmaSgList& to);
+  // Runs fn(arg) with faults on this list's memory caught: for device code
+  // that works on the pinned bytes in place. `fn` must follow the rules of
+  // RunFaultGuarded (vfu/base/fault_guard.h): no destructors, no locks, no
+  // allocation. A writer marks what it wrote dirty afterwards.
+  absl::Status RunGuarded(void (*fn)(void*), void* arg) const;
+
   // Drops every reference now; the list becomes empty.
   void Release();
 
@@ -88,6 +112,13 @@ class DmaSgList {
   // Appends `segment`, which lies in `mapping`, and takes a reference on it.
   // The table calls this with its lock held.
   void Add(const Segment& segment, dma_internal::DmaMapping* mapping);
+  // After a guarded access faulted at `address`: reports it to the mapping
+  // whose segment holds it and returns true, or false when none does.
+  bool ReportFaultAt(const void* address) const;
+  // OutOfRange / FailedPrecondition for Read and Write (see there).
+  absl::Status CheckHostRange(uint64_t offset, uint64_t n) const;
+  // Reports a fault at `address` and returns the DMA fault status.
+  absl::Status Fault(const char* what, const void* address) const;
 
   // Parallel arrays: mappings_[i] holds segments_[i]. Nearly every transfer
   // lies in one mapping, so the inline capacity avoids any allocation.

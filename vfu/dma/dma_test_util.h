@@ -53,6 +53,12 @@ class ClientMemory {
   // The client's view: byte `offset` of the file.
   uint8_t* at(uint64_t offset) const { return view_ + offset; }
   size_t size() const { return size_; }
+  // What a hostile client does: shrinks the file under every mapping of it.
+  // Any access past `new_size`, even the client's own view, then raises
+  // SIGBUS.
+  void Shrink(size_t new_size) {
+    VFU_CHECK(::ftruncate(fd_.get(), static_cast<off_t>(new_size)) == 0, "ftruncate failed");
+  }
 
  private:
   size_t size_;

@@ -175,7 +175,11 @@ void Session::Attach() {
   attached_ = true;
   if (negotiated_) {
     const wire::Capabilities& caps = negotiated_->reply.capabilities;
-    dma_.set_limits({.max_maps = caps.max_dma_maps, .page_sizes = caps.pgsizes});
+    // Only what was negotiated; the server's own caps (bytes, pin wait) stay.
+    DmaMapLimits limits = dma_.limits();
+    limits.max_maps = caps.max_dma_maps;
+    limits.page_sizes = caps.pgsizes;
+    dma_.set_limits(limits);
   }
   device_.OnAttach(context_);
 }

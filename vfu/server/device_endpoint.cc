@@ -25,7 +25,17 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
       session_options_(std::move(session)),
       runtime_options_(runtime),
       dma_table_(DmaMapLimits{}),
-      dma_memory_(dma_table_, *this) {}
+      dma_memory_(dma_table_, *this) {
+  // A client whose memory faults under a DMA copy (it shrank the file behind
+  // a mapping) is disconnected: its memory can no longer be trusted.
+  dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {
+    std::shared_ptr<Connection> connection = current();
+    if (connection == nullptr) return;
+    VFU_LOG(kWarning, socket_path_, ": DMA to [0x", absl::Hex(iova), ", +0x", absl::Hex(length),
+            ") faulted; disconnecting the client");
+    reactor_.Post([connection] { connection->CloseOnIoThread("client memory faulted during DMA"); });
+  });
+}
 
 DeviceEndpoint::~DeviceEndpoint() {
   if (listen_fd_) UnlinkSocketPath(socket_path_);

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "vfu/device/device.h"
 #include "vfu/dispatch/worker_pool.h"
+#include "vfu/dma/dma_address_space.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
 #include "vfu/server/device_endpoint.h"
@@ -37,9 +38,12 @@ namespace vfu {
 
 // What a server offers in VERSION negotiation unless told otherwise: the
 // protocol defaults, plus twin-socket mode and REGION_WRITE_MULTI (both
-// granted only to clients that ask).
+// granted only to clients that ask), and as max_dma_maps what the process
+// can map (DefaultMaxDmaMaps(): vm.max_map_count less headroom, 49148 with
+// Linux's default count, not the protocol's 65535).
 inline wire::ServerVersionPolicy DefaultVersionPolicy() {
   wire::ServerVersionPolicy policy;
+  policy.max_dma_maps = DefaultMaxDmaMaps();
   policy.twin_socket = true;
   policy.write_multiple = true;
   return policy;
