@@ -58,7 +58,8 @@ using wire::Command;
 using wire::DmaTransferLayout;
 
 constexpr uint64_t kIova = 0x10000;
-constexpr absl::Duration kWait = absl::Seconds(5);
+// Failure bound for what a scripted server or the client should do soon.
+constexpr absl::Duration kWait = absl::Seconds(30);
 
 // Runs `script` against a fresh FakeServer on its own thread, joined on
 // destruction. Declare it before the Client: the client is then destroyed
