@@ -144,13 +144,15 @@ TEST_P(DmaEngineMainSignalTest, ServesUntilSignalThenCleansUp) {
     ASSERT_NE(b, nullptr);
     for (Client* client : {a.get(), b.get()}) {
       for (DmaCheckMemory memory : {DmaCheckMemory::kFdBacked, DmaCheckMemory::kMessages}) {
-        absl::StatusOr<DmaCheckReport> report = RunDmaCheck(*client, {.memory = memory});
+        // The check's own 10 s would be a speed assumption in a test.
+        absl::StatusOr<DmaCheckReport> report =
+            RunDmaCheck(*client, {.memory = memory, .timeout = absl::Seconds(20)});
         ASSERT_OK(report);
         EXPECT_TRUE(report->ok) << FormatDmaCheckReport(*report);
       }
     }
     // Only the first device has run a job on channel 1.
-    ASSERT_OK(RunDmaCheck(*a, {.channel = 1}));
+    ASSERT_OK(RunDmaCheck(*a, {.channel = 1, .timeout = absl::Seconds(20)}));
     EXPECT_EQ(Read32(*b, dma_engine::ChannelRegister(1, dma_engine::kRegStatus)),
               dma_engine::kStatusIdle);
   }

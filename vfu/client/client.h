@@ -30,6 +30,8 @@
 // serving thread (StartServingThread()). A device that does DMA while no
 // thread waits is answered when one does; a test that only wants to serve
 // calls Poll() in a loop. Other server commands are answered with ENOSYS.
+// A test that must decide when a device's DMA progresses holds the
+// server's commands (HoldServerCommands) and releases them when it wants.
 //
 // Threads. Every method is thread-safe unless its comment says otherwise.
 // At any moment at most one waiting thread drives the sockets (the "IO

@@ -841,9 +841,10 @@ TEST(ClientTest, HeldServerCommandsWaitForRelease) {
     ASSERT_OK(s.AcceptVersion().status());
     memory_registered.WaitForNotification();
     for (uint16_t id = 1; id <= 2; ++id) {
+      const std::vector<uint8_t> data = {static_cast<uint8_t>(id)};
       std::vector<uint8_t> p;
-      wire::EncodeDmaWriteRequest({.address = kIova + id, .data = std::vector<uint8_t>{uint8_t(id)}},
-                                  DmaTransferLayout::kSpec, p);
+      wire::EncodeDmaWriteRequest({.address = kIova + id, .data = data}, DmaTransferLayout::kSpec,
+                                  p);
       ASSERT_OK(s.main().SendCommand(id, Command::kDmaWrite, p));
     }
     // The client reads both requests before this reply, which is what its
