@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/time/time.h"
 #include "devices/dma_engine/dma_check.h"
 #include "devices/dma_engine/dma_engine_registers.h"
 #include "gtest/gtest.h"
@@ -55,14 +56,20 @@ uint32_t Read32(Client& client, uint64_t offset) {
   return value;
 }
 
-// The server refuses a second client until it has noticed the first left.
+// The server refuses a second client until it has noticed the first left
+// (and a starting child listens only once it is up). The deadline only
+// bounds a server that never lets us in: a number of attempts would assume
+// a speed.
 std::unique_ptr<Client> ConnectWhenFree(const std::string& path) {
-  for (int attempt = 0; attempt < 100000; ++attempt) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  absl::Status last;
+  do {
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(path);
     if (client.ok()) return *std::move(client);
+    last = client.status();
     std::this_thread::yield();
-  }
-  ADD_FAILURE() << "could not connect to " << path;
+  } while (absl::Now() < deadline);
+  ADD_FAILURE() << "could not connect to " << path << ": " << last;
   return nullptr;
 }
 
@@ -137,13 +144,15 @@ TEST_P(DmaEngineMainSignalTest, ServesUntilSignalThenCleansUp) {
     ASSERT_NE(b, nullptr);
     for (Client* client : {a.get(), b.get()}) {
       for (DmaCheckMemory memory : {DmaCheckMemory::kFdBacked, DmaCheckMemory::kMessages}) {
-        absl::StatusOr<DmaCheckReport> report = RunDmaCheck(*client, {.memory = memory});
+        // The check's own 10 s would be a speed assumption in a test.
+        absl::StatusOr<DmaCheckReport> report =
+            RunDmaCheck(*client, {.memory = memory, .timeout = absl::Seconds(20)});
         ASSERT_OK(report);
         EXPECT_TRUE(report->ok) << FormatDmaCheckReport(*report);
       }
     }
     // Only the first device has run a job on channel 1.
-    ASSERT_OK(RunDmaCheck(*a, {.channel = 1}));
+    ASSERT_OK(RunDmaCheck(*a, {.channel = 1, .timeout = absl::Seconds(20)}));
     EXPECT_EQ(Read32(*b, dma_engine::ChannelRegister(1, dma_engine::kRegStatus)),
               dma_engine::kStatusIdle);
   }

@@ -26,11 +26,19 @@ TEST_F(DmaEngineResetTest, ResetAbandonsRunningJobs) {
   for (uint32_t channel = 0; channel < kChannels; ++channel) irqs.push_back(WatchChannel(channel));
   const auto iova = [](uint32_t area) { return 0x100000000 * (area + 1); };
 
-  // Without a serving thread, and with posted writes only, nothing answers
-  // the jobs' DMA: both are certainly running when the reset arrives.
+  // The client keeps the jobs' DMA requests unanswered (its calls would
+  // otherwise answer them while they wait, as many as the machine's speed
+  // allows): both jobs are certainly waiting for their first DMA_READ when
+  // the reset arrives.
+  client_->HoldServerCommands();
+  const uint64_t commands_before = client_->stats().server_commands_received;
   for (uint32_t channel = 0; channel < kChannels; ++channel) {
-    Program(channel, iova(2 * channel), iova(2 * channel + 1), kLength, /*posted=*/true);
-    Ring(channel, kDoorbellStart, /*posted=*/true);
+    Program(channel, iova(2 * channel), iova(2 * channel + 1), kLength);
+    Ring(channel);
+  }
+  AwaitServerCommands(commands_before + kChannels);
+  for (uint32_t channel = 0; channel < kChannels; ++channel) {
+    ASSERT_EQ(Status(channel), kStatusBusy) << "channel " << channel;
   }
   ASSERT_OK(client_->Reset());
 
@@ -45,6 +53,7 @@ TEST_F(DmaEngineResetTest, ResetAbandonsRunningJobs) {
 
   // From now on DMA is answered: an abandoned job that carried on would
   // finish (and interrupt) before its channel's next job.
+  client_->ReleaseServerCommands();
   ASSERT_OK(client_->StartServingThread());
   for (uint32_t channel = 0; channel < kChannels; ++channel) {
     Program(channel, iova(2 * channel), iova(2 * channel + 1), kChunkSize);
@@ -55,14 +64,12 @@ TEST_F(DmaEngineResetTest, ResetAbandonsRunningJobs) {
     interrupts += ReadEventfd(irqs[channel], 0).value_or(0);
     EXPECT_EQ(interrupts, 1u) << "channel " << channel;
     EXPECT_EQ(Progress(channel), kChunkSize);
-    // The abandoned job wrote at most the chunk it had issued (and what it
-    // did before the reset was processed, a chunk or two at most since
-    // each takes the client two answers): the rest of its destination
-    // still holds the old pattern.
+    // The abandoned job had only issued the DMA_READ of its first chunk,
+    // and stops once it is answered: beyond the new job's chunk its
+    // destination still holds the old pattern.
     absl::Span<uint8_t> destination = areas[2 * channel + 1];
     EXPECT_EQ(FirstPatternMismatch(destination.subspan(0, kChunkSize), 60 + 2 * channel), -1);
-    const uint64_t tail = 8 * kChunkSize;
-    const int64_t changed = FirstPatternMismatch(destination, 60 + 2 * channel + 1, tail);
+    const int64_t changed = FirstPatternMismatch(destination, 60 + 2 * channel + 1, kChunkSize);
     EXPECT_EQ(changed, -1) << "channel " << channel << " wrote byte " << changed
                            << " after the reset";
   }

@@ -13,12 +13,17 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "devices/dma_engine/dma_engine_device.h"
@@ -34,6 +39,13 @@ namespace vfu::devices {
 // How long a test waits for something that should come: an interrupt, a
 // status change. It only bounds a broken device; nothing sleeps for it.
 inline constexpr int kWaitTimeoutMs = 20000;
+
+// The server's deadline for a DMA message. The default (5 s, QEMU's) would
+// end a job on its own when a loaded machine keeps the client from
+// answering that long, or while a test holds the answers on purpose
+// (Client::HoldServerCommands): tests must decide how jobs end. It only
+// bounds a broken test; the client's departure fails DMA at once.
+inline constexpr absl::Duration kDmaTimeout = absl::Minutes(5);
 
 // A fresh non-blocking eventfd, or an invalid one (the test then fails).
 inline UniqueFd NewEventfd() {
@@ -109,15 +121,47 @@ class SharedMemory {
   uint8_t* memory_ = nullptr;
 };
 
+// The device with one test seam: a function told of every region write
+// once the device has applied it (on the worker thread that ran it), so a
+// test can act at an exact point of the device's command stream, e.g.
+// release held DMA once an ABORT has arrived.
+class ObservedDmaEngineDevice : public DmaEngineDevice {
+ public:
+  using WriteObserver = std::function<void(uint64_t offset, absl::Span<const uint8_t> data)>;
+
+  void SetWriteObserver(WriteObserver observer) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    observer_ = std::move(observer);
+  }
+
+  absl::Status OnRegionWrite(uint32_t region, uint64_t offset,
+                             absl::Span<const uint8_t> data) override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::Status status = DmaEngineDevice::OnRegionWrite(region, offset, data);
+    WriteObserver observer;
+    {
+      absl::MutexLock lock(&mu_);
+      observer = observer_;
+    }
+    if (observer) observer(offset, data);
+    return status;
+  }
+
+ private:
+  absl::Mutex mu_;
+  WriteObserver observer_ ABSL_GUARDED_BY(mu_);
+};
+
 class DmaEngineTest : public ::testing::Test {
  protected:
   static constexpr uint32_t kReadWrite = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite;
 
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(server_, Server::Create());
+    ServerOptions options;
+    options.runtime.dma_timeout = kDmaTimeout;
+    ASSERT_OK_AND_ASSIGN(server_, Server::Create(std::move(options)));
     ASSERT_OK(server_->AddDevice(socket_path(), device_));
     ASSERT_OK(server_->Start());
-    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(socket_path()));
+    ASSERT_OK_AND_ASSIGN(client_, Client::Connect(socket_path(), PatientClientOptions()));
   }
   void TearDown() override {
     client_.reset();
@@ -126,19 +170,43 @@ class DmaEngineTest : public ::testing::Test {
 
   std::string socket_path() const { return dir_.File("dma.sock"); }
 
+  // The fixture's clients wait for a reply as long as any test waits (the
+  // default, 5 s, is a speed assumption on a loaded machine).
+  static ClientOptions PatientClientOptions() {
+    ClientOptions options;
+    options.timeout = absl::Milliseconds(kWaitTimeoutMs);
+    return options;
+  }
+
   // Replaces the client. The server refuses a new client until it has
-  // noticed that the old one left, so this retries while refused.
+  // noticed that the old one left (and the device has let go of it), so
+  // this retries while refused, for as long as that may take.
   void Reconnect() {
     client_.reset();
-    for (int attempt = 0; attempt < 100000; ++attempt) {
-      absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(socket_path());
+    const absl::Time deadline = absl::Now() + absl::Milliseconds(kWaitTimeoutMs);
+    absl::Status last;
+    do {
+      absl::StatusOr<std::unique_ptr<Client>> client =
+          Client::Connect(socket_path(), PatientClientOptions());
       if (client.ok()) {
         client_ = *std::move(client);
         return;
       }
+      last = client.status();
       std::this_thread::yield();
+    } while (absl::Now() < deadline);
+    FAIL() << "the server kept refusing a new client: " << last;
+  }
+
+  // Waits until the client has received `count` commands from the server
+  // in all (e.g. DMA_READs it holds: each job that sent one is waiting for
+  // its answer). Each Poll() reads what came; nothing sleeps.
+  void AwaitServerCommands(uint64_t count) {
+    const absl::Time deadline = absl::Now() + absl::Milliseconds(kWaitTimeoutMs);
+    while (client_->stats().server_commands_received < count && absl::Now() < deadline) {
+      ASSERT_OK(client_->Poll(absl::Milliseconds(kWaitTimeoutMs)));
     }
-    FAIL() << "the server kept refusing a new client";
+    ASSERT_GE(client_->stats().server_commands_received, count);
   }
 
   // fd-less client memory, owned by the fixture so that it outlives the
@@ -229,7 +297,7 @@ class DmaEngineTest : public ::testing::Test {
   }
 
   testing::ScopedTempDir dir_;
-  DmaEngineDevice device_;
+  ObservedDmaEngineDevice device_;
   std::unique_ptr<Server> server_;
   // Before client_: destroyed after it.
   std::vector<std::vector<uint8_t>> buffers_;

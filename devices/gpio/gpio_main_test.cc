@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/time/time.h"
 #include "devices/gpio/gpio_device.h"
 #include "gtest/gtest.h"
 #include "testing/child_process.h"
@@ -58,14 +59,20 @@ void Write32(Client& client, uint64_t offset, uint32_t value) {
   EXPECT_OK(client.RegionWrite(0, offset, bytes));
 }
 
-// The server refuses a second client until it has noticed the first left.
+// The server refuses a second client until it has noticed the first left
+// (and a starting child listens only once it is up). The deadline only
+// bounds a server that never lets us in: a number of attempts would assume
+// a speed.
 std::unique_ptr<Client> ConnectWhenFree(const std::string& path) {
-  for (int attempt = 0; attempt < 100000; ++attempt) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  absl::Status last;
+  do {
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(path);
     if (client.ok()) return *std::move(client);
+    last = client.status();
     std::this_thread::yield();
-  }
-  ADD_FAILURE() << "could not connect to " << path;
+  } while (absl::Now() < deadline);
+  ADD_FAILURE() << "could not connect to " << path << ": " << last;
   return nullptr;
 }
 

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "devices/gpio/gpio_device.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -30,6 +32,9 @@ namespace vfu::devices {
 // raised before the call that causes them returns, so this only bounds a
 // broken device; checks that nothing came use a zero timeout.
 inline constexpr int kInterruptTimeoutMs = 5000;
+
+// How long Reconnect() retries: only bounds a server that never lets go.
+inline constexpr absl::Duration kReconnectTimeout = absl::Seconds(20);
 
 // A fresh non-blocking eventfd, or an invalid one (the test then fails).
 inline UniqueFd NewEventfd() {
@@ -64,18 +69,23 @@ class GpioTest : public ::testing::Test {
   std::string socket_path() const { return dir_.File("gpio.sock"); }
 
   // Replaces the client. The server refuses a new client until it has
-  // noticed that the old one left, so this retries while refused.
+  // noticed that the old one left, so this retries while refused, for as
+  // long as that may take on a loaded machine (a count of attempts would
+  // assume a speed).
   void Reconnect() {
     client_.reset();
-    for (int attempt = 0; attempt < 100000; ++attempt) {
+    const absl::Time deadline = absl::Now() + kReconnectTimeout;
+    absl::Status last;
+    do {
       absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(socket_path());
       if (client.ok()) {
         client_ = *std::move(client);
         return;
       }
+      last = client.status();
       std::this_thread::yield();
-    }
-    FAIL() << "the server kept refusing a new client";
+    } while (absl::Now() < deadline);
+    FAIL() << "the server kept refusing a new client: " << last;
   }
 
   uint32_t Read32(uint64_t offset) {

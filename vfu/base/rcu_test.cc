@@ -107,16 +107,24 @@ TEST(RcuTest, ReadersNeverSeeAFreedSnapshot) {
   std::atomic<int> dead_seen{0};
   std::atomic<long> reads{0};
   std::vector<std::thread> readers;
-  for (int t = 0; t < 3; ++t) {
+  constexpr int kReaders = 3;
+  std::atomic<int> readers_started{0};
+  for (int t = 0; t < kReaders; ++t) {
     readers.emplace_back([&] {
+      bool first = true;
       while (!stop.load(std::memory_order_relaxed)) {
         RcuReadSection section;
         Snapshot* s = published.load(std::memory_order_acquire);
         if (!s->alive.load(std::memory_order_relaxed)) dead_seen.fetch_add(1);
         reads.fetch_add(1, std::memory_order_relaxed);
+        if (first) readers_started.fetch_add(1);
+        first = false;
       }
     });
   }
+  // Replace only once every reader reads: on a loaded machine the writer
+  // could otherwise be done before any reader got a CPU.
+  while (readers_started.load() < kReaders) std::this_thread::yield();
   for (int i = 1; i <= 2000; ++i) Retire(published, new Snapshot(i));
   stop.store(true);
   for (std::thread& r : readers) r.join();

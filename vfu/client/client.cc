@@ -525,6 +525,14 @@ void Client::HandleReplyLocked(InboundMessage message) {
 
 void Client::HandleServerCommandLocked(Channel& channel, InboundMessage message) {
   ++stats_.server_commands_received;
+  if (hold_server_commands_) {
+    held_server_commands_.emplace_back(&channel, std::move(message));
+    return;
+  }
+  AnswerServerCommandLocked(channel, std::move(message));
+}
+
+void Client::AnswerServerCommandLocked(Channel& channel, InboundMessage message) {
   const wire::Header& h = message.header;
   OutboundMessage reply;
   reply.bytes = wire::StartMessage(wire::kDmaTransferFixedSize);
@@ -649,6 +657,34 @@ absl::Status Client::RemoveDmaMemory(uint64_t iova) {
   absl::MutexLock lock(&mu_);
   OwnBorrowedBytesLocked();
   return memory_.Remove(iova);
+}
+
+void Client::HoldServerCommands() {
+  absl::MutexLock lock(&mu_);
+  hold_server_commands_ = true;
+}
+
+void Client::ReleaseServerCommands() {
+  absl::MutexLock lock(&mu_);
+  hold_server_commands_ = false;
+  std::vector<std::pair<Channel*, InboundMessage>> held = std::move(held_server_commands_);
+  held_server_commands_.clear();
+  if (held.empty() || !broken_.ok()) return;
+  for (auto& [channel, message] : held) AnswerServerCommandLocked(*channel, std::move(message));
+  // Send the answers now where no other thread drives the socket; wake
+  // the thread that does.
+  if (io_leader_) {
+    Kick(leader_wakeup_.get());
+  } else {
+    FlushLocked(main_);
+  }
+  if (twin_ != nullptr) {
+    if (twin_owned_by_thread_) {
+      Kick(thread_wakeup_.get());
+    } else if (!io_leader_) {
+      FlushLocked(*twin_);
+    }
+  }
 }
 
 absl::Status Client::StartServingThread() {

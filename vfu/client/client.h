@@ -30,6 +30,8 @@
 // serving thread (StartServingThread()). A device that does DMA while no
 // thread waits is answered when one does; a test that only wants to serve
 // calls Poll() in a loop. Other server commands are answered with ENOSYS.
+// A test that must decide when a device's DMA progresses holds the
+// server's commands (HoldServerCommands) and releases them when it wants.
 //
 // Threads. Every method is thread-safe unless its comment says otherwise.
 // At any moment at most one waiting thread drives the sockets (the "IO
@@ -60,6 +62,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -296,6 +299,17 @@ class Client {
   // once it is broken.
   absl::Status Poll(absl::Duration timeout);
 
+  // Holding the server's commands, for tests that must decide when a
+  // device's DMA may progress (e.g. that a job is certainly still running
+  // when a reset or a disconnect reaches it). While held, commands that
+  // arrive are kept unanswered, in arrival order, whichever thread reads
+  // them; replies to our own commands flow as usual. Release serves the
+  // kept commands (their replies leave at once or during later waits) and
+  // every later one as before. The server's DMA deadline keeps running
+  // meanwhile. Neither call waits for the server.
+  void HoldServerCommands() ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseServerCommands() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Starts a thread that serves the server's commands while no caller
   // waits: in twin-socket mode it owns the twin socket; otherwise it drives
   // the main socket whenever no caller does (callers' replies then reach
@@ -449,7 +463,11 @@ class Client {
   void DispatchLocked(Channel& channel, InboundMessage message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleReplyLocked(InboundMessage message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Serves the server's command `message` (or keeps it while held) and
+  // queues the reply on `channel`.
   void HandleServerCommandLocked(Channel& channel, InboundMessage message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AnswerServerCommandLocked(Channel& channel, InboundMessage message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Serves one server command, appending the reply payload to `reply`
   // (whose bytes start with room for the header); a DMA_READ reply borrows
@@ -501,6 +519,11 @@ class Client {
   std::vector<InboundMessage> inbox_ ABSL_GUARDED_BY(mu_);
 
   ClientStats stats_ ABSL_GUARDED_BY(mu_);
+
+  // HoldServerCommands() is in effect; the commands kept meanwhile, with
+  // the socket each came on (main_ or *twin_, both stable).
+  bool hold_server_commands_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<Channel*, InboundMessage>> held_server_commands_ ABSL_GUARDED_BY(mu_);
 
   std::thread serving_thread_ ABSL_GUARDED_BY(mu_);
   bool stop_serving_ ABSL_GUARDED_BY(mu_) = false;

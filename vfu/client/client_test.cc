@@ -58,7 +58,8 @@ using wire::Command;
 using wire::DmaTransferLayout;
 
 constexpr uint64_t kIova = 0x10000;
-constexpr absl::Duration kWait = absl::Seconds(5);
+// Failure bound for what a scripted server or the client should do soon.
+constexpr absl::Duration kWait = absl::Seconds(30);
 
 // Runs `script` against a fresh FakeServer on its own thread, joined on
 // destruction. Declare it before the Client: the client is then destroyed
@@ -828,6 +829,49 @@ TEST(ClientTest, ServingThreadServesMainSocket) {
   ASSERT_TRUE(served.WaitForNotificationWithTimeout(kWait));
   client->StopServingThread();
   EXPECT_EQ(ram[0], 7);
+}
+
+// Held server commands stay unanswered while a call waits (its reply still
+// comes); releasing them serves them in order.
+TEST(ClientTest, HeldServerCommandsWaitForRelease) {
+  std::vector<uint8_t> ram(8, 0);
+  absl::Notification memory_registered;
+  absl::Notification served;
+  ScriptedServer server([&](FakeServer& s) {
+    ASSERT_OK(s.AcceptVersion().status());
+    memory_registered.WaitForNotification();
+    for (uint16_t id = 1; id <= 2; ++id) {
+      const std::vector<uint8_t> data = {static_cast<uint8_t>(id)};
+      std::vector<uint8_t> p;
+      wire::EncodeDmaWriteRequest({.address = kIova + id, .data = data}, DmaTransferLayout::kSpec,
+                                  p);
+      ASSERT_OK(s.main().SendCommand(id, Command::kDmaWrite, p));
+    }
+    // The client reads both requests before this reply, which is what its
+    // Reset() waits for.
+    ASSERT_OK_AND_ASSIGN(InboundMessage reset, s.main().Receive());
+    EXPECT_EQ(reset.header.command, static_cast<uint16_t>(Command::kDeviceReset));
+    ASSERT_OK(s.main().Reply(reset.header));
+    // Nothing comes before the release; then both answers, in order.
+    for (uint16_t id = 1; id <= 2; ++id) {
+      InboundMessage ack;
+      ASSERT_NO_FATAL_FAILURE(ExpectReplyTo(s.main(), id, Command::kDmaWrite, &ack));
+      EXPECT_FALSE(ack.header.is_error());
+    }
+    served.Notify();
+  });
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::FromFd(server.TakeClientEnd()));
+  ASSERT_OK(client->AddDmaMemory(kIova, absl::MakeSpan(ram)));
+  client->HoldServerCommands();
+  memory_registered.Notify();
+  ASSERT_OK(client->Reset());
+  EXPECT_EQ(client->stats().server_commands_received, 2u);
+  EXPECT_THAT(ram, ElementsAre(0, 0, 0, 0, 0, 0, 0, 0)) << "a held DMA_WRITE was served";
+
+  client->ReleaseServerCommands();
+  EXPECT_THAT(ram, ElementsAre(0, 1, 2, 0, 0, 0, 0, 0));
+  ASSERT_TRUE(served.WaitForNotificationWithTimeout(kWait));
+  EXPECT_EQ(client->stats().server_commands_failed, 0u);
 }
 
 class ClientConcurrencyTest : public ::testing::TestWithParam<bool> {};

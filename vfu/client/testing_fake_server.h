@@ -38,7 +38,9 @@
 
 namespace vfu::testing {
 
-inline constexpr absl::Duration kFakeTimeout = absl::Seconds(5);
+// How long the fake waits for the client: it only bounds a broken test,
+// so it is generous (a loaded machine may starve a thread for seconds).
+inline constexpr absl::Duration kFakeTimeout = absl::Seconds(30);
 
 // One socket of the fake server, with blocking, deadline-bounded helpers.
 class FakeEndpoint {

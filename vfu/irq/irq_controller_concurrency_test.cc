@@ -171,12 +171,11 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
   std::atomic<bool> done{false};
   std::atomic<int> lost{0};
   std::atomic<int> doubled{0};
-  // The raiser starts once both maskers are toggling, so the races happen
-  // however the threads are scheduled (on a loaded machine the raiser could
-  // otherwise finish before the strand ran at all).
   std::atomic<uint64_t> strand_toggles{0};
   std::atomic<uint64_t> device_toggles{0};
   std::thread raiser([&] {
+    // Raise only once both maskers run: on a loaded machine the raises
+    // could otherwise all be over before either got a CPU.
     while (strand_toggles.load() == 0 || device_toggles.load() == 0) std::this_thread::yield();
     for (int i = 0; i < kRaises; ++i) {
       EXPECT_OK(irqs.Trigger(kMsix, 5));
@@ -201,7 +200,7 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
   while (!done.load()) {
     EXPECT_OK(Simple(irqs, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 5, 1));
     EXPECT_OK(Simple(irqs, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 5, 1));
-    ++strand_toggles;
+    strand_toggles.fetch_add(1);
   }
   raiser.join();
   device_masker.join();
@@ -209,6 +208,7 @@ TEST(IrqControllerConcurrencyTest, EveryRaiseDeliveredOnceAcrossUnmaskRaces) {
   EXPECT_EQ(lost.load(), 0);
   EXPECT_EQ(doubled.load(), 0);
   EXPECT_GT(strand_toggles.load(), 0u);
+  EXPECT_GT(device_toggles.load(), 0u);
   EXPECT_FALSE(irqs.IsMasked(kMsix, 5));
   EXPECT_FALSE(irqs.IsPending(kMsix, 5));
   EXPECT_EQ(ReadCount(observer), 0u);

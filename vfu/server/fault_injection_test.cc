@@ -10,9 +10,11 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "testing/fault/fragmenting_proxy.h"
 #include "testing/memory_device.h"
@@ -98,12 +100,20 @@ void RunTraffic(Client& client, MemoryDevice& device) {
               ::vfu::testing::IsOk());
 }
 
+// One byte per sendmsg through a proxy is slow, more so on a loaded
+// machine under a sanitizer: the server waits for a DMA reply, and the
+// client for each reply, as long as the test may run (the defaults, 5 s,
+// would assume a speed).
+constexpr absl::Duration kPatience = absl::Minutes(2);
+
 class FaultInjectionTest : public ::testing::TestWithParam<std::pair<const char*, FragmentPolicy>> {};
 
 TEST_P(FaultInjectionTest, TrafficSurvivesFragmentation) {
   ScopedTempDir dir;
   MemoryDevice device(64 * 1024);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Server> server, Server::Create());
+  ServerOptions options;
+  options.runtime.dma_timeout = kPatience;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Server> server, Server::Create(std::move(options)));
   ASSERT_OK(server->AddDevice(dir.File("dev.sock"), device));
   ASSERT_OK(server->Start());
   FragmentingProxy proxy({.listen_path = dir.File("proxy.sock"),
@@ -119,7 +129,8 @@ TEST_P(FaultInjectionTest, TrafficSurvivesFragmentation) {
     }
   });
   {
-    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(dir.File("proxy.sock")));
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client,
+                         Client::Connect(dir.File("proxy.sock"), {.timeout = kPatience}));
     RunTraffic(*client, device);
   }
   EXPECT_EQ(fd_warnings, 1);
