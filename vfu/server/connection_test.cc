@@ -15,6 +15,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
+#include "vfu/base/log.h"
 #include "vfu/client/client.h"
 #include "vfu/server/server_test_util.h"
 #include "vfu/wire/device_info.h"
@@ -58,39 +59,63 @@ TEST_F(ConnectionTest, PostedWriteBeforeCloseIsNeverLost) {
   }
 }
 
-// A client that floods posted writes while the device is slow (so the
-// server stops reading it: max_queued_commands) and then hangs up: every
-// write it sent runs, including those still in the socket at the hang-up.
+// A client whose commands pile up behind a slow device (so the server
+// stops reading it: max_queued_commands) fills its socket with posted
+// writes and hangs up: every write it sent runs, including those still in
+// the socket when the server noticed the hang-up.
 TEST_F(ConnectionTest, CommandsUnreadAtHangUpStillRun) {
   ServerOptions options;
   options.runtime.max_queued_commands = 4;
-  absl::Notification release;
-  std::atomic<bool> first_write{true};
   StartServer(options);
-  devices_[0]->set_write_hook([&](uint32_t, uint64_t) {
-    if (first_write.exchange(false)) release.WaitForNotification();
+  absl::Notification hook_entered, release;
+  devices_[0]->set_write_hook([&](uint32_t, uint64_t offset) {
+    if (offset == 0xffff) {
+      hook_entered.Notify();
+      release.WaitForNotification();
+    }
+  });
+  absl::Notification hung_up;
+  ScopedLogCapture capture([&](LogLevel, std::string_view text) {
+    if (text.find("client disconnected") != std::string_view::npos) hung_up.Notify();
   });
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
-  constexpr int kWrites = 3000;
+  // 1. A write the device holds on to.
+  SendAll(raw.get(), RegionWriteCommand(9, 0xffff, 1, /*posted=*/true));
+  hook_entered.WaitForNotification();
+  // 2. Posted writes until the socket is full: the server stopped reading.
+  constexpr int kMaxWrites = 60000;
   std::vector<uint8_t> all;
-  for (int i = 0; i < kWrites; ++i) {
-    std::vector<uint8_t> m =
-        RegionWriteCommand(static_cast<uint16_t>(i + 10), static_cast<uint64_t>(i),
-                           static_cast<uint8_t>(i * 3 + 1), /*posted=*/true);
+  size_t message_size = 0;
+  for (int i = 0; i < kMaxWrites; ++i) {
+    std::vector<uint8_t> m = RegionWriteCommand(static_cast<uint16_t>(i + 10),
+                                                static_cast<uint64_t>(i),
+                                                static_cast<uint8_t>(i * 3 + 1), /*posted=*/true);
+    message_size = m.size();
     all.insert(all.end(), m.begin(), m.end());
   }
-  // The socket buffers take all of it (about 100 KiB) while the server
-  // reads only a few commands.
-  SendAll(raw.get(), all);
+  size_t sent = 0;
+  while (sent < all.size()) {
+    const ssize_t n = ::send(raw.get(), all.data() + sent, all.size() - sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      break;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  ASSERT_LT(sent, all.size()) << "the server kept reading";
+  const int complete = static_cast<int>(sent / message_size);
+  // 3. Hang up; let the device go on once the server has noticed.
   raw.reset();
+  ASSERT_TRUE(hung_up.WaitForNotificationWithTimeout(absl::Seconds(30)));
   release.Notify();
 
   std::unique_ptr<Client> next = Connect();
   ASSERT_NE(next, nullptr);
-  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, next->RegionRead(0, 0, kWrites));
-  for (int i = 0; i < kWrites; ++i) {
-    ASSERT_EQ(bytes[i], static_cast<uint8_t>(i * 3 + 1)) << "write " << i;
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, next->RegionRead(0, 0, complete));
+  for (int i = 0; i < complete; ++i) {
+    ASSERT_EQ(bytes[i], static_cast<uint8_t>(i * 3 + 1)) << "write " << i << " of " << complete;
   }
 }
 
