@@ -50,7 +50,7 @@ TEST_F(ConnectionTest, PostedWriteBeforeCloseIsNeverLost) {
   StartServer();
   uint8_t expected = 0;
   for (int i = 0; i < 1000; ++i) {
-    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(Path(0));
+    absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(Path(0), PatientClient());
     ASSERT_THAT(client, IsOk()) << "session " << i;
     ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, (*client)->RegionRead(0, 0, 1));
     ASSERT_EQ(bytes[0], expected) << "session " << i;

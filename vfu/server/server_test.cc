@@ -556,7 +556,7 @@ TEST_F(ServerTest, ConnectCyclesLeakNothing) {
   StartServer();
   auto cycle = [&] {
     // The previous client may still be detaching: this one waits for it.
-    absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(0));
+    absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(0), PatientClient());
     ASSERT_THAT(c, IsOk());
     EXPECT_THAT((*c)->GetDeviceInfo(), IsOk());
   };

@@ -46,7 +46,11 @@ class ServerFixture : public ::testing::Test {
 
   std::string Path(int i) const { return dir_.File("dev" + std::to_string(i) + ".sock"); }
 
-  std::unique_ptr<Client> Connect(int device = 0, ClientOptions options = {}) {
+  // A generous deadline: a loaded machine (sanitizers, parallel builds)
+  // can take seconds to tear the previous client down; it bounds failures.
+  static ClientOptions PatientClient() { return ClientOptions{.timeout = absl::Seconds(60)}; }
+
+  std::unique_ptr<Client> Connect(int device = 0, ClientOptions options = PatientClient()) {
     absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(device), options);
     EXPECT_THAT(c, IsOk());
     return c.ok() ? std::move(*c) : nullptr;
