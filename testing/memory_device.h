@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -55,8 +56,11 @@ class MemoryDevice : public Device {
     return absl::OkStatus();
   }
 
-  void OnAttach(DeviceContext& context) override {
-    context_.store(&context);
+  void OnAttach(std::shared_ptr<DeviceContext> context) override {
+    {
+      absl::MutexLock lock(&mu_);
+      context_ = std::move(context);
+    }
     attaches_.fetch_add(1);
   }
   void OnDetach() override { detaches_.fetch_add(1); }
@@ -68,7 +72,12 @@ class MemoryDevice : public Device {
     write_hook_ = std::move(hook);
   }
 
-  DeviceContext* context() const { return context_.load(); }
+  // The context of the last client that attached (revoked once it left),
+  // or null before the first.
+  std::shared_ptr<DeviceContext> context() const {
+    absl::MutexLock lock(&mu_);
+    return context_;
+  }
   std::vector<uint8_t> bar0() const {
     absl::MutexLock lock(&mu_);
     return bar0_;
@@ -85,7 +94,7 @@ class MemoryDevice : public Device {
   std::vector<uint8_t> bar0_ ABSL_GUARDED_BY(mu_);
   std::function<void(uint32_t, uint64_t)> read_hook_;
   std::function<void(uint32_t, uint64_t)> write_hook_;
-  std::atomic<DeviceContext*> context_{nullptr};
+  std::shared_ptr<DeviceContext> context_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> reads_{0}, writes_{0}, resets_{0}, attaches_{0}, detaches_{0};
 };
 

@@ -320,8 +320,9 @@ std::optional<uint32_t> DmaEngineDevice::RunJob(uint32_t channel, uint64_t gener
             " bytes overlap or wrap around");
     return kErrorInvalid;
   }
-  DeviceContext* context = dma();
-  if (context == nullptr) return kErrorDetached;
+  // The whole job runs for the client attached now: should it leave, every
+  // call fails with Unavailable (kErrorDetached), never reaching the next.
+  const std::shared_ptr<DeviceContext> context = dma();
 
   // Set once a pin finds fd-less memory: the rest of the job is buffered
   // rather than trying (and failing) to pin every chunk.

@@ -75,9 +75,9 @@ absl::Status ScratchpadDevice::Reset() {
   return absl::OkStatus();
 }
 
-void ScratchpadDevice::OnAttach(DeviceContext& context) {
+void ScratchpadDevice::OnAttach(std::shared_ptr<DeviceContext> context) {
   absl::MutexLock lock(&mu_);
-  context_ = &context;
+  context_ = std::move(context);
 }
 
 void ScratchpadDevice::WaitIdle() {
@@ -90,7 +90,7 @@ void ScratchpadDevice::EngineLoop() {
   while (true) {
     uint64_t source;
     uint32_t length;
-    DeviceContext* context;
+    std::shared_ptr<DeviceContext> context;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(

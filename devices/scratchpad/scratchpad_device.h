@@ -15,6 +15,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -43,7 +44,7 @@ class ScratchpadDevice : public Device {
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) override;
   absl::Status Reset() override;
-  void OnAttach(DeviceContext& context) override;
+  void OnAttach(std::shared_ptr<DeviceContext> context) override;
 
   // Blocks until the DMA engine is idle (tests, demo).
   void WaitIdle() ABSL_LOCKS_EXCLUDED(mu_);
@@ -55,7 +56,8 @@ class ScratchpadDevice : public Device {
   std::vector<uint8_t> bar0_ ABSL_GUARDED_BY(mu_);
   bool job_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  DeviceContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The attached client's memory (revoked once it leaves), or null.
+  std::shared_ptr<DeviceContext> context_ ABSL_GUARDED_BY(mu_);
   std::thread engine_;
 };
 

@@ -8,12 +8,16 @@
 // state touched only from hooks needs no lock.
 //
 // DeviceContext is what vfu offers the device in return: access to the
-// client's memory, and (later) interrupts. Its methods may be called from
-// any thread, including the device's own.
+// memory of one attached client. vfu hands the device a new one for every
+// attachment (Device::OnAttach) and revokes it when that client goes away:
+// a device thread still working for the previous client then gets a clean
+// Unavailable, never the next client's memory. Its methods may be called
+// from any thread, including the device's own.
 #ifndef VFU_DEVICE_DEVICE_H_
 #define VFU_DEVICE_DEVICE_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -45,18 +49,28 @@ struct RegionDescription {
   std::optional<wire::RegionType> type;
 };
 
-// What vfu offers a device. Thread-safe.
+// What vfu offers a device: the memory of one client attachment.
+// Thread-safe.
+//
+// Lifetime: shared (std::shared_ptr), so a device thread may keep its handle
+// as long as it likes, even past Server::Stop(). The context is revoked when
+// its client detaches: from then on every call fails with Unavailable
+// without touching client memory (the next client's included). The detach
+// waits for calls already in progress, then unmaps the client's memory;
+// message DMA in progress fails fast with Unavailable, as the client is
+// gone. A DmaSgList from DmaPin keeps its mappings alive on its own terms
+// (see DmaSgList).
 class DeviceContext {
  public:
   virtual ~DeviceContext() = default;
 
   // Copies client memory at IO virtual address `iova` into `out`, or
   // `data` into client memory. Blocks until done. Fails with Unavailable
-  // when no client is attached or it disconnects meanwhile, and with
-  // DeadlineExceeded when the client does not answer in time, and with the
-  // DMA fault status (vfu/dma/dma_fault.h, IsDmaFault) when the client took
-  // the memory away (shrank the file behind its mapping); that client is
-  // then disconnected.
+  // once the context is revoked (its client detached) or when the client
+  // disconnects meanwhile, with DeadlineExceeded when the client does not
+  // answer in time, and with the DMA fault status (vfu/dma/dma_fault.h,
+  // IsDmaFault) when the client took the memory away (shrank the file
+  // behind its mapping); that client is then disconnected.
   //
   // Do not call these from a region-access hook for a non-posted access:
   // QEMU serves DMA requests only when its vCPU lock is free, and a vCPU
@@ -120,11 +134,12 @@ class Device {
   virtual absl::Status Validate() const { return absl::OkStatus(); }
 
   // A client attached (after VERSION negotiation, before the client gets
-  // the VERSION reply) or went away. `context` stays valid for the
-  // device's lifetime; between OnDetach and the next OnAttach its DMA calls
-  // fail with Unavailable. OnAttach must not wait for DMA itself: the
-  // client has not had its VERSION reply yet.
-  virtual void OnAttach(DeviceContext& context) {}
+  // the VERSION reply) or went away. `context` reaches this client's memory
+  // and nobody else's: it is revoked before OnDetach (its calls fail with
+  // Unavailable from then on), and the next client comes with a new one.
+  // The device may keep it as long as it likes. OnAttach must not wait for
+  // DMA itself: the client has not had its VERSION reply yet.
+  virtual void OnAttach(std::shared_ptr<DeviceContext> context) {}
   virtual void OnDetach() {}
 };
 

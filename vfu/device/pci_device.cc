@@ -35,9 +35,30 @@ bool Overlaps(uint64_t a, uint64_t a_size, uint64_t b, uint64_t b_size) {
   return a < b + b_size && b < a + a_size;
 }
 
+// What dma() returns while no client is attached.
+class DetachedContext final : public DeviceContext {
+ public:
+  absl::Status DmaRead(uint64_t, absl::Span<uint8_t>) override { return Refuse(); }
+  absl::Status DmaWrite(uint64_t, absl::Span<const uint8_t>) override { return Refuse(); }
+  absl::StatusOr<DmaSgList> DmaPin(uint64_t, uint64_t, DmaDirection) override {
+    return Refuse();
+  }
+
+ private:
+  static absl::Status Refuse() { return absl::UnavailableError("no client attached"); }
+};
+
+std::shared_ptr<DeviceContext> NoClientContext() {
+  // Never destroyed: devices may outlive static destruction order.
+  static const auto* const context =
+      new std::shared_ptr<DeviceContext>(std::make_shared<DetachedContext>());
+  return *context;
+}
+
 }  // namespace
 
-PciDevice::PciDevice(PciDeviceSpec spec) : spec_(std::move(spec)), irqs_(IrqCounts(spec_)) {
+PciDevice::PciDevice(PciDeviceSpec spec)
+    : spec_(std::move(spec)), irqs_(IrqCounts(spec_)), context_(NoClientContext()) {
   init_status_ = Build();
   if (!init_status_.ok()) {
     VFU_LOG(kError, "invalid PCI device description: ", init_status_.message());
@@ -362,19 +383,40 @@ absl::Status PciDevice::SetIrqs(const wire::SetIrqsRequest& request,
 }
 
 absl::Status PciDevice::TriggerIrq(uint32_t index, uint32_t vector) {
-  return irqs_.Trigger(index, vector);
+  absl::Status status = irqs_.Trigger(index, vector);
+  // After a detach the client's eventfds are gone; say why in a way a
+  // device thread can tell from a vector the client never enabled.
+  if (!status.ok() && !attached_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(absl::StrCat("no client attached (", status.message(), ")"));
+  }
+  return status;
 }
 
 bool PciDevice::IrqEnabled(uint32_t index, uint32_t vector) const {
   return irqs_.IsEnabled(index, vector);
 }
 
-void PciDevice::OnAttach(DeviceContext& context) {
-  context_.store(&context, std::memory_order_release);
+std::shared_ptr<DeviceContext> PciDevice::dma() const {
+  absl::MutexLock lock(&context_mu_);
+  return context_;
+}
+
+void PciDevice::OnAttach(std::shared_ptr<DeviceContext> context) {
+  {
+    absl::MutexLock lock(&context_mu_);
+    context_ = std::move(context);
+  }
+  attached_.store(true, std::memory_order_release);
   OnClientAttached();
 }
 
 void PciDevice::OnDetach() {
+  attached_.store(false, std::memory_order_release);
+  {
+    // The client's context is revoked already; drop our reference to it.
+    absl::MutexLock lock(&context_mu_);
+    context_ = NoClientContext();
+  }
   irqs_.ReleaseClientResources();
   OnClientDetached();
 }

@@ -75,13 +75,26 @@ class PciDevice : public Device {
   // kMsixIrq, ...): an eventfd write when the vector is enabled and
   // unmasked; pending (delivered on unmask) while masked. Lock-free; never
   // held up by the client's eventfd (a full counter coalesces: irq_controller.h).
+  // Unavailable when the vector cannot fire because no client is attached
+  // (a departed client's eventfds are gone); FailedPrecondition when the
+  // attached client has not enabled it.
   absl::Status TriggerIrq(uint32_t index, uint32_t vector);
   bool IrqEnabled(uint32_t index, uint32_t vector) const;
 
-  // Client memory (DMA): null until the first client attaches; after that
-  // valid for the device's lifetime (its calls fail with Unavailable while
-  // no client is attached).
-  DeviceContext* dma() const { return context_.load(std::memory_order_acquire); }
+  // Client memory (DMA): a handle on the memory of the client attached now,
+  // never null. Keep the handle for a piece of work done for that client
+  // (e.g. one job):
+  //
+  //   std::shared_ptr<DeviceContext> dma = this->dma();
+  //   VFU_RETURN_IF_ERROR(dma->DmaRead(descriptor_iova, absl::MakeSpan(d)));
+  //   ...
+  //   VFU_RETURN_IF_ERROR(dma->DmaWrite(status_iova, status));
+  //
+  // Once that client detaches, every call of the handle fails with
+  // Unavailable, even while the next client attaches: one client's job
+  // never touches another's memory. With no client attached (before the
+  // first, between two, after Server::Stop()) calls fail with Unavailable.
+  std::shared_ptr<DeviceContext> dma() const ABSL_LOCKS_EXCLUDED(context_mu_);
 
   // The shared memory behind a `backed_by_memory` region (empty span
   // otherwise). Stable for the device's lifetime; the client may have it
@@ -105,7 +118,7 @@ class PciDevice : public Device {
                            absl::Span<const uint8_t> data) final;
   absl::Status Reset() final;
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) final;
-  void OnAttach(DeviceContext& context) final;
+  void OnAttach(std::shared_ptr<DeviceContext> context) final;
   void OnDetach() final;
 
  private:
@@ -142,7 +155,10 @@ class PciDevice : public Device {
   // client has written the table.
   bool msix_table_driven_ ABSL_GUARDED_BY(config_mu_) = false;
 
-  std::atomic<DeviceContext*> context_{nullptr};
+  // The attached client's context, or one that refuses every call.
+  mutable absl::Mutex context_mu_;
+  std::shared_ptr<DeviceContext> context_ ABSL_GUARDED_BY(context_mu_);
+  std::atomic<bool> attached_{false};
 };
 
 }  // namespace vfu

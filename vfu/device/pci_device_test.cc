@@ -242,8 +242,52 @@ TEST(PciDeviceTest, DetachReleasesInterrupts) {
   ASSERT_TRUE(device.IrqEnabled(kMsiIrq, 0));
   device.OnDetach();
   EXPECT_FALSE(device.IrqEnabled(kMsiIrq, 0));
-  EXPECT_THAT(device.TriggerIrq(kMsiIrq, 0),
-              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A device thread raising it after the client left is told why.
+  EXPECT_THAT(device.TriggerIrq(kMsiIrq, 0), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// A DeviceContext that answers every call with `code`, and counts them.
+class FixedContext : public DeviceContext {
+ public:
+  explicit FixedContext(absl::StatusCode code) : status_(code, "fixed") {}
+  absl::Status DmaRead(uint64_t, absl::Span<uint8_t>) override { return Count(); }
+  absl::Status DmaWrite(uint64_t, absl::Span<const uint8_t>) override { return Count(); }
+  absl::StatusOr<DmaSgList> DmaPin(uint64_t, uint64_t, DmaDirection) override { return Count(); }
+  int calls = 0;
+
+ private:
+  absl::Status Count() {
+    ++calls;
+    return status_;
+  }
+  absl::Status status_;
+};
+
+// dma() is never null: before any client and after a detach its calls fail
+// with Unavailable; while a client is attached it is that client's context,
+// and a handle taken then stays that client's after the detach.
+TEST(PciDeviceTest, DmaHandleBelongsToOneAttachment) {
+  RecordingDevice device;
+  uint8_t byte[1];
+  std::shared_ptr<DeviceContext> none = device.dma();
+  ASSERT_NE(none, nullptr);
+  EXPECT_THAT(none->DmaRead(0, absl::MakeSpan(byte)), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(none->DmaPin(0, 1, DmaDirection::kRead).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+
+  auto first = std::make_shared<FixedContext>(absl::StatusCode::kDataLoss);
+  device.OnAttach(first);
+  std::shared_ptr<DeviceContext> handle = device.dma();
+  EXPECT_EQ(handle.get(), first.get());
+  device.OnDetach();
+  EXPECT_THAT(device.dma()->DmaWrite(0, byte), StatusIs(absl::StatusCode::kUnavailable));
+  auto second = std::make_shared<FixedContext>(absl::StatusCode::kAborted);
+  device.OnAttach(second);
+  // The old handle still reaches the first client's context only (which
+  // the runtime has revoked), never the second.
+  EXPECT_THAT(handle->DmaRead(0, absl::MakeSpan(byte)), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(second->calls, 0);
+  EXPECT_EQ(device.dma().get(), second.get());
 }
 
 TEST(PciDeviceTest, DefaultHooksRefuseRegionsWithoutMemory) {

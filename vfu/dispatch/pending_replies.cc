@@ -34,6 +34,7 @@ absl::StatusOr<uint16_t> PendingReplies::Register(Slot* slot, std::shared_ptr<Re
   slots_.emplace(id, slot);
   slot->table_ = this;
   slot->id_ = id;
+  slot->ticket_ = next_ticket_++;
   slot->state_ = Slot::State::kRegistered;
   return id;
 }
@@ -97,6 +98,12 @@ void PendingReplies::FailAll(absl::Status status) {
 void PendingReplies::Reset() {
   absl::MutexLock lock(&mu_);
   failed_ = absl::OkStatus();
+}
+
+bool PendingReplies::Waiting(uint16_t id, uint64_t ticket) const {
+  absl::MutexLock lock(&mu_);
+  auto it = slots_.find(id);
+  return it != slots_.end() && it->second->ticket_ == ticket;
 }
 
 size_t PendingReplies::in_flight() const {

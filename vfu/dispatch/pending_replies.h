@@ -88,6 +88,9 @@ class PendingReplies {
 
     // The message ID Register() gave this slot.
     uint16_t id() const { return id_; }
+    // Names this registration and no other, unlike the ID, which is reused
+    // (see Waiting()).
+    uint64_t ticket() const { return ticket_; }
 
    private:
     friend class PendingReplies;
@@ -105,6 +108,8 @@ class PendingReplies {
     PendingReplies* table_ = nullptr;
     State state_ = State::kUnused;
     uint16_t id_ = 0;
+    // Set by Register() under the table's mutex before the slot is linked.
+    uint64_t ticket_ = 0;
 
     // Written by whoever unlinked the slot (Complete/FailAll) before
     // done_.Notify(); read by the owner after the notification.
@@ -151,6 +156,13 @@ class PendingReplies {
   // Accepts Register() calls again after FailAll().
   void Reset() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether the registration with message `id` and `ticket` (Slot::id(),
+  // Slot::ticket()) still waits for its reply: false once it was completed,
+  // failed or timed out, even if the ID has been reissued since. The IO
+  // thread asks before sending a request, so that nothing is sent for a
+  // caller that has given up.
+  bool Waiting(uint16_t id, uint64_t ticket) const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Requests in flight (registered and not yet completed, failed or timed
   // out).
   size_t in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -171,6 +183,7 @@ class PendingReplies {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint16_t, Slot*> slots_ ABSL_GUARDED_BY(mu_);
   uint16_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
   // OK, or the FailAll() status that Register() returns until Reset().
   absl::Status failed_ ABSL_GUARDED_BY(mu_);
 };

@@ -321,5 +321,42 @@ TEST(PendingRepliesTest, ConcurrentStress) {
   EXPECT_EQ(replies.in_flight(), 0u);
 }
 
+// Waiting() is true only for the registration that still waits: not after
+// a timeout, a completion or a failure, and not for an earlier
+// registration whose ID was reissued.
+TEST(PendingRepliesTest, WaitingNamesOneRegistration) {
+  PendingReplies replies;
+  uint16_t timed_out_id;
+  uint64_t timed_out_ticket;
+  {
+    Slot slot;
+    ASSERT_OK_AND_ASSIGN(timed_out_id, replies.Register(&slot));
+    timed_out_ticket = slot.ticket();
+    EXPECT_TRUE(replies.Waiting(timed_out_id, timed_out_ticket));
+    EXPECT_THAT(replies.Wait(&slot, absl::Now()), StatusIs(absl::StatusCode::kDeadlineExceeded));
+    EXPECT_FALSE(replies.Waiting(timed_out_id, timed_out_ticket));
+  }
+  // Go round the ID space until the same ID comes back.
+  for (int i = 0; i < 65535; ++i) {
+    Slot other;
+    ASSERT_OK(replies.Register(&other).status());
+  }
+  Slot again;
+  ASSERT_OK_AND_ASSIGN(uint16_t id, replies.Register(&again));
+  ASSERT_EQ(id, timed_out_id);
+  EXPECT_TRUE(replies.Waiting(id, again.ticket()));
+  EXPECT_FALSE(replies.Waiting(id, timed_out_ticket));
+  ASSERT_TRUE(replies.Complete(id, Reply{}));
+  EXPECT_FALSE(replies.Waiting(id, again.ticket()));
+  ASSERT_OK(replies.Wait(&again, absl::Now()).status());
+
+  Slot failed;
+  ASSERT_OK_AND_ASSIGN(uint16_t failed_id, replies.Register(&failed));
+  replies.FailAll(absl::UnavailableError("gone"));
+  EXPECT_FALSE(replies.Waiting(failed_id, failed.ticket()));
+  EXPECT_THAT(replies.Wait(&failed, absl::Now()).status(),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
 }  // namespace
 }  // namespace vfu

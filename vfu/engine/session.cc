@@ -37,13 +37,19 @@ bool TakesFds(uint16_t command) {
 
 }  // namespace
 
-Session::Session(Device& device, DeviceContext& context, DmaMapTable& dma,
+Session::Session(Device& device, std::shared_ptr<DeviceContext> context, DmaMapTable& dma,
                  SessionOptions options, std::string name)
     : device_(device),
-      context_(context),
+      context_(std::move(context)),
       dma_(dma),
       options_(std::move(options)),
       name_(std::move(name)) {}
+
+Session::Session(Device& device, DeviceContext& context, DmaMapTable& dma,
+                 SessionOptions options, std::string name)
+    // Aliasing constructor with no owner: a handle that does not own.
+    : Session(device, std::shared_ptr<DeviceContext>(std::shared_ptr<void>(), &context), dma,
+              std::move(options), std::move(name)) {}
 
 Session::Result Session::Handle(InboundMessage message) {
   Result result;

@@ -16,6 +16,7 @@
 #define VFU_ENGINE_SESSION_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,9 +40,15 @@ struct SessionOptions {
 
 class Session {
  public:
-  // `device`, `context` and `dma` must outlive the session. `dma` holds
-  // the client's memory mappings (the device reaches them through
-  // `context`). `name` prefixes log lines (e.g. the socket path).
+  // `device` and `dma` must outlive the session. `dma` holds the client's
+  // memory mappings; the device reaches them through `context`, which
+  // Attach() hands to it (Device::OnAttach). The runtime makes one context
+  // per session and revokes it before Detach() (see DeviceContext).
+  // `name` prefixes log lines (e.g. the socket path).
+  Session(Device& device, std::shared_ptr<DeviceContext> context, DmaMapTable& dma,
+          SessionOptions options, std::string name);
+  // For engine tests and drivers whose `context` outlives the session and
+  // every use the device makes of it: the device gets a non-owning handle.
   Session(Device& device, DeviceContext& context, DmaMapTable& dma, SessionOptions options,
           std::string name);
 
@@ -69,7 +76,8 @@ class Session {
 
   // The client is gone: release its resources (DMA mappings, dirty
   // logging; the device releases its interrupts) and tell the device
-  // (Device::OnDetach, if attached).
+  // (Device::OnDetach, if attached). The runtime revokes the context first,
+  // so no device call is using the mappings this unmaps, and none starts.
   void Detach();
 
   bool negotiated() const { return negotiated_.has_value(); }
@@ -98,7 +106,7 @@ class Session {
   absl::Status CheckAccess(uint32_t index, uint64_t offset, uint64_t count, bool write) const;
 
   Device& device_;
-  DeviceContext& context_;
+  std::shared_ptr<DeviceContext> context_;
   DmaMapTable& dma_;
   SessionOptions options_;
   std::string name_;

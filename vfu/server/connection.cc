@@ -34,7 +34,8 @@ Connection::Connection(UniqueFd socket, Environment env)
       socket_handler_(this, &Connection::OnSocketReady),
       twin_handler_(this, &Connection::OnTwinReady),
       timer_handler_(this, &Connection::OnStallTimer),
-      session_(*env_.device, *env_.context, *env_.dma, env_.session, env_.name),
+      context_(std::make_shared<AttachmentContext>(*env_.dma, *this)),
+      session_(*env_.device, context_, *env_.dma, env_.session, env_.name),
       strand_producer_(outgoing_),
       io_consumer_(outgoing_),
       strand_(*env_.pool) {
@@ -52,6 +53,7 @@ Connection::Connection(UniqueFd socket, Environment env)
 
 Connection::~Connection() {
   VFU_CHECK(closed_.load(), "connection destroyed while open");
+  VFU_CHECK(context_->revoked(), "connection destroyed before its DMA handle was revoked");
 }
 
 absl::Status Connection::StartOnIoThread() {
@@ -78,13 +80,15 @@ void Connection::CloseOnIoThread(std::string_view why) {
   writer_.Clear();
   twin_writer_.Clear();
   pending_.FailAll(absl::UnavailableError(absl::StrCat("client disconnected: ", why)));
-  // Queued commands are skipped (RunCommand sees closed_); the last task
-  // detaches the device and tells the IO thread the strand is done.
+  // Commands already received still run (their replies go nowhere); the
+  // last task revokes the device's DMA handle, detaches the device and
+  // tells the IO thread the strand is done.
   if (strand_paused_) {
     strand_paused_ = false;
     strand_.Resume();
   }
   strand_.Post([this] {
+    context_->Revoke();
     session_.Detach();
     Outgoing done;
     done.kind = Outgoing::Kind::kFinished;
@@ -116,11 +120,30 @@ void Connection::OnChannelReady(uint32_t events, bool twin) {
       return;
     }
   } else if (events & (EPOLLHUP | EPOLLERR)) {
-    CloseOnIoThread(absl::StrCat(which, " hang-up"));
+    // Reading was paused (back-pressure) when the peer went away.
+    CloseAfterReadingOnIoThread(absl::StrCat(which, " hang-up"));
     return;
   }
   if (events & EPOLLOUT) WriteOnIoThread();
   if (!closed()) UpdateInterestOnIoThread();
+}
+
+void Connection::CloseAfterReadingOnIoThread(std::string_view why) {
+  // A peer that hung up can send no more: the loop ends at EOF, after at
+  // most a socket buffer. The cap is for a peer that only shut down its
+  // reading side and keeps sending.
+  constexpr int kMaxReads = 16;  // of MessageReader::kReadBudget each
+  for (bool twin : {false, true}) {
+    const UniqueFd& fd = twin ? twin_socket_ : socket_;
+    absl::Status status;
+    for (int reads = 0; fd && status.ok() && reads < kMaxReads; ++reads) {
+      inbound_scratch_.clear();
+      status = (twin ? twin_reader_ : reader_)
+                   .ReadAvailable(fd.get(), PosixSyscalls::Instance(), inbound_scratch_);
+      RouteInboundOnIoThread(inbound_scratch_, twin);
+    }
+  }
+  CloseOnIoThread(why);
 }
 
 void Connection::OnStallTimer(uint32_t) {
@@ -207,7 +230,15 @@ void Connection::DrainOutgoingOnIoThread() {
       Outgoing& item = batch[i];
       switch (item.kind) {
         case Outgoing::Kind::kMessage:
-          if (!closed()) (item.to_twin ? twin_writer_ : writer_).Enqueue(std::move(item.message));
+          if (closed()) break;
+          if (item.request_ticket != 0 && !pending_.Waiting(item.request_id, item.request_ticket)) {
+            // Its caller timed out or was failed: the client must not act
+            // on a request nobody waits for (a late DMA_WRITE, say).
+            VFU_LOG(kDebug, env_.name, ": not sending message ", item.request_id,
+                    ": its caller stopped waiting");
+            break;
+          }
+          (item.to_twin ? twin_writer_ : writer_).Enqueue(std::move(item.message));
           break;
         case Outgoing::Kind::kApplyNegotiation:
           if (closed()) break;
@@ -246,12 +277,14 @@ void Connection::DrainOutgoingOnIoThread() {
 }
 
 void Connection::WriteOnIoThread() {
+  const size_t queued_before = writer_.queued_bytes() + twin_writer_.queued_bytes();
   absl::Status status = writer_.Flush(socket_.get(), PosixSyscalls::Instance());
   if (status.ok() && twin_socket_) {
     status = twin_writer_.Flush(twin_socket_.get(), PosixSyscalls::Instance());
   }
   if (!status.ok()) {
-    CloseOnIoThread(status.message());
+    // The peer is gone (or the socket broke); what it sent before still runs.
+    CloseAfterReadingOnIoThread(status.message());
     return;
   }
   if (close_after_flush_ && writer_.empty()) {
@@ -269,6 +302,10 @@ void Connection::WriteOnIoThread() {
     strand_paused_ = false;
     strand_.Resume();
     ArmStallTimerOnIoThread(false);
+  } else if (strand_paused_ && queued < queued_before) {
+    // A slow client that reads is not stalled: the clock measures time
+    // without progress.
+    ArmStallTimerOnIoThread(true);
   }
 }
 
@@ -306,7 +343,7 @@ void Connection::UpdateInterestOnIoThread() {
 }
 
 void Connection::ArmStallTimerOnIoThread(bool armed) {
-  if (armed == stall_timer_armed_ || !stall_timer_) return;
+  if ((!armed && !stall_timer_armed_) || !stall_timer_) return;
   stall_timer_armed_ = armed;
   struct itimerspec spec = {};
   if (armed) {
@@ -320,10 +357,8 @@ void Connection::ArmStallTimerOnIoThread(bool armed) {
 // ------------------------------------------------------------------- strand
 
 void Connection::RunCommand(InboundMessage message) {
-  if (closed()) {
-    queued_commands_.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
+  // Runs even after the connection closed: the client sent it before it
+  // went away (its reply is dropped by the IO thread).
   Session::Result result = session_.Handle(std::move(message));
   if (result.negotiated) {
     {
@@ -393,6 +428,8 @@ absl::StatusOr<InboundMessage> Connection::Call(std::vector<uint8_t> command,
   Outgoing item;
   item.message.bytes = std::move(command);
   item.to_twin = twin_active_.load(std::memory_order_acquire);
+  item.request_id = id;
+  item.request_ticket = slot.ticket();
   Push(std::move(item));
   VFU_ASSIGN_OR_RETURN(PendingReplies::Reply reply, pending_.Wait(&slot, deadline));
   InboundMessage message;

@@ -19,7 +19,19 @@
 // reply instead of sleeping (RuntimeOptions::reply_busy_poll), so the reply
 // usually needs no wake-up at all.
 //
-// Back-pressure: see RuntimeOptions.
+// Back-pressure: see RuntimeOptions. The write-stall clock measures a lack
+// of progress: it restarts whenever bytes reach the client. A request of
+// ours (Call) whose caller has stopped waiting is not sent.
+//
+// Closing loses nothing the client sent: every command received before the
+// end of the stream (EOF, a hang-up, a read or write error, a corrupt frame)
+// still runs on the strand, in order, before the device is detached; only
+// their replies are dropped. Data still in the socket when the peer hung up
+// is read first (the kernel bounds it: the peer can send no more).
+//
+// The device's DMA handle (AttachmentContext) belongs to this connection:
+// the strand's last task revokes it (waiting for calls in progress), then
+// detaches the session, which unmaps the client's memory.
 //
 // Lifetime: owned by shared_ptr (DMA callers hold a reference while they
 // wait). Close() runs on the IO thread; when the strand has finished its
@@ -50,6 +62,7 @@
 #include "vfu/engine/message_dma.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
+#include "vfu/server/attachment_context.h"
 #include "vfu/server/runtime_options.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/transport/message_writer.h"
@@ -65,7 +78,6 @@ class Connection : public ClientChannel,
     Reactor* reactor;
     WorkerPool* pool;
     Device* device;
-    DeviceContext* context;
     // The device's DMA mappings, which this client fills.
     DmaMapTable* dma;
     SessionOptions session;
@@ -82,8 +94,9 @@ class Connection : public ClientChannel,
   // Registers the socket with the reactor. IO thread.
   absl::Status StartOnIoThread();
   // Disconnects: closes the sockets, fails pending DMA, lets the strand
-  // finish (remaining commands are dropped), detaches the device, then
-  // calls on_finished. Idempotent. IO thread.
+  // run the commands already received (their replies are dropped), revokes
+  // the device's DMA handle, detaches the device, then calls on_finished.
+  // Idempotent. IO thread.
   void CloseOnIoThread(std::string_view why);
 
   // ClientChannel: sends a command to the client and waits for its reply.
@@ -109,6 +122,10 @@ class Connection : public ClientChannel,
     Kind kind = Kind::kMessage;
     OutboundMessage message;
     bool to_twin = false;
+    // A request of ours (Call): its PendingReplies registration. Not sent
+    // once the caller has stopped waiting (ticket 0: not a request).
+    uint16_t request_id = 0;
+    uint64_t request_ticket = 0;
     wire::ConnectionLimits limits;
     UniqueFd twin_socket;
   };
@@ -135,6 +152,10 @@ class Connection : public ClientChannel,
   void DrainOutgoingOnIoThread();
   void WriteOnIoThread();
   void UpdateInterestOnIoThread();
+  // Closes after routing what the peer sent before it went away (a
+  // hang-up or a failed write): the rest of its stream, up to EOF.
+  void CloseAfterReadingOnIoThread(std::string_view why);
+  // Arms (restarting the clock if it runs) or disarms the stall timer.
   void ArmStallTimerOnIoThread(bool armed);
   // Makes the reactor poll for the reply of a command about to go to the
   // strand (RuntimeOptions::reply_busy_poll).
@@ -171,6 +192,9 @@ class Connection : public ClientChannel,
   absl::Time reply_poll_until_;
   std::vector<InboundMessage> inbound_scratch_;
 
+  // The device's handle on this client's memory; revoked by the strand's
+  // last task. Before session_, which hands it to the device.
+  std::shared_ptr<AttachmentContext> context_;
   // Strand only.
   Session session_;
 

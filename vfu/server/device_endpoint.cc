@@ -2,6 +2,8 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -10,10 +12,16 @@
 #include "absl/strings/str_cat.h"
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
-#include "vfu/engine/message_dma.h"
 #include "vfu/server/unix_listener.h"
 
 namespace vfu {
+namespace {
+
+// At most one accept error line per this interval (with a count of the
+// failures in between).
+constexpr absl::Duration kAcceptErrorLogInterval = absl::Seconds(10);
+
+}  // namespace
 
 DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor,
                                WorkerPool& pool, SessionOptions session,
@@ -24,8 +32,7 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
       pool_(pool),
       session_options_(std::move(session)),
       runtime_options_(runtime),
-      dma_table_(DmaMapLimits{}),
-      dma_memory_(dma_table_, *this) {
+      dma_table_(DmaMapLimits{}) {
   // A client whose memory faults under a DMA copy (it shrank the file behind
   // a mapping) is disconnected: its memory can no longer be trusted.
   dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {
@@ -49,46 +56,101 @@ absl::Status DeviceEndpoint::Listen(mode_t mode) {
 }
 
 absl::Status DeviceEndpoint::StartOnIoThread() {
-  return reactor_.Watch(listen_fd_.get(), EPOLLIN, this);
+  // Created now: when accept fails with EMFILE there is no fd left for it.
+  retry_timer_ = UniqueFd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!retry_timer_) return absl::ErrnoToStatus(errno, "timerfd_create");
+  VFU_RETURN_IF_ERROR(reactor_.Watch(retry_timer_.get(), EPOLLIN, &retry_handler_));
+  VFU_RETURN_IF_ERROR(reactor_.Watch(listen_fd_.get(), EPOLLIN, this));
+  listener_watched_ = true;
+  return absl::OkStatus();
+}
+
+void DeviceEndpoint::WatchListenerOnIoThread(bool watch) {
+  if (watch == listener_watched_ || !listen_fd_) return;
+  listener_watched_ = watch;
+  absl::Status status = reactor_.Modify(listen_fd_.get(), watch ? EPOLLIN : 0);
+  if (!status.ok()) VFU_LOG(kError, socket_path_, ": epoll modify: ", status.message());
 }
 
 void DeviceEndpoint::OnReady(uint32_t) {
-  while (true) {
-    UniqueFd client(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!client) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      VFU_LOG(kError, socket_path_, ": accept: ", std::strerror(errno));
-      return;
+  if (shutting_down_) return;
+  if (current() != nullptr) {
+    // Watched once more after the accept only to notice this: the client
+    // waits in the backlog until the attached one is gone.
+    if (!waiting_client_logged_) {
+      waiting_client_logged_ = true;
+      VFU_LOG(kInfo, socket_path_,
+              ": a client is waiting; it is served once the attached one has left");
     }
-    if (shutting_down_) continue;  // closes it
-    if (current() != nullptr) {
-      VFU_LOG(kWarning, socket_path_,
-              ": refusing a second client while one is attached");
-      continue;
-    }
-    Connection::Environment env{
-        .reactor = &reactor_,
-        .pool = &pool_,
-        .device = &device_,
-        .context = this,
-        .dma = &dma_table_,
-        .session = session_options_,
-        .runtime = runtime_options_,
-        .name = socket_path_,
-        .on_finished = [this](Connection* c) { OnConnectionFinished(c); },
-    };
-    auto connection = std::make_shared<Connection>(std::move(client), std::move(env));
-    absl::Status status = connection->StartOnIoThread();
-    if (!status.ok()) {
-      VFU_LOG(kError, socket_path_, ": cannot serve client: ", status.message());
-      connection->CloseOnIoThread("setup failed");
-      // The strand still runs its final task; keep the connection until then.
-    }
-    clients_served_.fetch_add(1, std::memory_order_relaxed);
-    VFU_LOG(kInfo, socket_path_, ": client connected");
+    WatchListenerOnIoThread(false);
+    return;
+  }
+  UniqueFd client;
+  do {
+    client = UniqueFd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  } while (!client && (errno == EINTR || errno == ECONNABORTED));
+  if (!client) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    BackOffOnIoThread(errno);
+    return;
+  }
+  ServeOnIoThread(std::move(client));
+}
+
+void DeviceEndpoint::BackOffOnIoThread(int error) {
+  ++accept_errors_unlogged_;
+  const absl::Time now = absl::Now();
+  if (now - accept_error_logged_ >= kAcceptErrorLogInterval) {
+    VFU_LOG(kError, socket_path_, ": accept: ", std::strerror(error), " (",
+            accept_errors_unlogged_, " failure(s) since the last report); retrying in ",
+            absl::FormatDuration(runtime_options_.accept_retry_delay));
+    accept_error_logged_ = now;
+    accept_errors_unlogged_ = 0;
+  }
+  WatchListenerOnIoThread(false);
+  struct itimerspec spec = {};
+  spec.it_value = absl::ToTimespec(runtime_options_.accept_retry_delay);
+  if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
+  if (::timerfd_settime(retry_timer_.get(), 0, &spec, nullptr) != 0) {
+    // Without the timer, retrying at once beats never accepting again.
+    VFU_LOG(kError, socket_path_, ": timerfd_settime: ", std::strerror(errno));
+    WatchListenerOnIoThread(true);
+  }
+}
+
+void DeviceEndpoint::OnRetryTimer() {
+  uint64_t expirations;
+  while (::read(retry_timer_.get(), &expirations, sizeof expirations) > 0) {
+  }
+  if (!shutting_down_ && current() == nullptr) WatchListenerOnIoThread(true);
+}
+
+void DeviceEndpoint::ServeOnIoThread(UniqueFd client) {
+  Connection::Environment env{
+      .reactor = &reactor_,
+      .pool = &pool_,
+      .device = &device_,
+      .dma = &dma_table_,
+      .session = session_options_,
+      .runtime = runtime_options_,
+      .name = socket_path_,
+      .on_finished = [this](Connection* c) { OnConnectionFinished(c); },
+  };
+  auto connection = std::make_shared<Connection>(std::move(client), std::move(env));
+  {
     absl::MutexLock lock(&mu_);
-    connection_ = std::move(connection);
+    connection_ = connection;
+  }
+  clients_served_.fetch_add(1, std::memory_order_relaxed);
+  // Stays watched to notice (once) a client that connects meanwhile.
+  waiting_client_logged_ = false;
+  VFU_LOG(kInfo, socket_path_, ": client connected");
+  absl::Status status = connection->StartOnIoThread();
+  if (!status.ok()) {
+    VFU_LOG(kError, socket_path_, ": cannot serve client: ", status.message());
+    // The strand still runs its final task; the connection stays current
+    // until then.
+    connection->CloseOnIoThread("setup failed");
   }
 }
 
@@ -102,11 +164,17 @@ void DeviceEndpoint::OnConnectionFinished(Connection* connection) {
     if (connection_.get() == connection) released = std::move(connection_);
   }
   released.reset();
-  if (shutting_down_ && shutdown_done_) {
-    auto done = std::move(shutdown_done_);
-    shutdown_done_ = nullptr;
-    done();
+  if (shutting_down_) {
+    if (shutdown_done_) {
+      auto done = std::move(shutdown_done_);
+      shutdown_done_ = nullptr;
+      done();
+    }
+    return;
   }
+  // Teardown is complete: the next client may come (level-triggered, so a
+  // client already waiting is accepted on the next loop iteration).
+  WatchListenerOnIoThread(true);
 }
 
 void DeviceEndpoint::ShutdownOnIoThread(std::function<void()> done) {
@@ -114,7 +182,12 @@ void DeviceEndpoint::ShutdownOnIoThread(std::function<void()> done) {
   if (listen_fd_) {
     reactor_.Unwatch(listen_fd_.get());
     listen_fd_.reset();
+    listener_watched_ = false;
     UnlinkSocketPath(socket_path_);
+  }
+  if (retry_timer_) {
+    reactor_.Unwatch(retry_timer_.get());
+    retry_timer_.reset();
   }
   std::shared_ptr<Connection> connection = current();
   if (connection == nullptr) {
@@ -128,37 +201,6 @@ void DeviceEndpoint::ShutdownOnIoThread(std::function<void()> done) {
 std::shared_ptr<Connection> DeviceEndpoint::current() const {
   absl::MutexLock lock(&mu_);
   return connection_;
-}
-
-absl::StatusOr<std::shared_ptr<Connection>> DeviceEndpoint::AttachedClient() const {
-  std::shared_ptr<Connection> connection = current();
-  if (connection == nullptr || connection->closed()) {
-    return absl::UnavailableError("no client attached");
-  }
-  return connection;
-}
-
-absl::Status DeviceEndpoint::DmaRead(uint64_t iova, absl::Span<uint8_t> out) {
-  return dma_memory_.Read(iova, out);
-}
-
-absl::Status DeviceEndpoint::DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) {
-  return dma_memory_.Write(iova, data);
-}
-
-absl::StatusOr<DmaSgList> DeviceEndpoint::DmaPin(uint64_t iova, uint64_t length,
-                                                 DmaDirection direction) {
-  return dma_memory_.Pin(iova, length, direction);
-}
-
-absl::Status DeviceEndpoint::Read(uint64_t iova, absl::Span<uint8_t> out) {
-  VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
-  return DmaReadViaMessages(*connection, connection->dma_config(), iova, out);
-}
-
-absl::Status DeviceEndpoint::Write(uint64_t iova, absl::Span<const uint8_t> data) {
-  VFU_ASSIGN_OR_RETURN(std::shared_ptr<Connection> connection, AttachedClient());
-  return DmaWriteViaMessages(*connection, connection->dma_config(), iova, data);
 }
 
 }  // namespace vfu

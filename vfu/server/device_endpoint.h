@@ -1,28 +1,42 @@
 // DeviceEndpoint: one device served at one socket path.
 //
-// Accepts one client at a time (a second one is refused with a log line
-// while the first is attached), runs each client's connection, and keeps
-// the device between clients. It is also the device's DeviceContext: DMA
-// goes straight through memory the client shared with an fd, and as
-// DMA_READ/DMA_WRITE messages to the attached client otherwise.
+// Serves one client at a time and keeps the device between clients. A
+// client is accepted only when the previous one is gone entirely: its
+// connection closed, every command it sent run, its DMA handle revoked and
+// the device detached. Until then the listening socket is not watched and
+// new clients wait in the kernel's backlog; none is ever refused. A client
+// that connects while another is attached waits there too (as libvfio-user
+// users expect) and is served when the first leaves; that is logged once
+// per attachment (the listener is watched once more after an accept, and
+// disarmed when it reports a waiting client).
 //
-// Threads: the reactor handler and the *OnIoThread methods run on the IO
-// thread; DmaRead/DmaWrite on any thread.
+// When accept fails (EMFILE and the like), the listener is disarmed and a
+// timer re-arms it after RuntimeOptions::accept_retry_delay, with a
+// rate-limited log line: the level-triggered listener never spins.
+//
+// DMA: each connection hands the device its own DeviceContext
+// (AttachmentContext), revoked at detach; the endpoint owns the DMA map
+// table the client fills and the next client reuses.
+//
+// Threads: the reactor handlers and the *OnIoThread methods run on the IO
+// thread; clients_served() on any thread.
 #ifndef VFU_SERVER_DEVICE_ENDPOINT_H_
 #define VFU_SERVER_DEVICE_ENDPOINT_H_
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
 #include "vfu/dma/dma_map_table.h"
-#include "vfu/dma/dma_memory.h"
 #include "vfu/dispatch/worker_pool.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
@@ -31,9 +45,7 @@
 
 namespace vfu {
 
-class DeviceEndpoint : public DeviceContext,
-                       private Reactor::Handler,
-                       private MessageDmaPath {
+class DeviceEndpoint : private Reactor::Handler {
  public:
   DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor, WorkerPool& pool,
                  SessionOptions session, RuntimeOptions runtime);
@@ -48,25 +60,30 @@ class DeviceEndpoint : public DeviceContext,
   // once no connection is left. IO thread.
   void ShutdownOnIoThread(std::function<void()> done);
 
-  // DeviceContext.
-  absl::Status DmaRead(uint64_t iova, absl::Span<uint8_t> out) override;
-  absl::Status DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) override;
-  absl::StatusOr<DmaSgList> DmaPin(uint64_t iova, uint64_t length,
-                                   DmaDirection direction) override;
-
   const std::string& socket_path() const { return socket_path_; }
   // Clients served so far (statistic).
   uint64_t clients_served() const { return clients_served_.load(std::memory_order_relaxed); }
 
  private:
+  // The accept-retry timer's handler.
+  class RetryTimerHandler : public Reactor::Handler {
+   public:
+    explicit RetryTimerHandler(DeviceEndpoint* owner) : owner_(owner) {}
+    void OnReady(uint32_t events) override { owner_->OnRetryTimer(); }
+
+   private:
+    DeviceEndpoint* owner_;
+  };
+
+  // The listening socket is readable: a client waits.
   void OnReady(uint32_t events) override;
-  // MessageDmaPath: fd-less client memory, through the attached client.
-  absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) override;
-  absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) override;
+  void OnRetryTimer();
+  void ServeOnIoThread(UniqueFd client);
+  // Accept failed with `error`: disarm the listener, retry later.
+  void BackOffOnIoThread(int error);
+  void WatchListenerOnIoThread(bool watch);
   void OnConnectionFinished(Connection* connection);
   std::shared_ptr<Connection> current() const ABSL_LOCKS_EXCLUDED(mu_);
-  // The client DMA goes to, kept alive for the caller; Unavailable if none.
-  absl::StatusOr<std::shared_ptr<Connection>> AttachedClient() const;
 
   const std::string socket_path_;
   Device& device_;
@@ -76,17 +93,26 @@ class DeviceEndpoint : public DeviceContext,
   const RuntimeOptions runtime_options_;
   // IO thread only.
   UniqueFd listen_fd_;
+  UniqueFd retry_timer_;
+  RetryTimerHandler retry_handler_{this};
+  bool listener_watched_ = false;
   bool shutting_down_ = false;
+  // The current attachment has logged its waiting client.
+  bool waiting_client_logged_ = false;
+  // Rate limit of the accept error line: when it was last written, and how
+  // many failures went unlogged since.
+  absl::Time accept_error_logged_ = absl::InfinitePast();
+  uint64_t accept_errors_unlogged_ = 0;
   std::function<void()> shutdown_done_;
 
   mutable absl::Mutex mu_;
-  // The attached client, if any. Written on the IO thread, read by DMA
-  // callers on any thread.
+  // The client being served or torn down, if any. Written on the IO thread;
+  // read there and (through current()) anywhere.
   std::shared_ptr<Connection> connection_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> clients_served_{0};
-  // The client's DMA mappings (filled by its Session, used by any thread).
+  // The client's DMA mappings (filled by its Session, used by its
+  // AttachmentContext on any thread).
   DmaMapTable dma_table_;
-  DmaMemory dma_memory_;
 };
 
 }  // namespace vfu

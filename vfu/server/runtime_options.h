@@ -19,8 +19,16 @@ struct RuntimeOptions {
   // resume.
   size_t outbound_high_water = 8 << 20;
   size_t outbound_low_water = 2 << 20;
-  // A client whose replies have not drained for this long is disconnected.
+  // A client whose replies have made no progress for this long while its
+  // commands are paused (above the high mark) is disconnected. The clock
+  // restarts whenever bytes reach the client, so a slow client that keeps
+  // reading stays.
   absl::Duration max_write_stall = absl::Seconds(30);
+  // When accepting a client fails for lack of resources (EMFILE, ENFILE,
+  // ENOBUFS, ENOMEM) or another error, the listening socket is left alone
+  // this long before the next try (the connection waits in the backlog),
+  // instead of failing again at once in a loop.
+  absl::Duration accept_retry_delay = absl::Milliseconds(100);
   // How long a server-initiated command (DMA_READ/WRITE) waits for its reply.
   absl::Duration dma_timeout = absl::Seconds(5);
   // After handing a client's command to a worker, the IO thread polls for

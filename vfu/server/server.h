@@ -83,7 +83,12 @@ class Server {
   absl::Status Start();
 
   // Disconnects every client, removes the sockets, stops the threads.
-  // Idempotent.
+  // Commands a client sent before that still run, in order, with their
+  // replies dropped (a bounded amount: what the runtime had read, at most
+  // about RuntimeOptions::max_queued_commands plus one read's worth); DMA
+  // they or device threads attempt fails at once with Unavailable. Then
+  // every device is detached, its DMA handles revoked: a device thread that
+  // keeps one gets Unavailable from it, never freed memory. Idempotent.
   void Stop();
 
   // For benchmarks and tests.

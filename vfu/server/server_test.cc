@@ -21,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "testing/memory_device.h"
+#include "vfu/server/server_test_util.h"
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "vfu/base/log.h"
@@ -40,8 +41,10 @@ namespace vfu {
 namespace {
 
 using ::vfu::testing::IsOk;
+using ::vfu::testing::MapFdLessMemory;
+using ::vfu::testing::RawNegotiatedClient;
+using ::vfu::testing::ReadMessages;
 using ::vfu::testing::MemoryDevice;
-using ::vfu::testing::ScopedTempDir;
 using ::vfu::testing::StatusIs;
 
 int CountOpenFds() {
@@ -52,37 +55,7 @@ int CountOpenFds() {
   return count - 1;  // the DIR's own fd
 }
 
-class ServerTest : public ::testing::Test {
- protected:
-  void StartServer(ServerOptions options = {}, int num_devices = 1,
-                   std::vector<DeviceOptions> device_options = {}) {
-    device_options.resize(num_devices);
-    for (int i = 0; i < num_devices; ++i) {
-      devices_.push_back(std::make_unique<MemoryDevice>(64 * 1024));
-    }
-    ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
-    for (int i = 0; i < num_devices; ++i) {
-      ASSERT_OK(server_->AddDevice(Path(i), *devices_[i], device_options[i]));
-    }
-    ASSERT_OK(server_->Start());
-  }
-
-  std::string Path(int i) const { return dir_.File("dev" + std::to_string(i) + ".sock"); }
-
-  std::unique_ptr<Client> Connect(int device = 0, ClientOptions options = {}) {
-    absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(device), options);
-    EXPECT_THAT(c, IsOk());
-    return c.ok() ? std::move(*c) : nullptr;
-  }
-
-  void TearDown() override {
-    if (server_) server_->Stop();
-  }
-
-  ScopedTempDir dir_;
-  std::vector<std::unique_ptr<MemoryDevice>> devices_;
-  std::unique_ptr<Server> server_;
-};
+class ServerTest : public testing::ServerFixture {};
 
 // A client negotiates, reads the layout, and its writes are read back.
 TEST_F(ServerTest, ServesBasicSession) {
@@ -196,30 +169,45 @@ TEST_F(ServerTest, ReplyPollingThatTimesOutLosesNoReply) {
   }
 }
 
-// One device serves one client: a second is refused while the first is
-// attached; after it leaves, a new client gets the same device state.
-TEST_F(ServerTest, OneClientAtATimeAndStateKept) {
+// One device serves one client: a second one waits (in the backlog, with
+// one log line however many wait) while the first is attached, and is
+// served, with the same device state, once the first has left.
+TEST_F(ServerTest, SecondClientWaitsForTheFirstAndFindsItsState) {
   StartServer();
-  {
-    std::unique_ptr<Client> first = Connect();
-    ASSERT_NE(first, nullptr);
-    ASSERT_OK(first->RegionWrite(0, 0, std::vector<uint8_t>{42}));
-    absl::StatusOr<std::unique_ptr<Client>> second =
-        Client::Connect(Path(0), ClientOptions{.timeout = absl::Seconds(5)});
-    EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
+  std::atomic<int> waiting_lines{0};
+  absl::Notification noticed;
+  ScopedLogCapture capture([&](LogLevel, std::string_view text) {
+    if (text.find("a client is waiting") != std::string_view::npos &&
+        waiting_lines.fetch_add(1) == 0) {
+      noticed.Notify();
+    }
+  });
+  std::unique_ptr<Client> first = Connect();
+  ASSERT_NE(first, nullptr);
+  ASSERT_OK(first->RegionWrite(0, 0, std::vector<uint8_t>{42}));
+
+  absl::StatusOr<std::unique_ptr<Client>> second;
+  absl::Notification second_served;
+  std::thread connector([&] {
+    second = Client::Connect(Path(0), ClientOptions{.timeout = absl::Seconds(60)});
+    second_served.Notify();
+  });
+  ASSERT_TRUE(noticed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // A third one waits as well, without another log line.
+  ASSERT_OK_AND_ASSIGN(UniqueFd third, ConnectUnix(Path(0)));
+  // The first client is served meanwhile; the second is not.
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, first->RegionRead(0, 0, 1));
+    ASSERT_EQ(bytes[0], 42);
   }
-  // The first client is gone; reconnect until the server has noticed (the
-  // deadline only bounds a server that never does: a number of attempts
-  // would assume a speed).
-  std::unique_ptr<Client> again;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (again == nullptr && absl::Now() < deadline) {
-    absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(0));
-    if (c.ok()) again = std::move(*c);
-    else std::this_thread::yield();
-  }
-  ASSERT_NE(again, nullptr);
-  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, again->RegionRead(0, 0, 1));
+  EXPECT_FALSE(second_served.HasBeenNotified());
+  EXPECT_EQ(devices_[0]->attaches(), 1);
+  EXPECT_EQ(waiting_lines.load(), 1);  // once per attachment
+
+  first.reset();
+  connector.join();
+  ASSERT_THAT(second, IsOk());
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, (*second)->RegionRead(0, 0, 1));
   EXPECT_EQ(bytes[0], 42);
   EXPECT_EQ(devices_[0]->attaches(), 2);
 }
@@ -274,7 +262,7 @@ TEST_F(ServerTest, ConcurrentDmaFromManyThreads) {
   for (size_t i = 0; i < guest.size(); ++i) guest[i] = static_cast<uint8_t>(i * 31 + 7);
   ASSERT_OK(client->DmaMapMemory(0x100000, absl::MakeSpan(guest)));
   ASSERT_OK(client->StartServingThread());
-  DeviceContext* context = devices_[0]->context();
+  std::shared_ptr<DeviceContext> context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
   constexpr int kThreads = 8, kPerThread = 50;
   std::atomic<int> failures{0};
@@ -301,47 +289,6 @@ TEST_F(ServerTest, ConcurrentDmaFromManyThreads) {
   client->StopServingThread();
   EXPECT_EQ(failures.load(), 0);
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(guest[61 * 1024 + t * 16], t);
-}
-
-// Connects with a raw socket, negotiates, and returns the socket; for tests
-// that need a client which does not answer the server's commands.
-UniqueFd RawNegotiatedClient(const std::string& path) {
-  absl::StatusOr<UniqueFd> fd = ConnectUnix(path);
-  EXPECT_THAT(fd, IsOk());
-  if (!fd.ok()) return UniqueFd();
-  std::vector<uint8_t> m = wire::StartMessage();
-  wire::EncodeVersionWithJson(0, 0, "{}", m);
-  wire::FinishMessage(wire::CommandHeader(1, wire::Command::kVersion), m);
-  EXPECT_EQ(::send(fd->get(), m.data(), m.size(), MSG_NOSIGNAL), (ssize_t)m.size());
-  return std::move(*fd);
-}
-
-// Reads from `fd` until `count` messages arrived (or 30 s passed).
-std::vector<InboundMessage> ReadMessages(int fd, size_t count) {
-  MessageReader reader(1 << 20, 4);
-  std::vector<InboundMessage> messages;
-  absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (messages.size() < count && absl::Now() < deadline) {
-    struct pollfd p = {fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    if (!reader.ReadAvailable(fd, PosixSyscalls::Instance(), messages).ok()) break;
-  }
-  return messages;
-}
-
-// Maps [0, size) without an fd, so device DMA there travels as messages,
-// and consumes the reply.
-void MapFdLessMemory(int fd, uint64_t size = 0x10000) {
-  std::vector<uint8_t> m = wire::StartMessage();
-  wire::EncodeDmaMapRequest({.flags = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite,
-                             .addr = 0,
-                             .size = size},
-                            m);
-  wire::FinishMessage(wire::CommandHeader(2, wire::Command::kDmaMap), m);
-  ASSERT_EQ(::send(fd, m.data(), m.size(), MSG_NOSIGNAL), (ssize_t)m.size());
-  std::vector<InboundMessage> replies = ReadMessages(fd, 1);
-  ASSERT_EQ(replies.size(), 1u);
-  ASSERT_FALSE(replies[0].header.is_error());
 }
 
 // Each device's connection speaks its own DMA message layout: one device
@@ -383,7 +330,7 @@ TEST_F(ServerTest, DisconnectWakesDmaWaiters) {
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);  // the VERSION reply
   MapFdLessMemory(raw.get());
   // The device is attached before the VERSION reply leaves.
-  DeviceContext* context = devices_[0]->context();
+  std::shared_ptr<DeviceContext> context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
   constexpr int kWaiters = 4;
   std::vector<absl::Status> results(kWaiters);
@@ -418,7 +365,7 @@ TEST_F(ServerTest, StrayReplyIsDroppedAndCommandsStillServed) {
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
   MapFdLessMemory(raw.get());
   // The device is attached before the VERSION reply leaves.
-  DeviceContext* context = devices_[0]->context();
+  std::shared_ptr<DeviceContext> context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
   absl::Status dma_status;
   std::vector<uint8_t> out(4);
@@ -477,7 +424,7 @@ TEST_F(ServerTest, LargeReplyAbandonedByItsCallerIsSkipped) {
   UniqueFd raw = RawNegotiatedClient(Path(0));
   ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
   MapFdLessMemory(raw.get(), 0x100000);
-  DeviceContext* context = devices_[0]->context();
+  std::shared_ptr<DeviceContext> context = devices_[0]->context();
   ASSERT_NE(context, nullptr);
 
   constexpr size_t kSize = 256 * 1024;
@@ -608,23 +555,16 @@ int64_t HeapInUse() {
 TEST_F(ServerTest, ConnectCyclesLeakNothing) {
   StartServer();
   auto cycle = [&] {
-    // The previous client may still be detaching: retry while refused.
-    for (int attempt = 0; attempt < 100000; ++attempt) {
-      absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(0));
-      if (c.ok()) {
-        absl::StatusOr<wire::DeviceInfo> info = (*c)->GetDeviceInfo();
-        EXPECT_THAT(info, IsOk());
-        return;
-      }
-      std::this_thread::yield();
-    }
-    ADD_FAILURE() << "could not reconnect";
+    // The previous client may still be detaching: this one waits for it.
+    absl::StatusOr<std::unique_ptr<Client>> c = Client::Connect(Path(0), PatientClient());
+    ASSERT_THAT(c, IsOk());
+    EXPECT_THAT((*c)->GetDeviceInfo(), IsOk());
   };
   for (int i = 0; i < 20; ++i) cycle();
   const int fds_before = CountOpenFds();
   const int64_t heap_before = HeapInUse();
   for (int i = 0; i < 1000; ++i) cycle();
-  // Let the last detach finish: one more connect succeeds only after it.
+  // Let the last detach finish: the next client is served only after it.
   cycle();
   EXPECT_LE(CountOpenFds(), fds_before + 2);  // the last client's sockets may linger
   if (heap_before >= 0) {
