@@ -175,7 +175,9 @@ absl::StatusOr<std::vector<DmaThroughputRow>> MeasureDmaThroughput(
     if (!device.WaitForMaps(absl::Seconds(10))) {
       return absl::DeadlineExceededError("the client process did not map its memory");
     }
-    DeviceContext& dma = *device.dma();
+    // Held for the whole run: the handle belongs to this client's attachment.
+    const std::shared_ptr<DeviceContext> handle = device.dma();
+    DeviceContext& dma = *handle;
 
     UniqueFd local = SharedMemory(kMemorySize);
     auto* local_memory = static_cast<uint8_t*>(
