@@ -40,5 +40,40 @@ TEST(LogTest, CapturesNest) {
   EXPECT_EQ(outer, 1);
 }
 
+// One event per interval gets through; the next one through tells how many
+// were held back in between.
+TEST(LogRateLimiterTest, AllowsOnePerIntervalAndCountsTheRest) {
+  LogRateLimiter limiter(absl::Seconds(1));
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  uint64_t suppressed = 99;
+  EXPECT_TRUE(limiter.Allow(t0, &suppressed));
+  EXPECT_EQ(suppressed, 0u);
+  EXPECT_FALSE(limiter.Allow(t0, &suppressed));
+  EXPECT_FALSE(limiter.Allow(t0 + absl::Milliseconds(999), &suppressed));
+  EXPECT_TRUE(limiter.Allow(t0 + absl::Seconds(1), &suppressed));
+  EXPECT_EQ(suppressed, 2u);
+  EXPECT_FALSE(limiter.Allow(t0 + absl::Milliseconds(1500), &suppressed));
+  EXPECT_TRUE(limiter.Allow(t0 + absl::Seconds(5), &suppressed));
+  EXPECT_EQ(suppressed, 1u);
+}
+
+TEST(LogRateLimiterTest, SuppressedCountAppearsInTheNextLine) {
+  EXPECT_EQ(log_internal::WithSuppressed("x", 0), "x");
+  EXPECT_EQ(log_internal::WithSuppressed("x", 3), "x (3 similar lines suppressed)");
+}
+
+// A burst from one call site: every line still reaches a capture (so tests
+// see them), but only the first goes out as an emitted line: the captured
+// lines of the burst carry no suppression note and there are exactly 100.
+TEST(LogRateLimiterTest, MacroHandsHeldBackLinesToCapture) {
+  std::vector<std::string> lines;
+  ScopedLogCapture capture(
+      [&](LogLevel, std::string_view text) { lines.emplace_back(text); });
+  for (int i = 0; i < 100; ++i) VFU_LOG_RATE_LIMITED(kWarning, "burst ", i);
+  ASSERT_EQ(lines.size(), 100u);
+  EXPECT_EQ(lines[0], "burst 0");
+  EXPECT_EQ(lines[99], "burst 99");
+}
+
 }  // namespace
 }  // namespace vfu
