@@ -81,10 +81,9 @@ void Connection::CloseOnIoThread(std::string_view why) {
   pending_.FailAll(absl::UnavailableError(absl::StrCat("client disconnected: ", why)));
   // Queued commands are skipped (RunCommand sees closed_); the last task
   // detaches the device and tells the IO thread the strand is done.
-  if (strand_paused_) {
-    strand_paused_ = false;
-    strand_.Resume();
-  }
+  // Unconditionally: the strand may have paused itself (fds, RunCommand).
+  strand_paused_ = false;
+  strand_.Resume();
   strand_.Post([this] {
     session_.Detach();
     Outgoing done;
@@ -394,6 +393,9 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
       // lets the IO thread take the pause over.
       strand_.Pause();
       strand_paused_for_fds_.store(true, std::memory_order_release);
+      // A close that resumed the strand before this pause would leave its
+      // last task (the detach) waiting forever.
+      if (closed()) strand_.Resume();
     }
   }
   if (result.close_connection) {

@@ -373,5 +373,40 @@ TEST_F(ConnectionLimitsTest, UnreadRepliesWithFdsPauseCommands) {
   }
 }
 
+// A client that disconnects while its commands are paused for unread fds is
+// let go: the strand finishes, the device detaches, no fd stays open.
+TEST_F(ConnectionLimitsTest, DisconnectWhilePausedForFdsFinishes) {
+  ServerOptions options;
+  options.runtime.outbound_fds_high_water = 4;
+  options.runtime.outbound_fds_low_water = 1;
+  options.runtime.max_write_stall = absl::Minutes(10);
+  StartServer(options, std::make_unique<MappableDevice>());
+  const int before = CountOpenFds();
+  UniqueFd raw = RawClient(Path(), R"({"capabilities":{"max_data_xfer_size":4096}})");
+  ASSERT_EQ(ReadMessages(raw.get(), 1).size(), 1u);
+  std::vector<uint8_t> requests;
+  for (uint16_t i = 0; i < 1000; ++i) {
+    std::vector<uint8_t> payload;
+    wire::EncodeRegionInfoRequest({.index = 1}, payload);
+    std::vector<uint8_t> m = RegionCommand(i, wire::Command::kDeviceGetRegionInfo, payload);
+    requests.insert(requests.end(), m.begin(), m.end());
+  }
+  ASSERT_TRUE(SendAll(raw.get(), requests));
+  // Wait (bounded) until the strand has paused: fds pile up in the server.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (CountOpenFds() - before < 4 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling a condition, with a deadline
+  }
+  raw.reset();
+  while (device_->detaches() < 1 && absl::Now() < deadline + absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling a condition, with a deadline
+  }
+  EXPECT_EQ(device_->detaches(), 1);
+  while (CountOpenFds() > before && absl::Now() < deadline + absl::Seconds(30)) {
+    absl::SleepFor(absl::Milliseconds(5));  // polling a condition, with a deadline
+  }
+  EXPECT_LE(CountOpenFds(), before);
+}
+
 }  // namespace
 }  // namespace vfu
