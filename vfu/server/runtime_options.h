@@ -13,7 +13,8 @@ struct RuntimeOptions {
   // Commands received from one client but not yet run, by count and by
   // bytes held (each message's buffer plus its bookkeeping). Past either the
   // IO thread stops reading that client's socket, so a flooding client is
-  // slowed down by its own socket buffer; reading resumes as commands run.
+  // slowed down by its own socket buffer; reading resumes as commands run
+  // (while a DMA reply is awaited, max_queued_bytes_awaiting_reply instead).
   // A read that crosses the mark still completes: the bytes may exceed it by
   // one read (MessageReader::kReadBudget) plus one message.
   size_t max_queued_commands = 256;
