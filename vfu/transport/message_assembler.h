@@ -24,14 +24,14 @@
 //   ReceiveSpace(): body_'s room; buffer_'s free space too once body_ is
 //                   allocated up to the message's end
 //
-// The header alone never allocates the whole message: body_ starts at
-// kInitialBodySize (or what has arrived) and doubles, capped at the
-// message's size, whenever its room is used up, so a peer makes us hold at
-// most about twice what it actually sent. Each growth copies the bytes
-// received so far into the larger buffer once: over a whole message that
-// is less than one extra copy of it (1/2 + 1/4 + ...), paid only by
-// messages larger than kInitialBodySize that no reply sink takes (a reply
-// sink's part never lives in body_, see below). A receive that ends the
+// The header alone never allocates more than kInitialBodySize (2 MiB) of a
+// larger message: body_ starts there (or at what has arrived) and doubles,
+// capped at the message's size, whenever its room is used up, so a peer
+// makes us hold at most about twice what it actually sent (plus 2 MiB).
+// Each growth copies the bytes received so far into the larger buffer once:
+// over a whole message that is less than one extra copy of it (1/2 + 1/4 +
+// ...), paid only by messages larger than kInitialBodySize that no reply
+// sink takes (a reply sink's part never lives in body_, see below). A receive that ends the
 // message spills into buffer_ (the bytes that follow it), so the stream
 // stays in order: buffer_ holds bytes only once body_ is full.
 //
@@ -93,8 +93,13 @@ class MessageAssembler {
   // Messages above this size are received into their own buffer.
   static constexpr size_t kDefaultDirectThreshold = kMinReceiveSize;
   // A message received in place first gets a buffer this large (or as
-  // large as what has arrived), grown as more arrives.
-  static constexpr size_t kInitialBodySize = 2 * kMinReceiveSize;
+  // large as what has arrived), grown as more arrives. Messages up to this
+  // size (every DMA chunk at the default 1 MiB max_data_xfer_size) are
+  // allocated in full at once: growing 1 MiB DMA_WRITEs from 128 KiB made
+  // the client library's receive of them several times slower (measured
+  // with dma_throughput_bench), and a peer can make us reserve at most this
+  // much per socket without sending it.
+  static constexpr size_t kInitialBodySize = 2 << 20;
 
   // `max_message_size`: larger messages are refused (yielded as `oversized`,
   // their bodies skipped without buffering). `direct_threshold`: messages

@@ -384,7 +384,8 @@ TEST(MessageAssemblerTest, LargeMessageBufferGrowsWithItsBytes) {
   Receive(assembler, all.subspan(0, 16));
   ASSERT_THAT(assembler.TakeMessages(out), IsOk());
   ASSERT_TRUE(assembler.receiving_in_place());
-  EXPECT_LE(assembler.reserved_bytes(), 1u << 20) << "allocated from the header alone";
+  // kInitialBodySize, possibly in a recycled buffer of up to twice that.
+  EXPECT_LE(assembler.reserved_bytes(), 5u << 20) << "allocated from the header alone";
   size_t pos = 16;
   while (pos < stream.size()) {
     const MessageAssembler::Space space = assembler.ReceiveSpace();
@@ -394,7 +395,7 @@ TEST(MessageAssemblerTest, LargeMessageBufferGrowsWithItsBytes) {
     pos += n;
     ASSERT_THAT(assembler.TakeMessages(out), IsOk());
     if (out.empty()) {
-      ASSERT_LE(assembler.reserved_bytes(), 4 * pos + (1u << 20)) << "after " << pos << " bytes";
+      ASSERT_LE(assembler.reserved_bytes(), 4 * pos + (5u << 20)) << "after " << pos << " bytes";
     }
   }
   ASSERT_EQ(out.size(), 2u);
