@@ -221,7 +221,11 @@ class TruncatedMemfd : public Pattern {
     if (absl::Status s = ProgramCopy(client, channel, file_is_source ? kFileIova : kPlainIova,
                                      file_is_source ? kPlainIova : kFileIova, length, false);
         !s.ok()) {
-      return stats.Fail("program: ", s.ToString());
+      // The job may fault, and the server disconnect us, before the reply
+      // to the doorbell write has left.
+      if (s.code() != absl::StatusCode::kUnavailable) stats.Fail("program: ", s.ToString());
+      client.StopServingThread();
+      return;
     }
     if (!ReadEventfd(irq, context.CallDeadline()).has_value()) {
       return stats.Fail("no completion interrupt for a copy ", file_is_source ? "from" : "to",

@@ -5,6 +5,7 @@
 #include <cstddef>
 
 #include "absl/time/time.h"
+#include "vfu/dma/dma_map_table.h"
 #include "vfu/wire/dma_transfer.h"
 
 namespace vfu {
@@ -55,6 +56,12 @@ struct RuntimeOptions {
   // this long before the next try (the connection waits in the backlog),
   // instead of failing again at once in a loop.
   absl::Duration accept_retry_delay = absl::Milliseconds(100);
+  // What one client's DMA mappings may hold: bytes of fd-backed mappings
+  // (address space), the size of one mapping, and how long an unmap or a
+  // detach waits for pinned memory before revoking it (see
+  // vfu/dma/dma_map_table.h). `max_maps` and `page_sizes` are replaced by
+  // what VERSION negotiated (ServerOptions::version).
+  DmaMapLimits dma_limits;
   // How long a server-initiated command (DMA_READ/WRITE) waits for its reply.
   absl::Duration dma_timeout = absl::Seconds(5);
   // After handing a client's command to a worker, the IO thread polls for
