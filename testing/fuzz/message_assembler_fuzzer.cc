@@ -4,7 +4,8 @@
 // after the pieces the input picks and once at the end.
 //
 // Input: one selector byte (bits 0-2 the size limit; bit 3 receives every
-// message above 32 bytes in place instead of only those above 64 KiB), then
+// message above 32 bytes in place instead of only those above 64 KiB; bits
+// 4-5 the fd limit: none, 1, 2 or 4), then
 // pieces, each
 //   length u8 (0..255), control u8, then `length` stream bytes.
 // Control bits: 0-1 number of eventfds with the piece (at most 64 per run),
@@ -22,7 +23,12 @@
 //  - consumed + buffered bytes == bytes received, so nothing is consumed
 //    twice or beyond the input; bytes_wanted() names the missing bytes;
 //  - each piece's fds (and its truncation flag) go to the last message that
-//    starts inside that piece, or to nobody; every delivered fd is open;
+//    starts inside that piece, or to nobody; every delivered fd is open; a
+//    piece with more fds than the fd limit brings only the limit's worth,
+//    marked truncated;
+//  - after a TakeMessages() that succeeds at most the fd limit's worth of
+//    fds is held; a DataLoss the model does not expect is the fd limit's,
+//    and leaves no fd held;
 //  - no fd is leaked once the assembler and the messages are gone.
 #include <fcntl.h>
 
@@ -33,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "testing/fuzz/fuzz_util.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/transport/message.h"
@@ -91,6 +98,11 @@ size_t ChooseLimit(uint8_t selector) {
   return kLimits[selector % (sizeof kLimits / sizeof kLimits[0])];
 }
 
+size_t ChooseFdLimit(uint8_t selector) {
+  static constexpr size_t kLimits[] = {SIZE_MAX, 1, 2, 4};
+  return kLimits[(selector >> 4) & 3];
+}
+
 size_t ChangedLimit(uint8_t control) {
   static constexpr size_t kLimits[] = {16, 64, 4096, 64 * 1024 + 64};
   return kLimits[control >> 6];
@@ -124,6 +136,7 @@ void Run(InputReader& in) {
   size_t limit = ChooseLimit(selector);
   const size_t direct_threshold =
       (selector & 8) != 0 ? 32 : MessageAssembler::kDefaultDirectThreshold;
+  const size_t fd_limit = ChooseFdLimit(selector);
   FdTracker tracker;
   std::vector<uint8_t> stream;
   std::vector<Piece> pieces;
@@ -133,10 +146,18 @@ void Run(InputReader& in) {
   absl::Status status;
   {
     MessageAssembler assembler(limit, direct_threshold);
+    assembler.set_max_fds(fd_limit);
     auto take = [&] {
       status = assembler.TakeMessages(out);
       model.Take(stream, limit);
       accounting.Check(assembler, out, stream.size());
+      if (status.ok()) {
+        VFU_FUZZ_CHECK(assembler.held_fds() <= fd_limit, "holding ", assembler.held_fds(),
+                       " fds, limit ", fd_limit);
+      } else if (absl::StrContains(status.message(), "max_msg_fds")) {
+        VFU_FUZZ_CHECK(assembler.held_fds() == 0, "a stream failed for its fds holds ",
+                       assembler.held_fds(), " fds");
+      }
     };
     while (!in.empty() && status.ok()) {
       const size_t length = in.U8();
@@ -148,7 +169,9 @@ void Run(InputReader& in) {
       std::vector<UniqueFd> fds;
       for (size_t i = 0; i < num_fds; ++i) fds.emplace_back(tracker.NewEventFd());
 
-      pieces.push_back({stream.size(), stream.size() + bytes.size(), num_fds, truncated});
+      // Past the fd limit a piece brings the limit's worth, truncated.
+      pieces.push_back({stream.size(), stream.size() + bytes.size(),
+                        std::min(num_fds, fd_limit), truncated || num_fds > fd_limit});
       stream.insert(stream.end(), bytes.begin(), bytes.end());
       if (control & 16) {
         // As the kernel scatters a receive: each part full before the next.
@@ -168,8 +191,11 @@ void Run(InputReader& in) {
     }
     if (status.ok()) take();
 
-    VFU_FUZZ_CHECK(model.corrupt == !status.ok(), "model corrupt ", model.corrupt,
-                   ", assembler says ", status.ToString());
+    const bool fds_exceeded =
+        !status.ok() && absl::StrContains(status.message(), "max_msg_fds");
+    VFU_FUZZ_CHECK(!fds_exceeded || fd_limit != SIZE_MAX, "fd limit hit without one");
+    VFU_FUZZ_CHECK(model.corrupt == (!status.ok() && !fds_exceeded), "model corrupt ",
+                   model.corrupt, ", assembler says ", status.ToString());
     if (!status.ok()) {
       VFU_FUZZ_CHECK(status.code() == absl::StatusCode::kDataLoss, status.ToString());
     }

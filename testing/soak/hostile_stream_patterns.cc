@@ -16,13 +16,17 @@
 //                      carrying 4 fds; the server must close the connection
 //                      before it holds kFdDripLimit of them
 //   huge_header        a header announcing a message of up to 4 GiB; the
-//                      server must close the connection at once
+//                      server must refuse it at once (an EINVAL reply, then
+//                      it skips the announced bytes without buffering them,
+//                      PROTOCOL.md section 10 row 2) or close the connection,
+//                      and its memory must not follow the announced size
 #include "testing/soak/hostile_stream_patterns.h"
 
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -415,14 +419,26 @@ class HugeHeader : public Pattern {
     ++stats.operations;
     if (!connection->Send(start, {}, context.CallDeadline()).ok()) return;  // closed: fine
     const absl::Duration bound = absl::Seconds(5);
-    const bool closed = connection->WaitForPeerClose(absl::Now() + bound);
+    absl::StatusOr<RawMessage> reply = connection->ReadMessage(absl::Now() + bound);
     NoteServerGrowth(context, before, stats);
-    if (!closed) {
-      stats.Fail("a header announcing ", size, " bytes: connection still open after ",
-                 absl::FormatDuration(bound), " (server RSS +",
-                 static_cast<int64_t>(context.server->Figures().rss_kb) -
-                     static_cast<int64_t>(before.rss_kb),
-                 " KiB)");
+    const int64_t rss_growth_kb = static_cast<int64_t>(context.server->Figures().rss_kb) -
+                                  static_cast<int64_t>(before.rss_kb);
+    if (reply.ok()) {
+      const bool refused = reply->header.is_reply() && reply->header.is_error() &&
+                           reply->header.msg_id == 1 && reply->header.error == EINVAL;
+      if (!refused) {
+        stats.Fail("a header announcing ", size, " bytes: answered with something other than ",
+                   "an EINVAL error reply for it");
+      }
+    } else if (reply.status().code() != absl::StatusCode::kUnavailable) {
+      // Unavailable: the server closed the connection, which is fine too.
+      stats.Fail("a header announcing ", size, " bytes: neither refused nor closed within ",
+                 absl::FormatDuration(bound), " (", reply.status().ToString(), ")");
+    }
+    // The announced size must not be allocated (the limits allow a few MiB).
+    if (rss_growth_kb > 64 * 1024) {
+      stats.Fail("a header announcing ", size, " bytes grew the server by ", rss_growth_kb,
+                 " KiB");
     }
   }
 };

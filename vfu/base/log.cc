@@ -57,24 +57,14 @@ namespace log_internal {
 
 bool CaptureActive() { return capture_active.load(std::memory_order_relaxed); }
 
-RateLimiter::RateLimiter(absl::Duration period) : period_ns_(absl::ToInt64Nanoseconds(period)) {}
-
-bool RateLimiter::Allow(uint64_t* suppressed) {
-  const int64_t now = absl::GetCurrentTimeNanos();
-  int64_t next = next_ns_.load(std::memory_order_relaxed);
-  // One thread wins the slot; the others count as held back.
-  if (now >= next &&
-      next_ns_.compare_exchange_strong(next, now + period_ns_, std::memory_order_relaxed)) {
-    *suppressed = suppressed_.exchange(0, std::memory_order_relaxed);
-    return true;
-  }
-  suppressed_.fetch_add(1, std::memory_order_relaxed);
-  return false;
+void EmitToCapture(LogLevel level, std::string message) {
+  absl::MutexLock lock(&sink_mu);
+  if (sink != nullptr) (*sink)(level, message);
 }
 
-std::string SuppressedNote(uint64_t suppressed) {
-  if (suppressed == 0) return "";
-  return absl::StrCat(" (", suppressed, " similar lines suppressed)");
+std::string WithSuppressed(std::string message, uint64_t suppressed) {
+  if (suppressed == 0) return message;
+  return absl::StrCat(message, " (", suppressed, " similar lines suppressed)");
 }
 
 void Emit(LogLevel level, const char* file, int line, std::string message) {
@@ -101,6 +91,20 @@ void Emit(LogLevel level, const char* file, int line, std::string message) {
 }
 
 }  // namespace log_internal
+
+bool LogRateLimiter::Allow(absl::Time now, uint64_t* suppressed) {
+  const int64_t now_ns = absl::ToUnixNanos(now);
+  int64_t next = next_allowed_ns_.load(std::memory_order_relaxed);
+  // One thread wins the slot; the others count themselves as held back.
+  if (now_ns < next ||
+      !next_allowed_ns_.compare_exchange_strong(next, now_ns + interval_ns_,
+                                                std::memory_order_relaxed)) {
+    suppressed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *suppressed = suppressed_.exchange(0, std::memory_order_relaxed);
+  return true;
+}
 
 ScopedLogCapture::ScopedLogCapture(std::function<void(LogLevel, std::string_view)> new_sink) {
   absl::MutexLock lock(&sink_mu);

@@ -3,24 +3,31 @@
 //
 //   VFU_LOG(kWarning, "client ", id, " sent ", n, " fds with DMA_UNMAP");
 //
-// Lines a peer can trigger at will go through VFU_LOG_EVERY, which lets one
-// line per call site out per period and counts the ones it held back:
-//
-//   VFU_LOG_EVERY(absl::Seconds(10), kWarning, "DMA_MAP refused: ", why);
-//
 // Arguments are joined with absl::StrCat. Each line is written with a single
 // write(2), so lines from different threads do not interleave. Thread-safe.
 // Tests can capture lines with ScopedLogCapture.
+//
+// For lines a peer can trigger at will (refused input, abusive clients),
+// VFU_LOG_RATE_LIMITED writes at most one line per call site per
+// kLogRateLimitInterval and tells how many it held back:
+//
+//   VFU_LOG_RATE_LIMITED(kWarning, name, ": dropping reply with unknown id ", id);
+//   -> "... dropping reply with unknown id 7 (12 similar lines suppressed)"
+//
+// Held-back lines still reach an active ScopedLogCapture, so a test that
+// expects a line sees it whatever ran before it.
 #ifndef VFU_BASE_LOG_H_
 #define VFU_BASE_LOG_H_
 
-#include <atomic>
-#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
 
+#include <atomic>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace vfu {
@@ -34,26 +41,30 @@ LogLevel MinLogLevel();
 
 namespace log_internal {
 void Emit(LogLevel level, const char* file, int line, std::string message);
+// Hands a line to the active capture only (a rate-limited line held back).
+void EmitToCapture(LogLevel level, std::string message);
+}  // namespace log_internal
 
-// The gate of one VFU_LOG_EVERY call site. Thread-safe, lock-free.
-class RateLimiter {
+// Shortest time between two lines of one VFU_LOG_RATE_LIMITED call site.
+inline constexpr absl::Duration kLogRateLimitInterval = absl::Seconds(1);
+
+// Lets one event through per interval and counts the others. Lock-free;
+// one per call site (a function-local static of VFU_LOG_RATE_LIMITED).
+class LogRateLimiter {
  public:
-  explicit RateLimiter(absl::Duration period);
-  // True when a line may go out now (the first call, then the first one a
-  // whole period after the last line let out); `*suppressed` is then the
-  // number of calls held back since that line.
-  bool Allow(uint64_t* suppressed);
+  explicit LogRateLimiter(absl::Duration interval = kLogRateLimitInterval)
+      : interval_ns_(absl::ToInt64Nanoseconds(interval)) {}
+
+  // Whether an event at `now` may be logged. When it may, `*suppressed` is
+  // set to the number of events held back since the last one let through.
+  bool Allow(absl::Time now, uint64_t* suppressed);
 
  private:
-  const int64_t period_ns_;
-  // When the next line may go out (ns since the epoch; 0: now).
-  std::atomic<int64_t> next_ns_{0};
+  const int64_t interval_ns_;
+  // Nanoseconds since the epoch before which events are held back.
+  std::atomic<int64_t> next_allowed_ns_{0};
   std::atomic<uint64_t> suppressed_{0};
 };
-
-// " (N similar lines suppressed)", or "" for 0.
-std::string SuppressedNote(uint64_t suppressed);
-}  // namespace log_internal
 
 // While alive, every emitted line (at any level) is also handed to `sink`.
 // Sinks nest; the innermost one is called. For tests.
@@ -79,18 +90,28 @@ class ScopedLogCapture {
     }                                                                          \
   } while (false)
 
-#define VFU_LOG_EVERY(period, level, ...)                                      \
-  do {                                                                         \
-    static ::vfu::log_internal::RateLimiter vfu_log_rate_limiter(period);      \
-    uint64_t vfu_log_suppressed = 0;                                           \
-    if (vfu_log_rate_limiter.Allow(&vfu_log_suppressed)) {                     \
-      VFU_LOG(level, __VA_ARGS__,                                              \
-              ::vfu::log_internal::SuppressedNote(vfu_log_suppressed));        \
-    }                                                                          \
+#define VFU_LOG_RATE_LIMITED(level, ...)                                                  \
+  do {                                                                                   \
+    static ::vfu::LogRateLimiter vfu_log_limiter;                                        \
+    if (::vfu::LogLevel::level >= ::vfu::MinLogLevel() ||                                \
+        ::vfu::log_internal::CaptureActive()) {                                          \
+      uint64_t vfu_log_suppressed = 0;                                                   \
+      if (vfu_log_limiter.Allow(::absl::Now(), &vfu_log_suppressed)) {                   \
+        ::vfu::log_internal::Emit(                                                       \
+            ::vfu::LogLevel::level, __FILE__, __LINE__,                                  \
+            ::vfu::log_internal::WithSuppressed(::absl::StrCat(__VA_ARGS__),             \
+                                                vfu_log_suppressed));                    \
+      } else {                                                                           \
+        ::vfu::log_internal::EmitToCapture(::vfu::LogLevel::level,                       \
+                                           ::absl::StrCat(__VA_ARGS__));                 \
+      }                                                                                  \
+    }                                                                                    \
   } while (false)
 
 namespace vfu::log_internal {
 bool CaptureActive();
+// `message`, plus how many similar lines were held back if any.
+std::string WithSuppressed(std::string message, uint64_t suppressed);
 }  // namespace vfu::log_internal
 
 #endif  // VFU_BASE_LOG_H_

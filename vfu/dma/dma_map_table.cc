@@ -54,7 +54,7 @@ void RetireHostIndex(std::unique_ptr<const DmaHostIndex> old) {
 
 // A refusal a client can repeat at will: logged, but not once per message.
 absl::Status Refuse(absl::Status status) {
-  VFU_LOG_EVERY(absl::Seconds(10), kWarning, "DMA_MAP refused: ", status.message());
+  VFU_LOG_RATE_LIMITED(kWarning, "DMA_MAP refused: ", status.message());
   return status;
 }
 
@@ -101,7 +101,7 @@ uint64_t DmaMapTable::mapped_bytes() const {
 }
 
 void DmaMapTable::ReportFault(uint64_t iova, uint64_t length) const {
-  VFU_LOG_EVERY(absl::Seconds(1), kWarning, "DMA access to [0x", absl::Hex(iova), ", +0x",
+  VFU_LOG_RATE_LIMITED(kWarning, "DMA access to [0x", absl::Hex(iova), ", +0x",
                 absl::Hex(length), ") faulted: the client shrank the file behind its mapping");
   DmaFaultHandler handler;
   {

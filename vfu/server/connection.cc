@@ -41,6 +41,7 @@ Connection::Connection(UniqueFd socket, Environment env)
       strand_(*env_.pool) {
   dma_config_.layout = env_.runtime.dma_layout;
   dma_config_.timeout = env_.runtime.dma_timeout;
+  SetQueuedBytesLimitsOnIoThread(kPreNegotiationMaxMessage);
   // A large reply to one of our requests goes straight into its waiter's
   // memory when the waiter registered it (DMA_READ data).
   auto sink_lookup = [this](const wire::Header& h) -> std::shared_ptr<ReplySink> {
@@ -82,11 +83,10 @@ void Connection::CloseOnIoThread(std::string_view why) {
   pending_.FailAll(absl::UnavailableError(absl::StrCat("client disconnected: ", why)));
   // Commands already received still run (their replies go nowhere); the
   // last task revokes the device's DMA handle, detaches the device and
-  // tells the IO thread the strand is done.
-  if (strand_paused_) {
-    strand_paused_ = false;
-    strand_.Resume();
-  }
+  // tells the IO thread the strand is done. Resumed unconditionally: the
+  // strand may have paused itself (fds in unsent replies, RunCommand).
+  strand_paused_ = false;
+  strand_.Resume();
   strand_.Post([this] {
     context_->Revoke();
     session_.Detach();
@@ -113,8 +113,8 @@ void Connection::OnChannelReady(uint32_t events, bool twin) {
     RouteInboundOnIoThread(inbound_scratch_, twin);
     if (!status.ok()) {
       if (status.code() == absl::StatusCode::kDataLoss) {
-        VFU_LOG(kError, env_.name, ": closing corrupt stream on the ", which, ": ",
-                status.message());
+        VFU_LOG_RATE_LIMITED(kError, env_.name, ": closing corrupt stream on the ", which, ": ",
+                             status.message());
       }
       CloseOnIoThread(absl::StrCat(which, ": ", status.message()));
       return;
@@ -192,7 +192,11 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
       polling_armed = true;
     }
     queued_commands_.fetch_add(1, std::memory_order_relaxed);
-    strand_.Post([this, message = std::move(m)]() mutable { RunCommand(std::move(message)); });
+    const size_t charge = m.bytes.capacity() + sizeof(InboundMessage);
+    queued_bytes_.fetch_add(charge, std::memory_order_relaxed);
+    strand_.Post([this, charge, message = std::move(m)]() mutable {
+      RunCommand(std::move(message), charge);
+    });
   }
 }
 
@@ -243,6 +247,7 @@ void Connection::DrainOutgoingOnIoThread() {
         case Outgoing::Kind::kApplyNegotiation:
           if (closed()) break;
           reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
+          SetQueuedBytesLimitsOnIoThread(item.limits.max_incoming_message_size);
           twin_reader_.assembler().set_max_message_size(item.limits.max_incoming_message_size);
           // Our largest messages are DMA_WRITEs of the client's limit.
           RaiseSendBuffer(socket_.get(),
@@ -278,10 +283,13 @@ void Connection::DrainOutgoingOnIoThread() {
 
 void Connection::WriteOnIoThread() {
   const size_t queued_before = writer_.queued_bytes() + twin_writer_.queued_bytes();
+  const size_t fds_before = writer_.queued_fds() + twin_writer_.queued_fds();
   absl::Status status = writer_.Flush(socket_.get(), PosixSyscalls::Instance());
   if (status.ok() && twin_socket_) {
     status = twin_writer_.Flush(twin_socket_.get(), PosixSyscalls::Instance());
   }
+  reply_fds_held_.fetch_sub(fds_before - (writer_.queued_fds() + twin_writer_.queued_fds()),
+                            std::memory_order_relaxed);
   if (!status.ok()) {
     // The peer is gone (or the socket broke); what it sent before still runs.
     CloseAfterReadingOnIoThread(status.message());
@@ -292,13 +300,21 @@ void Connection::WriteOnIoThread() {
     return;
   }
   // Back-pressure: stop running this client's commands while its replies
-  // pile up, and start the stall clock.
+  // (bytes, or fds open in this process) pile up, and start the stall clock.
   const size_t queued = writer_.queued_bytes() + twin_writer_.queued_bytes();
-  if (!strand_paused_ && queued > env_.runtime.outbound_high_water) {
+  const size_t queued_fds = reply_fds_held_.load(std::memory_order_relaxed);
+  if (strand_paused_for_fds_.exchange(false, std::memory_order_acquire) && !strand_paused_) {
+    // The strand paused itself (RunCommand): ours to resume now.
+    strand_paused_ = true;
+    ArmStallTimerOnIoThread(true);
+  }
+  if (!strand_paused_ && (queued > env_.runtime.outbound_high_water ||
+                          queued_fds > env_.runtime.outbound_fds_high_water)) {
     strand_paused_ = true;
     strand_.Pause();
     ArmStallTimerOnIoThread(true);
-  } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water) {
+  } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water &&
+             queued_fds <= env_.runtime.outbound_fds_low_water) {
     strand_paused_ = false;
     strand_.Resume();
     ArmStallTimerOnIoThread(false);
@@ -309,12 +325,34 @@ void Connection::WriteOnIoThread() {
   }
 }
 
+void Connection::SetQueuedBytesLimitsOnIoThread(size_t max_message_size) {
+  const RuntimeOptions& o = env_.runtime;
+  const size_t limit = o.max_queued_bytes != 0
+                           ? o.max_queued_bytes
+                           : RuntimeOptions::kQueuedBytesPerMessage * max_message_size;
+  max_queued_bytes_.store(limit, std::memory_order_relaxed);
+  max_queued_bytes_awaiting_reply_ = o.max_queued_bytes_awaiting_reply != 0
+                                         ? o.max_queued_bytes_awaiting_reply
+                                         : RuntimeOptions::kAwaitingReplyFactor * limit;
+}
+
 void Connection::UpdateInterestOnIoThread() {
   // Stop reading a client whose commands pile up, unless one of our own
-  // commands awaits its reply on this socket (it would never arrive).
+  // commands awaits its reply on this socket (it would never arrive); then
+  // only a second, larger byte bound applies.
   const bool reply_expected_here = !twin_socket_ && pending_.in_flight() > 0;
+  if (reply_expected_here &&
+      queued_bytes_.load(std::memory_order_relaxed) > max_queued_bytes_awaiting_reply_) {
+    VFU_LOG_RATE_LIMITED(kWarning, env_.name, ": ", queued_bytes_.load(std::memory_order_relaxed),
+                         " bytes of commands queued while a DMA reply is awaited (limit ",
+                         max_queued_bytes_awaiting_reply_, "): disconnecting the client");
+    CloseOnIoThread("too many commands queued while a DMA reply was awaited");
+    return;
+  }
   auto below_limit = [this] {
-    return queued_commands_.load(std::memory_order_seq_cst) < env_.runtime.max_queued_commands;
+    return queued_commands_.load(std::memory_order_seq_cst) < env_.runtime.max_queued_commands &&
+           queued_bytes_.load(std::memory_order_seq_cst) <
+               max_queued_bytes_.load(std::memory_order_relaxed);
   };
   bool read = reply_expected_here || below_limit();
   if (!read) {
@@ -356,7 +394,7 @@ void Connection::ArmStallTimerOnIoThread(bool armed) {
 
 // ------------------------------------------------------------------- strand
 
-void Connection::RunCommand(InboundMessage message) {
+void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
   // Runs even after the connection closed: the client sent it before it
   // went away (its reply is dropped by the IO thread).
   Session::Result result = session_.Handle(std::move(message));
@@ -378,18 +416,35 @@ void Connection::RunCommand(InboundMessage message) {
   if (result.reply) {
     Outgoing reply;
     reply.message = std::move(*result.reply);
+    // Counted before the IO thread can send them (and count them out).
+    const size_t fds = reply.message.fds.size();
+    const bool too_many_fds =
+        fds > 0 && reply_fds_held_.fetch_add(fds, std::memory_order_relaxed) + fds >
+                       env_.runtime.outbound_fds_high_water;
     outgoing_.enqueue(strand_producer_, std::move(reply));
+    if (too_many_fds) {
+      // Run nothing more until the client reads; this reply's kick below
+      // lets the IO thread take the pause over.
+      strand_.Pause();
+      strand_paused_for_fds_.store(true, std::memory_order_release);
+      // A close that resumed the strand before this pause would leave its
+      // last task (the detach) waiting forever.
+      if (closed()) strand_.Resume();
+    }
   }
   if (result.close_connection) {
     Outgoing close;
     close.kind = Outgoing::Kind::kCloseAfterFlush;
     outgoing_.enqueue(strand_producer_, std::move(close));
   }
+  const size_t bytes_still_queued =
+      queued_bytes_.fetch_sub(queued_charge, std::memory_order_seq_cst) - queued_charge;
   const size_t still_queued = queued_commands_.fetch_sub(1, std::memory_order_seq_cst) - 1;
   // A posted write that succeeded needs no IO-thread wake-up, unless the IO
   // thread stopped reading and may resume now (see UpdateInterestOnIoThread).
   const bool resume_reading = reading_paused_.load(std::memory_order_seq_cst) &&
-                              still_queued < env_.runtime.max_queued_commands;
+                              still_queued < env_.runtime.max_queued_commands &&
+                              bytes_still_queued < max_queued_bytes_.load(std::memory_order_relaxed);
   if (result.reply || result.negotiated || result.close_connection || resume_reading) {
     KickIoThread();
   }

@@ -19,9 +19,16 @@
 // reply instead of sleeping (RuntimeOptions::reply_busy_poll), so the reply
 // usually needs no wake-up at all.
 //
-// Back-pressure: see RuntimeOptions. The write-stall clock measures a lack
-// of progress: it restarts whenever bytes reach the client. A request of
-// ours (Call) whose caller has stopped waiting is not sent.
+// Back-pressure and bounds (see RuntimeOptions): commands queued for the
+// strand are bounded in count and bytes (the IO thread stops reading past
+// either, except while a DMA reply is awaited on the main socket, when a
+// second byte bound closes an abusive client); queued replies are bounded
+// in bytes and fds (the strand pauses past either). The reader bounds the
+// fds held for one incoming message (MessageAssembler).
+//
+// The write-stall clock measures a lack of progress: it restarts whenever
+// bytes reach the client. A request of ours (Call) whose caller has stopped
+// waiting is not sent.
 //
 // Closing loses nothing the client sent: every command received before the
 // end of the stream (EOF, a hang-up, a read or write error, a corrupt frame)
@@ -163,8 +170,12 @@ class Connection : public ClientChannel,
   // Reactor::Poller: keep the loop polling while a reply is due.
   bool KeepPolling() override;
 
-  // Strand.
-  void RunCommand(InboundMessage message);
+  // Inbound byte bounds in force (RuntimeOptions::max_queued_bytes and
+  // max_queued_bytes_awaiting_reply, resolved for `max_message_size`).
+  void SetQueuedBytesLimitsOnIoThread(size_t max_message_size);
+
+  // Strand. `queued_charge`: what the command added to queued_bytes_.
+  void RunCommand(InboundMessage message, size_t queued_charge);
 
   // Any thread.
   void Push(Outgoing item);
@@ -201,6 +212,19 @@ class Connection : public ClientChannel,
   std::atomic<bool> closed_{false};
   std::atomic<bool> twin_active_{false};
   std::atomic<size_t> queued_commands_{0};
+  // Bytes held by those commands, and the mark past which reading stops
+  // (read by the strand to decide whether to wake the IO thread).
+  std::atomic<size_t> queued_bytes_{0};
+  std::atomic<size_t> max_queued_bytes_{0};
+  // IO thread only: past this, while a reply is awaited, the client is
+  // disconnected.
+  size_t max_queued_bytes_awaiting_reply_ = 0;
+  // fds in replies the strand queued and the writers have not sent yet (each
+  // open in this process). The strand pauses itself once past
+  // outbound_fds_high_water and sets the flag; the IO thread takes the pause
+  // over (strand_paused_) and resumes it.
+  std::atomic<size_t> reply_fds_held_{0};
+  std::atomic<bool> strand_paused_for_fds_{false};
   std::atomic<bool> kick_pending_{false};
   // Set by the IO thread while it does not read the socket (back-pressure).
   std::atomic<bool> reading_paused_{false};

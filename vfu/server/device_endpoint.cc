@@ -32,7 +32,7 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
       pool_(pool),
       session_options_(std::move(session)),
       runtime_options_(runtime),
-      dma_table_(DmaMapLimits{}) {
+      dma_table_(runtime.dma_limits) {
   // A client whose memory faults under a DMA copy (it shrank the file behind
   // a mapping) is disconnected: its memory can no longer be trusted.
   dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {

@@ -5,20 +5,47 @@
 #include <cstddef>
 
 #include "absl/time/time.h"
+#include "vfu/dma/dma_map_table.h"
 #include "vfu/wire/dma_transfer.h"
 
 namespace vfu {
 
 struct RuntimeOptions {
-  // Commands received from one client but not yet run. Past this the IO
-  // thread stops reading that client's socket (unless a DMA reply is
-  // awaited), so a flooding client is slowed down by its own socket buffer.
+  // Commands received from one client but not yet run, by count and by
+  // bytes held (each message's buffer plus its bookkeeping). Past either the
+  // IO thread stops reading that client's socket, so a flooding client is
+  // slowed down by its own socket buffer; reading resumes as commands run
+  // (while a DMA reply is awaited, max_queued_bytes_awaiting_reply instead).
+  // A read that crosses the mark still completes: the bytes may exceed it by
+  // one read (MessageReader::kReadBudget) plus one message.
   size_t max_queued_commands = 256;
+  // 0 (the default): kQueuedBytesPerMessage times the largest message the
+  // client may send (negotiated; 64 KiB before VERSION), i.e. 4 MiB and a
+  // little for the default 1 MiB max_data_xfer_size.
+  size_t max_queued_bytes = 0;
+  static constexpr size_t kQueuedBytesPerMessage = 4;
+  // While one of our commands (DMA_READ/DMA_WRITE) awaits its reply on the
+  // main socket, the IO thread must keep reading to find the reply, so the
+  // marks above do not stop it. Commands queued meanwhile may reach this
+  // many bytes; past it the client is disconnected as abusive (with a log
+  // line). 0 (the default): kAwaitingReplyFactor times the effective
+  // max_queued_bytes (16 MiB and a little by default). With a twin socket
+  // replies arrive there and the main socket obeys the marks above.
+  size_t max_queued_bytes_awaiting_reply = 0;
+  static constexpr size_t kAwaitingReplyFactor = 4;
   // Reply bytes queued for a client that is not reading. Above the high
   // mark the client's commands stop running; below the low mark they
   // resume.
   size_t outbound_high_water = 8 << 20;
   size_t outbound_low_water = 2 << 20;
+  // The same for fds in queued replies (e.g. region fds in
+  // DEVICE_GET_REGION_INFO replies), each open in this process until its
+  // reply is sent: above the high mark the client's commands stop running,
+  // at or below the low mark they resume, and the stall clock
+  // (max_write_stall) runs meanwhile. The strand checks the mark after each
+  // reply it queues, so the fds held exceed it by at most one reply's fds.
+  size_t outbound_fds_high_water = 64;
+  size_t outbound_fds_low_water = 16;
   // A client whose replies have made no progress for this long while its
   // commands are paused (above the high mark) is disconnected. The clock
   // restarts whenever bytes reach the client, so a slow client that keeps
@@ -29,6 +56,12 @@ struct RuntimeOptions {
   // this long before the next try (the connection waits in the backlog),
   // instead of failing again at once in a loop.
   absl::Duration accept_retry_delay = absl::Milliseconds(100);
+  // What one client's DMA mappings may hold: bytes of fd-backed mappings
+  // (address space), the size of one mapping, and how long an unmap or a
+  // detach waits for pinned memory before revoking it (see
+  // vfu/dma/dma_map_table.h). `max_maps` and `page_sizes` are replaced by
+  // what VERSION negotiated (ServerOptions::version).
+  DmaMapLimits dma_limits;
   // How long a server-initiated command (DMA_READ/WRITE) waits for its reply.
   absl::Duration dma_timeout = absl::Seconds(5);
   // After handing a client's command to a worker, the IO thread polls for

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -488,6 +489,29 @@ TEST_F(ServerTest, SeveralDevicesIndependent) {
     ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> b, clients[i]->RegionRead(0, 0, 1));
     EXPECT_EQ(b[0], 10 + i);
   }
+}
+
+// RuntimeOptions::dma_limits reach every client's DMA map table: a client
+// past its bytes of mappings is refused with ENOSPC and keeps its session.
+TEST_F(ServerTest, DmaLimitsComeFromRuntimeOptions) {
+  ServerOptions options;
+  constexpr uint64_t kMap = 4 << 20;
+  options.runtime.dma_limits.max_total_bytes = 2 * kMap;
+  StartServer(options);
+  std::unique_ptr<Client> client = Connect();
+  ASSERT_NE(client, nullptr);
+  auto memfd = [] {
+    UniqueFd fd(::memfd_create("dma-limit", MFD_CLOEXEC));
+    EXPECT_EQ(::ftruncate(fd.get(), kMap), 0);
+    return fd;
+  };
+  constexpr uint32_t kReadWrite = wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite;
+  ASSERT_OK(client->DmaMap(0, kMap, kReadWrite, memfd()));
+  ASSERT_OK(client->DmaMap(kMap, kMap, kReadWrite, memfd()));
+  absl::Status third = client->DmaMap(2 * kMap, kMap, kReadWrite, memfd());
+  EXPECT_EQ(wire::ReplyErrno(third), ENOSPC) << third;
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, client->RegionRead(0, 0, 1));
+  EXPECT_EQ(bytes.size(), 1u);
 }
 
 // A client that floods commands and never reads its replies does not stall

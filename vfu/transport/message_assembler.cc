@@ -60,8 +60,16 @@ MessageAssembler::Space MessageAssembler::ReceiveSpace(size_t min_size)
     }
   }
   // Here a sink is locked or its part already received: the in-place
-  // parts cover the rest of the message.
-  if (in_place_size_ != 0) AddInPlaceParts(in_place_received_, sink_locked_, space);
+  // parts cover the rest of the message, as far as body_ is allocated.
+  if (in_place_size_ != 0) {
+    GrowBody(std::max(kMinReceiveSize, min_size));
+    AddInPlaceParts(in_place_received_, sink_locked_, space);
+    if (!BodyComplete()) {
+      // Bytes after the message may not arrive before the message's own.
+      space_size_ = space.size();
+      return space;
+    }
+  }
   const size_t in_place = space.size();
   size_t want = std::max(kMinReceiveSize, min_size - std::min(min_size, in_place));
   // A message too small to be received in place is received whole.
@@ -71,7 +79,21 @@ MessageAssembler::Space MessageAssembler::ReceiveSpace(size_t min_size)
     if (buffer_.size() - data_end_ < want) buffer_.resize(data_end_ + want);
   }
   space.Add(absl::MakeSpan(buffer_).subspan(data_end_));
+  space_size_ = space.size();
   return space;
+}
+
+bool MessageAssembler::BodyComplete() const {
+  return sink_ != nullptr || body_.size() == in_place_size_;
+}
+
+void MessageAssembler::GrowBody(size_t min_room) {
+  if (BodyComplete() || body_.size() - in_place_received_ >= min_room) return;
+  const size_t new_size =
+      std::min(in_place_size_, std::max(2 * body_.size(), in_place_received_ + min_room));
+  std::vector<uint8_t> grown = MessageBufferPool::Instance().Take(new_size);
+  std::memcpy(grown.data(), body_.data(), in_place_received_);
+  MessageBufferPool::Instance().Recycle(std::exchange(body_, std::move(grown)));
 }
 
 void MessageAssembler::ReleaseReceiveSpace() ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -89,10 +111,17 @@ void MessageAssembler::Compact() {
 }
 
 void MessageAssembler::Commit(size_t size, std::vector<UniqueFd> fds, bool fds_truncated) {
+  VFU_CHECK(size <= space_size_, "commit beyond the receive space");
+  space_size_ = 0;
   const size_t in_place_room = in_place_size_ - in_place_received_;
-  VFU_CHECK(size <= in_place_room + (buffer_.size() - data_end_),
-            "commit beyond the receive space");
   ReleaseReceiveSpace();
+  if (fds.size() > max_fds_) {
+    // More than any message may carry: keep what a message may have, so
+    // the owner fails with EINVAL like one the kernel truncated.
+    fds.resize(max_fds_);
+    fds_truncated = true;
+  }
+  held_fds_ += fds.size();
   if (!fds.empty() || fds_truncated) {
     fd_batches_.push_back(
         FdBatch{stream_end_, stream_end_ + size, std::move(fds), fds_truncated});
@@ -110,21 +139,30 @@ void MessageAssembler::Append(absl::Span<const uint8_t> bytes, std::vector<Uniqu
   Commit(bytes.size(), std::move(fds), fds_truncated);
 }
 
+void MessageAssembler::DropFdBatch(const char* why) {
+  FdBatch& batch = fd_batches_.front();
+  if (!batch.fds.empty()) {
+    VFU_LOG_RATE_LIMITED(kWarning, "closing ", batch.fds.size(), " fds ", why);
+  }
+  held_fds_ -= batch.fds.size();
+  fd_batches_.pop_front();
+}
+
 void MessageAssembler::ClaimFds(uint64_t start, uint64_t size, InboundMessage& message) {
   const uint64_t end = start + size;
   while (!fd_batches_.empty()) {
     FdBatch& batch = fd_batches_.front();
-    if (batch.range_end <= start) {
-      // The receive that brought these fds held no message start: the
-      // peer attached them to the middle of a message.
-      VFU_LOG(kWarning, "closing ", batch.fds.size(),
-              " fds received in the middle of a message");
-      fd_batches_.pop_front();
+    // The receive that brought these fds held no message start (it ended
+    // before this message, or lies inside it after its start): the peer
+    // attached them to the middle of a message.
+    if (batch.range_end <= start || (batch.range_begin > start && batch.range_end <= end)) {
+      DropFdBatch("received in the middle of a message");
       continue;
     }
     // Owned by this message if it starts inside the batch's range and no
     // later message does.
     if (batch.range_begin <= start && start < batch.range_end && end >= batch.range_end) {
+      held_fds_ -= batch.fds.size();
       for (UniqueFd& fd : batch.fds) message.fds.push_back(std::move(fd));
       message.fds_truncated |= batch.truncated;
       fd_batches_.pop_front();
@@ -132,6 +170,21 @@ void MessageAssembler::ClaimFds(uint64_t start, uint64_t size, InboundMessage& m
     }
     break;
   }
+}
+
+absl::Status MessageAssembler::CheckHeldFds() {
+  if (!fds_exceeded_ && held_fds_ <= max_fds_) return absl::OkStatus();
+  if (!fds_exceeded_) {
+    VFU_LOG_RATE_LIMITED(kWarning, "peer sent ", held_fds_, " fds for one message, more than ",
+                         max_fds_, " (max_msg_fds): dropping the stream");
+    fds_exceeded_ = true;
+  }
+  while (!fd_batches_.empty()) {
+    held_fds_ -= fd_batches_.front().fds.size();
+    fd_batches_.pop_front();
+  }
+  return absl::DataLossError(
+      absl::StrCat("more than ", max_fds_, " fds (max_msg_fds) sent for one message"));
 }
 
 void MessageAssembler::StartInPlace(size_t have, size_t size) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -144,10 +197,13 @@ void MessageAssembler::StartInPlace(size_t have, size_t size) ABSL_NO_THREAD_SAF
     // refuse) or a waiter already gone: an ordinary message.
     sink.reset();
   }
-  const size_t sink_size = sink != nullptr ? sink->data().size() : 0;
+  // With a sink body_ holds only the bytes around the sink's part (a reply's
+  // header fields); without one it starts small and grows (GrowBody()).
   // Possibly a recycled buffer holding an earlier message's bytes: all of
   // them are overwritten before the message is delivered.
-  body_ = MessageBufferPool::Instance().Take(size - sink_size);
+  const size_t body_size = sink != nullptr ? size - sink->data().size()
+                                           : std::min(size, std::max(have, kInitialBodySize));
+  body_ = MessageBufferPool::Instance().Take(body_size);
   in_place_size_ = size;
   in_place_received_ = have;
   sink_ = std::move(sink);
@@ -208,6 +264,7 @@ bool MessageAssembler::TakeInPlace(std::vector<InboundMessage>& out) {
 }
 
 absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
+  if (fds_exceeded_) return CheckHeldFds();
   while (true) {
     if (discard_remaining_ > 0) {
       size_t skip = static_cast<size_t>(
@@ -221,7 +278,7 @@ absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
       }
     }
     if (in_place_size_ != 0) {
-      if (!TakeInPlace(out)) return absl::OkStatus();
+      if (!TakeInPlace(out)) return CheckHeldFds();
       continue;
     }
     absl::Span<const uint8_t> data =
@@ -236,7 +293,7 @@ absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
           StartInPlace(data.size(), data.size() + frame.size);
         }
         if (data_begin_ == data_end_) data_begin_ = data_end_ = 0;
-        return absl::OkStatus();
+        return CheckHeldFds();
       case wire::FrameStatus::kCorrupt:
         wanted_ = 0;
         return absl::DataLossError(frame.reason);
@@ -262,7 +319,7 @@ absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
     }
   }
   if (data_begin_ == data_end_) data_begin_ = data_end_ = 0;
-  return absl::OkStatus();
+  return CheckHeldFds();
 }
 
 }  // namespace vfu

@@ -15,18 +15,25 @@
 //
 // Large messages. Once the header of a message larger than the direct
 // threshold has arrived (and its size is within the limit), the message gets
-// a buffer of its own, exactly msg_size bytes (from MessageBufferPool, so a
-// recycled one need not be zero-filled), which becomes the delivered
-// InboundMessage::bytes. The bytes already received move there once; the
-// rest is received in place, so the body is never copied again and buffer_
-// never grows to the size of a message:
+// a buffer of its own (from MessageBufferPool, so a recycled one need not be
+// zero-filled), which becomes the delivered InboundMessage::bytes. The bytes
+// already received move there once; the rest is received in place, so
+// buffer_ never grows to the size of a message:
 //
-//   body_:   [ header + body received (in_place_received_) | still to come ]
-//   ReceiveSpace(): body_'s "still to come", then buffer_'s free space
+//   body_:   [ header + body received (in_place_received_) | room | (not yet allocated) ]
+//   ReceiveSpace(): body_'s room; buffer_'s free space too once body_ is
+//                   allocated up to the message's end
 //
-// A receive that fills body_ spills into buffer_ (the bytes that follow the
-// message), so the stream stays in order: buffer_ holds bytes only once
-// body_ is full.
+// The header alone never allocates more than kInitialBodySize (2 MiB) of a
+// larger message: body_ starts there (or at what has arrived) and doubles,
+// capped at the message's size, whenever its room is used up, so a peer
+// makes us hold at most about twice what it actually sent (plus 2 MiB).
+// Each growth copies the bytes received so far into the larger buffer once:
+// over a whole message that is less than one extra copy of it (1/2 + 1/4 +
+// ...), paid only by messages larger than kInitialBodySize that no reply
+// sink takes (a reply sink's part never lives in body_, see below). A receive that ends the
+// message spills into buffer_ (the bytes that follow it), so the stream
+// stays in order: buffer_ holds bytes only once body_ is full.
 //
 // Reply sinks. When a large message's header names a reply someone waits
 // for with a ReplySink of exactly that size (set_reply_sink_lookup), the
@@ -43,7 +50,18 @@
 // fd-carrying message as its own send (vfio-user peers, QEMU included, do),
 // so the fds belong to the *last* message that starts within the bytes of
 // the recvmsg that delivered them. fds whose recvmsg held no message start
-// (a peer that attached them mid-message) are closed with a warning.
+// (a peer that attached them mid-message) are closed with a warning once
+// the message around them ends.
+//
+// fd bound (set_max_fds(), the max_msg_fds we advertised): a receive with
+// more fds keeps the first max_fds and is marked truncated (the message
+// then fails with EINVAL). After TakeMessages() the fds still held (those
+// of the message not yet complete, plus any mid-message ones waiting to be
+// closed) never exceed max_fds: a peer that sends more, e.g. one fd with
+// every byte of a large message, loses the stream (DataLoss, all held fds
+// closed). So the assembler holds at most 2 * max_fds fds (the bound plus
+// one receive) when the owner calls TakeMessages() after each Commit(), as
+// MessageReader does.
 //
 // Thread-compatible: one owner (the IO thread) at a time.
 #ifndef VFU_TRANSPORT_MESSAGE_ASSEMBLER_H_
@@ -74,6 +92,14 @@ class MessageAssembler {
   static constexpr size_t kMinReceiveSize = 64 * 1024;
   // Messages above this size are received into their own buffer.
   static constexpr size_t kDefaultDirectThreshold = kMinReceiveSize;
+  // A message received in place first gets a buffer this large (or as
+  // large as what has arrived), grown as more arrives. Messages up to this
+  // size (every DMA chunk at the default 1 MiB max_data_xfer_size) are
+  // allocated in full at once: growing 1 MiB DMA_WRITEs from 128 KiB made
+  // the client library's receive of them several times slower (measured
+  // with dma_throughput_bench), and a peer can make us reserve at most this
+  // much per socket without sending it.
+  static constexpr size_t kInitialBodySize = 2 << 20;
 
   // `max_message_size`: larger messages are refused (yielded as `oversized`,
   // their bodies skipped without buffering). `direct_threshold`: messages
@@ -86,6 +112,10 @@ class MessageAssembler {
   // oversized by the next TakeMessages(), as if it had just arrived.
   void set_max_message_size(size_t size) { max_message_size_ = size; }
   size_t max_message_size() const { return max_message_size_; }
+
+  // Most fds one message may bring (see "fd bound" in the file comment).
+  // Unlimited by default.
+  void set_max_fds(size_t max_fds) { max_fds_ = max_fds; }
 
   // Where the next receive puts its bytes: parts[0], then parts[1] once
   // parts[0] is full, and so on. Together at least `min_size` and at least
@@ -127,9 +157,10 @@ class MessageAssembler {
               bool fds_truncated = false);
 
   // Moves every complete message into `out`, in stream order. Returns a
-  // DataLoss error when the stream can no longer be framed (msg_size < 16);
-  // the connection must then be closed. Messages completed before the
-  // corrupt header are still delivered.
+  // DataLoss error when the stream can no longer be framed (msg_size < 16)
+  // or when more fds than max_fds are held for one message (and then keeps
+  // returning it); the connection must then be closed. Messages completed
+  // before are still delivered.
   absl::Status TakeMessages(std::vector<InboundMessage>& out);
 
   // Bytes received but not yet part of a delivered message.
@@ -143,6 +174,11 @@ class MessageAssembler {
   bool receiving_in_place() const { return in_place_size_ != 0; }
   // Whether it is being received into a reply sink.
   bool receiving_into_sink() const { return sink_ != nullptr; }
+  // fds received and not yet delivered or closed.
+  size_t held_fds() const { return held_fds_; }
+  // Memory reserved for bytes not yet delivered (reassembly buffer and the
+  // in-place message's buffer), whatever their contents.
+  size_t reserved_bytes() const { return buffer_.capacity() + body_.capacity(); }
 
  private:
   // fds delivered by one receive, with the stream range that receive covered.
@@ -158,8 +194,18 @@ class MessageAssembler {
   void ClaimFds(uint64_t start, uint64_t size, InboundMessage& message);
   void Compact();
   // Moves the front message's `have` buffered bytes into a buffer of its
-  // own (and a reply sink, if one waits for it) of `size` bytes in all.
+  // own (and a reply sink, if one waits for it) for a message of `size`
+  // bytes in all.
   void StartInPlace(size_t have, size_t size);
+  // Grows body_ (no sink) so that its room holds at least `min_room`
+  // bytes or reaches the message's end.
+  void GrowBody(size_t min_room);
+  // Whether body_ reaches the in-place message's end.
+  bool BodyComplete() const;
+  // Drops the front fd batch, closing its fds.
+  void DropFdBatch(const char* why);
+  // Fails the stream if more than max_fds_ fds are held.
+  absl::Status CheckHeldFds();
   // TakeMessages() while receiving in place: delivers or refuses the front
   // message if it can. Returns false while it still needs bytes.
   bool TakeInPlace(std::vector<InboundMessage>& out);
@@ -173,12 +219,19 @@ class MessageAssembler {
 
   size_t max_message_size_;
   const size_t direct_threshold_;
+  size_t max_fds_ = SIZE_MAX;
+  // Total fds in fd_batches_.
+  size_t held_fds_ = 0;
+  // Set once too many fds were held: the stream is lost.
+  bool fds_exceeded_ = false;
+  // Size of the last ReceiveSpace(), the most Commit() may accept.
+  size_t space_size_ = 0;
   std::vector<uint8_t> buffer_;
   size_t data_begin_ = 0;
   size_t data_end_ = 0;
   // The front message while received in place: its size (0 when none),
-  // how many of its bytes have arrived, and its own buffer (all of it, or
-  // all but the sink's part).
+  // how many of its bytes have arrived, and its own buffer (without a sink:
+  // a growing prefix of the message; with one: all but the sink's part).
   size_t in_place_size_ = 0;
   size_t in_place_received_ = 0;
   std::vector<uint8_t> body_;

@@ -180,7 +180,7 @@ TEST(MessageAssemblerTest, ReportsBytesWanted) {
 // parts in order. Returns where the first byte went.
 uint8_t* Receive(MessageAssembler& assembler, absl::Span<const uint8_t> bytes,
                  std::vector<UniqueFd> fds = {}) {
-  const MessageAssembler::Space space = assembler.ReceiveSpace();
+  const MessageAssembler::Space space = assembler.ReceiveSpace(bytes.size());
   EXPECT_GE(space.size(), bytes.size());
   space.Scatter(bytes);
   assembler.Commit(bytes.size(), std::move(fds), false);
@@ -189,8 +189,8 @@ uint8_t* Receive(MessageAssembler& assembler, absl::Span<const uint8_t> bytes,
 
 // A message above the direct threshold, arriving in fragments, is received
 // in place once its header is in: the bytes land in the delivered message's
-// own buffer (never copied), and the piece that ends it spills the next
-// message, with its fds, into the reassembly buffer.
+// own buffer (moved only when that buffer grows), and the piece that ends it
+// spills the next message, with its fds, into the reassembly buffer.
 TEST(MessageAssemblerTest, LargeMessageInFragmentsIsReceivedInPlace) {
   const std::vector<uint8_t> big = MakeMessage(1, 300000), small = MakeMessage(2, 5);
   const std::vector<uint8_t> stream = Concat({big, small});
@@ -207,7 +207,7 @@ TEST(MessageAssemblerTest, LargeMessageInFragmentsIsReceivedInPlace) {
   EXPECT_EQ(assembler.bytes_wanted(), big.size() - 1000);
   EXPECT_EQ(assembler.buffered_bytes(), 1000u);
 
-  uint8_t* const at_1000 = Receive(assembler, all.subspan(1000, 70000));
+  Receive(assembler, all.subspan(1000, 70000));
   ASSERT_THAT(assembler.TakeMessages(out), IsOk());
   size_t pos = 71000;
   for (size_t piece : {1u, 4095u, 100000u}) {
@@ -217,11 +217,12 @@ TEST(MessageAssemblerTest, LargeMessageInFragmentsIsReceivedInPlace) {
     EXPECT_TRUE(out.empty());
   }
   // The last piece ends the big message and carries the next one's fd.
-  Receive(assembler, all.subspan(pos), MakeFds(1));
+  const size_t last_pos = pos;
+  uint8_t* const at_last = Receive(assembler, all.subspan(pos), MakeFds(1));
   ASSERT_THAT(assembler.TakeMessages(out), IsOk());
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].bytes, big);
-  EXPECT_EQ(out[0].bytes.data() + 1000, at_1000) << "the body was copied";
+  EXPECT_EQ(out[0].bytes.data() + last_pos, at_last) << "the body was copied";
   EXPECT_EQ(out[0].fds.size(), 2u);
   EXPECT_EQ(out[1].bytes, small);
   EXPECT_EQ(out[1].fds.size(), 1u);
@@ -282,6 +283,125 @@ TEST(MessageAssemblerTest, InPlaceMessageRefusedWhenLimitDrops) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[1].bytes, next);
   EXPECT_EQ(assembler.buffered_bytes(), 0u);
+}
+
+// A peer that sends a large message's header and then its body a byte at a
+// time, each byte with an fd, loses the stream once more fds than a message
+// may carry are held: never more than max_fds (after TakeMessages()), and
+// all of them closed when the stream fails.
+TEST(MessageAssemblerTest, FdsTrickledIntoOneMessageFailTheStream) {
+  const std::vector<uint8_t> big = MakeMessage(1, 200000);
+  const absl::Span<const uint8_t> all(big);
+  constexpr size_t kMaxFds = 8;
+  MessageAssembler assembler(1 << 20);
+  assembler.set_max_fds(kMaxFds);
+  std::vector<InboundMessage> out;
+  std::vector<int> raw_fds;
+  // The header with a legitimate fd of the message's own.
+  std::vector<UniqueFd> first = MakeFds(1);
+  raw_fds.push_back(first[0].get());
+  assembler.Append(all.subspan(0, 16), std::move(first));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  absl::Status status;
+  size_t pos = 16;
+  for (; pos < 16 + 100 && status.ok(); ++pos) {
+    std::vector<UniqueFd> fds = MakeFds(1);
+    raw_fds.push_back(fds[0].get());
+    assembler.Append(all.subspan(pos, 1), std::move(fds));
+    status = assembler.TakeMessages(out);
+    EXPECT_LE(assembler.held_fds(), kMaxFds);
+  }
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(pos, 16 + kMaxFds) << "failed after the wrong number of fds";
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(assembler.held_fds(), 0u);
+  for (int raw : raw_fds) EXPECT_EQ(::fcntl(raw, F_GETFD), -1) << "fd " << raw << " left open";
+  // The stream stays failed.
+  assembler.Append(all.subspan(pos, 1));
+  EXPECT_THAT(assembler.TakeMessages(out), StatusIs(absl::StatusCode::kDataLoss));
+}
+
+// The same trickle while no message owns the fds: the body of an oversized
+// message being skipped.
+TEST(MessageAssemblerTest, FdsTrickledIntoSkippedMessageFailTheStream) {
+  const std::vector<uint8_t> big = MakeMessage(1, 20000);
+  const absl::Span<const uint8_t> all(big);
+  MessageAssembler assembler(4096);
+  assembler.set_max_fds(2);
+  std::vector<InboundMessage> out;
+  assembler.Append(all.subspan(0, 16));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out[0].oversized);
+  absl::Status status;
+  int sent = 0;
+  for (size_t pos = 16; pos < 40 && status.ok(); ++pos, ++sent) {
+    assembler.Append(all.subspan(pos, 1), MakeFds(1));
+    status = assembler.TakeMessages(out);
+  }
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(sent, 3);
+  EXPECT_EQ(assembler.held_fds(), 0u);
+}
+
+// A message may bring exactly max_fds fds, and one receive with more keeps
+// max_fds of them and marks the message truncated (an EINVAL reply, not a
+// lost stream).
+TEST(MessageAssemblerTest, FdLimitKeepsMessagesWithinIt) {
+  MessageAssembler assembler(4096);
+  assembler.set_max_fds(2);
+  std::vector<InboundMessage> out;
+  assembler.Append(MakeMessage(1, 4), MakeFds(2));
+  std::vector<UniqueFd> three = MakeFds(3);
+  const int dropped = three[2].get();
+  assembler.Append(MakeMessage(2, 4), std::move(three));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].fds.size(), 2u);
+  EXPECT_FALSE(out[0].fds_truncated);
+  EXPECT_EQ(out[1].fds.size(), 2u);
+  EXPECT_TRUE(out[1].fds_truncated);
+  EXPECT_EQ(::fcntl(dropped, F_GETFD), -1);
+  EXPECT_EQ(assembler.held_fds(), 0u);
+}
+
+// A 64 MiB message's header alone reserves little memory; the message's
+// buffer grows with what arrives (at most about twice it), and the whole
+// message still arrives intact.
+TEST(MessageAssemblerTest, LargeMessageBufferGrowsWithItsBytes) {
+  constexpr size_t kPayload = 64 << 20;
+  // Built with bulk fills: byte loops over 64 MiB are slow under sanitizers.
+  std::vector<uint8_t> stream = wire::StartMessage(kPayload);
+  stream.resize(wire::kHeaderSize + kPayload);
+  for (size_t i = 0; i < kPayload; i += 4096) stream[wire::kHeaderSize + i] = uint8_t(i >> 12);
+  wire::FinishMessage(wire::CommandHeader(3, wire::Command::kRegionWrite), stream);
+  const size_t big_size = stream.size();
+  const std::vector<uint8_t> next = MakeMessage(4, 8);
+  stream.insert(stream.end(), next.begin(), next.end());
+  const absl::Span<const uint8_t> all(stream);
+  MessageAssembler assembler(kPayload + 64);
+  std::vector<InboundMessage> out;
+  Receive(assembler, all.subspan(0, 16));
+  ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+  ASSERT_TRUE(assembler.receiving_in_place());
+  // kInitialBodySize, possibly in a recycled buffer of up to twice that.
+  EXPECT_LE(assembler.reserved_bytes(), 5u << 20) << "allocated from the header alone";
+  size_t pos = 16;
+  while (pos < stream.size()) {
+    const MessageAssembler::Space space = assembler.ReceiveSpace();
+    const size_t n = std::min(space.size(), stream.size() - pos);
+    space.Scatter(all.subspan(pos, n));
+    assembler.Commit(n, {}, false);
+    pos += n;
+    ASSERT_THAT(assembler.TakeMessages(out), IsOk());
+    if (out.empty()) {
+      ASSERT_LE(assembler.reserved_bytes(), 4 * pos + (5u << 20)) << "after " << pos << " bytes";
+    }
+  }
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[0].bytes.size(), big_size);
+  EXPECT_EQ(std::memcmp(out[0].bytes.data(), stream.data(), big_size), 0);
+  EXPECT_TRUE(out[1].bytes == next);
 }
 
 }  // namespace

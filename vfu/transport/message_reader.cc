@@ -15,7 +15,9 @@ namespace vfu {
 MessageReader::MessageReader(size_t max_message_size, size_t max_fds)
     : assembler_(max_message_size),
       max_fds_(max_fds),
-      control_(CMSG_SPACE(sizeof(int) * (max_fds == 0 ? 1 : max_fds))) {}
+      control_(CMSG_SPACE(sizeof(int) * (max_fds == 0 ? 1 : max_fds))) {
+  assembler_.set_max_fds(max_fds);
+}
 
 absl::Status MessageReader::ReadAvailable(int fd, Syscalls& syscalls,
                                           std::vector<InboundMessage>& out) {

@@ -25,13 +25,16 @@ namespace vfu {
 class MessageReader {
  public:
   // `max_fds` sizes the control buffer: a message with more fds arrives with
-  // `fds_truncated` set and the received ones closed by the handler.
+  // `fds_truncated` set and the received ones closed by the handler. It also
+  // bounds the fds held for a message still arriving: a peer that sends more
+  // loses the stream (DataLoss; see MessageAssembler's "fd bound").
   MessageReader(size_t max_message_size, size_t max_fds);
 
   // Reads what the socket has, appending complete messages to `out`.
   //   OK           the socket would block, or the byte budget was spent
   //   Unavailable  the peer closed the connection or reset it
-  //   DataLoss     the stream is corrupt (framing lost)
+  //   DataLoss     the stream is corrupt (framing lost) or abusive (more
+  //                fds than max_fds held for one message); fds held closed
   //   other        an unexpected recvmsg error
   // Messages completed before a failure are still appended.
   absl::Status ReadAvailable(int fd, Syscalls& syscalls, std::vector<InboundMessage>& out);

@@ -34,6 +34,7 @@ size_t GatherIovecs(const OutboundMessage& message, size_t skip, struct iovec* i
 
 void MessageWriter::Enqueue(OutboundMessage message) {
   queued_bytes_ += message.size();
+  queued_fds_ += message.fds.size();
   if (!message.borrowed.empty()) ++borrowing_messages_;
   queue_.push_back(std::move(message));
 }
@@ -42,6 +43,7 @@ void MessageWriter::Clear() {
   queue_.clear();
   sent_ = 0;
   queued_bytes_ = 0;
+  queued_fds_ = 0;
   borrowing_messages_ = 0;
 }
 
@@ -105,7 +107,10 @@ absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
 
     // The kernel took the fds with the first byte; our copies can close.
     size_t written = static_cast<size_t>(r.value);
-    if (send_fds && written > 0) front.fds.clear();
+    if (send_fds && written > 0) {
+      queued_fds_ -= front.fds.size();
+      front.fds.clear();
+    }
     queued_bytes_ -= written;
     while (written > 0) {
       OutboundMessage& head = queue_.front();

@@ -44,6 +44,9 @@ class MessageWriter {
   size_t queued_messages() const { return queue_.size(); }
   // Queued messages that still borrow memory.
   size_t borrowing_messages() const { return borrowing_messages_; }
+  // fds queued and not yet sent (each is open in this process until its
+  // message's first byte leaves); what fd back-pressure is judged on.
+  size_t queued_fds() const { return queued_fds_; }
 
   // Copies every borrowed span still queued into its message's own bytes,
   // so that the memory may change or go away. The bytes sent stay the same.
@@ -61,6 +64,7 @@ class MessageWriter {
   size_t sent_ = 0;
   size_t queued_bytes_ = 0;
   size_t borrowing_messages_ = 0;
+  size_t queued_fds_ = 0;
 };
 
 }  // namespace vfu

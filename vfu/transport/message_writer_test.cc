@@ -146,5 +146,30 @@ TEST(MessageWriterTest, ManySegmentsSpanSeveralSends) {
   EXPECT_EQ(sends.sends(), 2u);
 }
 
+// queued_fds() counts the fds still queued: each leaves (and is closed
+// here) with its message's first byte, and Clear() closes the rest.
+TEST(MessageWriterTest, CountsQueuedFdsUntilTheyLeave) {
+  auto with_fds = [](int n) {
+    OutboundMessage m{Pattern(20, 1), {}};
+    for (int i = 0; i < n; ++i) m.fds.emplace_back(::dup(0));
+    return m;
+  };
+  MessageWriter writer;
+  writer.Enqueue(with_fds(2));
+  writer.Enqueue({Pattern(20, 2), {}});
+  writer.Enqueue(with_fds(3));
+  writer.Enqueue(with_fds(1));
+  EXPECT_EQ(writer.queued_fds(), 6u);
+  // 1 byte of the first message takes its fds; EAGAIN; then the rest of it
+  // and the fd-less message; then 1 byte of the third.
+  ScriptedSends sends({1, 0, 39, 1, 0});
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  EXPECT_EQ(writer.queued_fds(), 4u);
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  EXPECT_EQ(writer.queued_fds(), 1u);
+  writer.Clear();
+  EXPECT_EQ(writer.queued_fds(), 0u);
+}
+
 }  // namespace
 }  // namespace vfu
