@@ -101,50 +101,37 @@ void InstallFaultGuardHandler() {
 }
 
 // Each entry point keeps its own sigsetjmp: the frame that saved the jump
-// buffer must still be live when the handler jumps back to it.
+// buffer must still be live when the handler jumps back to it, and a
+// function that calls sigsetjmp cannot be inlined into its caller. So the
+// body is a macro, expanded once per entry point.
+#define VFU_RUN_FAULT_GUARDED_(access, fault_address) \
+  do {                                                 \
+    InstallFaultGuardHandler();                        \
+    sigjmp_buf env;                                    \
+    sigjmp_buf* const outer = tls_guard.env;           \
+    if (sigsetjmp(env, /*savemask=*/0) != 0) {         \
+      Disarm(outer);                                   \
+      RecoverFromFault(fault_address);                 \
+      return false;                                    \
+    }                                                  \
+    Arm(&env);                                         \
+    access;                                            \
+    Disarm(outer);                                     \
+    return true;                                       \
+  } while (false)
+
 bool RunFaultGuarded(void (*fn)(void*), void* arg, void** fault_address) {
-  InstallFaultGuardHandler();
-  sigjmp_buf env;
-  sigjmp_buf* const outer = tls_guard.env;
-  if (sigsetjmp(env, /*savemask=*/0) != 0) {
-    Disarm(outer);
-    RecoverFromFault(fault_address);
-    return false;
-  }
-  Arm(&env);
-  fn(arg);
-  Disarm(outer);
-  return true;
+  VFU_RUN_FAULT_GUARDED_(fn(arg), fault_address);
 }
 
 bool GuardedMemcpy(void* dst, const void* src, size_t n, void** fault_address) {
-  InstallFaultGuardHandler();
-  sigjmp_buf env;
-  sigjmp_buf* const outer = tls_guard.env;
-  if (sigsetjmp(env, /*savemask=*/0) != 0) {
-    Disarm(outer);
-    RecoverFromFault(fault_address);
-    return false;
-  }
-  Arm(&env);
-  std::memcpy(dst, src, n);
-  Disarm(outer);
-  return true;
+  VFU_RUN_FAULT_GUARDED_(std::memcpy(dst, src, n), fault_address);
 }
 
 bool GuardedMemmove(void* dst, const void* src, size_t n, void** fault_address) {
-  InstallFaultGuardHandler();
-  sigjmp_buf env;
-  sigjmp_buf* const outer = tls_guard.env;
-  if (sigsetjmp(env, /*savemask=*/0) != 0) {
-    Disarm(outer);
-    RecoverFromFault(fault_address);
-    return false;
-  }
-  Arm(&env);
-  std::memmove(dst, src, n);
-  Disarm(outer);
-  return true;
+  VFU_RUN_FAULT_GUARDED_(std::memmove(dst, src, n), fault_address);
 }
+
+#undef VFU_RUN_FAULT_GUARDED_
 
 }  // namespace vfu

@@ -6,17 +6,26 @@
 
 namespace vfu {
 
+std::optional<absl::Status> FastPathStatus(MappedAccess access, std::string_view what,
+                                           uint64_t iova, uint64_t length) {
+  switch (access) {
+    case MappedAccess::kDone:
+      return absl::OkStatus();
+    case MappedAccess::kFaulted:
+      return DmaFaultError(what, iova, length);
+    case MappedAccess::kNotMapped:
+      break;
+  }
+  return std::nullopt;
+}
+
 DmaMemory::DmaMemory(DmaMapTable& table, MessageDmaPath& messages)
     : table_(table), messages_(messages) {}
 
 absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
-  switch (table_.TryReadMapped(iova, out)) {
-    case MappedAccess::kDone:
-      return absl::OkStatus();
-    case MappedAccess::kFaulted:
-      return DmaFaultError("DMA read", iova, out.size());
-    case MappedAccess::kNotMapped:
-      break;
+  if (std::optional<absl::Status> done =
+          FastPathStatus(table_.TryReadMapped(iova, out), "DMA read", iova, out.size())) {
+    return *done;
   }
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, out.size(), DmaDirection::kRead));
   size_t done = 0;
@@ -33,13 +42,9 @@ absl::Status DmaMemory::Read(uint64_t iova, absl::Span<uint8_t> out) {
 }
 
 absl::Status DmaMemory::Write(uint64_t iova, absl::Span<const uint8_t> data) {
-  switch (table_.TryWriteMapped(iova, data)) {
-    case MappedAccess::kDone:
-      return absl::OkStatus();
-    case MappedAccess::kFaulted:
-      return DmaFaultError("DMA write", iova, data.size());
-    case MappedAccess::kNotMapped:
-      break;
+  if (std::optional<absl::Status> done =
+          FastPathStatus(table_.TryWriteMapped(iova, data), "DMA write", iova, data.size())) {
+    return *done;
   }
   VFU_ASSIGN_OR_RETURN(DmaSgList list, table_.Translate(iova, data.size(), DmaDirection::kWrite));
   size_t done = 0;

@@ -19,6 +19,8 @@
 #define VFU_DMA_DMA_MEMORY_H_
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -39,6 +41,13 @@ class MessageDmaPath {
   virtual absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) = 0;
   virtual absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) = 0;
 };
+
+// The outcome of a copy on the table's fast path (TryReadMapped /
+// TryWriteMapped) as the caller returns it: OK when copied, the DMA fault
+// status when the client's memory faulted, nullopt when the copy must take
+// the general path. `what` names the access in the fault status.
+std::optional<absl::Status> FastPathStatus(MappedAccess access, std::string_view what,
+                                           uint64_t iova, uint64_t length);
 
 class DmaMemory {
  public:

@@ -1,9 +1,9 @@
 #include "vfu/server/attachment_context.h"
 
+#include <optional>
 #include <utility>
 
 #include "vfu/base/rcu.h"
-#include "vfu/dma/dma_fault.h"
 #include "vfu/engine/message_dma.h"
 #include "vfu/server/connection.h"
 
@@ -24,13 +24,9 @@ absl::Status AttachmentContext::DmaRead(uint64_t iova, absl::Span<uint8_t> out) 
     // The flag and the copy share one read section: see the header.
     RcuReadSection section;
     if (revoked()) return RevokedError();
-    switch (table_.TryReadMapped(iova, out)) {
-      case MappedAccess::kDone:
-        return absl::OkStatus();
-      case MappedAccess::kFaulted:
-        return DmaFaultError("DMA read", iova, out.size());
-      case MappedAccess::kNotMapped:
-        break;
+    if (std::optional<absl::Status> done =
+            FastPathStatus(table_.TryReadMapped(iova, out), "DMA read", iova, out.size())) {
+      return *done;
     }
   }
   if (!BeginCall()) return RevokedError();
@@ -43,13 +39,9 @@ absl::Status AttachmentContext::DmaWrite(uint64_t iova, absl::Span<const uint8_t
   {
     RcuReadSection section;
     if (revoked()) return RevokedError();
-    switch (table_.TryWriteMapped(iova, data)) {
-      case MappedAccess::kDone:
-        return absl::OkStatus();
-      case MappedAccess::kFaulted:
-        return DmaFaultError("DMA write", iova, data.size());
-      case MappedAccess::kNotMapped:
-        break;
+    if (std::optional<absl::Status> done =
+            FastPathStatus(table_.TryWriteMapped(iova, data), "DMA write", iova, data.size())) {
+      return *done;
     }
   }
   if (!BeginCall()) return RevokedError();
