@@ -26,6 +26,7 @@
 #include "vfu/base/log.h"
 #include "vfu/base/syscalls.h"
 #include "vfu/server/server.h"
+#include "vfu/server/server_test_util.h"
 #include "vfu/server/unix_listener.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/wire/dma_map.h"
@@ -37,18 +38,11 @@
 namespace vfu {
 namespace {
 
+using ::vfu::testing::CountOpenFds;
 using ::vfu::testing::IsOk;
 using ::vfu::testing::MemoryDevice;
 using ::vfu::testing::ScopedTempDir;
 using ::vfu::testing::StatusIs;
-
-int CountOpenFds() {
-  int count = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  while (struct dirent* e = ::readdir(d)) count += e->d_name[0] != '.';
-  ::closedir(d);
-  return count - 1;  // the DIR's own fd
-}
 
 // MemoryDevice whose region 1 the client may mmap: DEVICE_GET_REGION_INFO
 // for it replies with a (duplicated) fd.

@@ -41,20 +41,13 @@
 namespace vfu {
 namespace {
 
+using ::vfu::testing::CountOpenFds;
 using ::vfu::testing::IsOk;
 using ::vfu::testing::MapFdLessMemory;
 using ::vfu::testing::RawNegotiatedClient;
 using ::vfu::testing::ReadMessages;
 using ::vfu::testing::MemoryDevice;
 using ::vfu::testing::StatusIs;
-
-int CountOpenFds() {
-  int count = 0;
-  DIR* d = ::opendir("/proc/self/fd");
-  while (struct dirent* e = ::readdir(d)) count += e->d_name[0] != '.';
-  ::closedir(d);
-  return count - 1;  // the DIR's own fd
-}
 
 class ServerTest : public testing::ServerFixture {};
 

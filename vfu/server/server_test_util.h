@@ -4,6 +4,7 @@
 #ifndef VFU_SERVER_SERVER_TEST_UTIL_H_
 #define VFU_SERVER_SERVER_TEST_UTIL_H_
 
+#include <dirent.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -28,6 +29,15 @@
 #include "vfu/wire/version.h"
 
 namespace vfu::testing {
+
+// Open fds of this process (for leak checks).
+inline int CountOpenFds() {
+  int count = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  while (struct dirent* e = ::readdir(d)) count += e->d_name[0] != '.';
+  ::closedir(d);
+  return count - 1;  // the DIR's own fd
+}
 
 class ServerFixture : public ::testing::Test {
  protected:
