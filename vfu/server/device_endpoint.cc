@@ -68,7 +68,7 @@ absl::Status DeviceEndpoint::StartOnIoThread() {
 void DeviceEndpoint::WatchListenerOnIoThread(bool watch) {
   if (watch == listener_watched_ || !listen_fd_) return;
   listener_watched_ = watch;
-  absl::Status status = reactor_.Modify(listen_fd_.get(), watch ? EPOLLIN : 0);
+  absl::Status status = reactor_.Modify(listen_fd_.get(), watch ? uint32_t{EPOLLIN} : 0u);
   if (!status.ok()) VFU_LOG(kError, socket_path_, ": epoll modify: ", status.message());
 }
 
