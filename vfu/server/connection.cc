@@ -242,6 +242,13 @@ void Connection::DrainOutgoingOnIoThread() {
                     ": its caller stopped waiting");
             break;
           }
+          if (item.request_ticket != 0) {
+            // Replies queued ahead may hold it back; it is asked again just
+            // before its first byte leaves.
+            item.message.still_wanted = [this, id = item.request_id, ticket = item.request_ticket] {
+              return pending_.Waiting(id, ticket);
+            };
+          }
           (item.to_twin ? twin_writer_ : writer_).Enqueue(std::move(item.message));
           break;
         case Outgoing::Kind::kApplyNegotiation:

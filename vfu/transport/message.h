@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/container/inlined_vector.h"
@@ -53,6 +54,10 @@ struct OutboundMessage {
   std::vector<uint8_t> bytes;
   std::vector<UniqueFd> fds;
   absl::InlinedVector<absl::Span<const uint8_t>, 2> borrowed = {};
+  // For a request of ours whose caller may stop waiting (a DMA_WRITE that
+  // times out): asked by the writer just before the message's first byte
+  // would leave; false drops the message unsent. Empty: always sent.
+  std::function<bool()> still_wanted = nullptr;
 
   // Bytes on the wire: `bytes` and every borrowed span.
   size_t size() const {

@@ -39,6 +39,15 @@ void MessageWriter::Enqueue(OutboundMessage message) {
   queue_.push_back(std::move(message));
 }
 
+void MessageWriter::DropFront() {
+  OutboundMessage& front = queue_.front();
+  queued_bytes_ -= front.size();
+  queued_fds_ -= front.fds.size();
+  if (!front.borrowed.empty()) --borrowing_messages_;
+  ++dropped_messages_;
+  queue_.pop_front();
+}
+
 void MessageWriter::Clear() {
   queue_.clear();
   sent_ = 0;
@@ -66,14 +75,19 @@ absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
   std::vector<char> control;
   while (!queue_.empty()) {
     OutboundMessage& front = queue_.front();
+    if (sent_ == 0 && front.still_wanted && !front.still_wanted()) {
+      DropFront();
+      continue;
+    }
     const bool send_fds = sent_ == 0 && !front.fds.empty();
 
     size_t count = GatherIovecs(front, sent_, iov, 0, kMaxIovecs);
     if (!send_fds) {
-      // Gather following messages up to the next one that carries fds.
+      // Gather following messages up to the next one that carries fds or
+      // must be asked whether it is still wanted (it is asked as the front).
       for (size_t i = 1; i < queue_.size() && count < kMaxIovecs; ++i) {
         OutboundMessage& next = queue_[i];
-        if (!next.fds.empty()) break;
+        if (!next.fds.empty() || next.still_wanted) break;
         count = GatherIovecs(next, 0, iov, count, kMaxIovecs);
       }
     }

@@ -8,7 +8,9 @@
 // first byte: a receiver ties fds to the message that starts the send that
 // carried them. A short write leaves the cursor at the exact byte, whichever
 // segment it falls in; the caller arms EPOLLOUT when Flush() reports that
-// bytes remain.
+// bytes remain. A message that carries a still_wanted() predicate is asked
+// just before its first byte would leave and dropped unsent when it says no
+// (a request whose caller gave up while replies queued ahead of it).
 //
 //   queue_: [ front (sent_ bytes of it gone) | msg | msg | ... ]
 //   a message on the wire: [ bytes | borrowed[0] | borrowed[1] | ... ]
@@ -55,16 +57,23 @@ class MessageWriter {
   // Drops everything queued (closing its fds), e.g. on disconnect.
   void Clear();
 
+  // Messages dropped unsent because their still_wanted() said no.
+  size_t dropped_messages() const { return dropped_messages_; }
+
   // Most iovecs (message segments) gathered into one sendmsg.
   static constexpr size_t kMaxIovecs = 64;
 
  private:
+  // Removes queue_.front(), not started, from the queue and its counts.
+  void DropFront();
+
   std::deque<OutboundMessage> queue_;
   // Bytes of queue_.front() already sent.
   size_t sent_ = 0;
   size_t queued_bytes_ = 0;
   size_t borrowing_messages_ = 0;
   size_t queued_fds_ = 0;
+  size_t dropped_messages_ = 0;
 };
 
 }  // namespace vfu

@@ -98,6 +98,46 @@ TEST(MessageWriterTest, GatherWriteResumesAtTheExactByte) {
   EXPECT_EQ(sends.max_iovecs(), 6u) << "all segments should leave in one sendmsg";
 }
 
+// A message with a still_wanted() predicate is asked just before its first
+// byte leaves, not when it is queued: one given up while the socket was full
+// is dropped, one still wanted goes out, and one already started is finished
+// whatever its predicate says later (the stream must stay framed).
+TEST(MessageWriterTest, MessageNoLongerWantedIsDroppedBeforeItsFirstByte) {
+  const std::vector<uint8_t> reply = Pattern(40, 1), request1 = Pattern(24, 2),
+                             request2 = Pattern(24, 3), request3 = Pattern(24, 4);
+  bool want1 = true, want2 = true, want3 = true;
+  int asked3 = 0;
+  // The reply's first 10 bytes, EAGAIN, then 20 bytes (the rest of the reply
+  // and nothing else: requests are not gathered behind it), then all.
+  ScriptedSends sends({10, 0, 30, 0, 5, 0});
+  MessageWriter writer;
+  writer.Enqueue({reply, {}});
+  OutboundMessage m1{request1, {}};
+  m1.still_wanted = [&] { return want1; };
+  writer.Enqueue(std::move(m1));
+  OutboundMessage m2{request2, {}};
+  m2.still_wanted = [&] { return want2; };
+  writer.Enqueue(std::move(m2));
+  OutboundMessage m3{request3, {}};
+  m3.still_wanted = [&] { return ++asked3, want3; };
+  writer.Enqueue(std::move(m3));
+
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());  // 10 bytes, then EAGAIN
+  want1 = false;  // its caller gives up while it waits behind the reply
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());  // the reply's rest, then EAGAIN
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());  // 5 bytes of request2, EAGAIN
+  want2 = false;  // too late: its first bytes are on the wire
+  while (!writer.empty()) ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+
+  std::vector<uint8_t> expected = reply;
+  expected.insert(expected.end(), request2.begin(), request2.end());
+  expected.insert(expected.end(), request3.begin(), request3.end());
+  EXPECT_EQ(sends.wire(), expected);
+  EXPECT_EQ(writer.dropped_messages(), 1u);
+  EXPECT_EQ(writer.queued_bytes(), 0u);
+  EXPECT_GE(asked3, 1);
+}
+
 // Borrowed memory may change once OwnBorrowedBytes() has run, even in the
 // middle of a message: what goes out is what was borrowed.
 TEST(MessageWriterTest, OwnBorrowedBytesKeepsWhatIsSent) {
