@@ -120,8 +120,8 @@ Session::Result Session::Handle(InboundMessage message) {
 
   if (!message.fds.empty() && !TakesFds(header.command) &&
       header.command != static_cast<uint16_t>(Command::kVersion)) {
-    VFU_LOG(kWarning, name_, ": closing ", message.fds.size(), " unexpected fds sent with ",
-            wire::CommandName(header.command));
+    VFU_LOG_RATE_LIMITED(kWarning, name_, ": closing ", message.fds.size(),
+                         " unexpected fds sent with ", wire::CommandName(header.command));
   }
   // Whatever fds a handler did not take close with `message`.
 
@@ -129,8 +129,8 @@ Session::Result Session::Handle(InboundMessage message) {
     // Row 9: the first message must be a good VERSION; whatever else comes
     // first ends the connection after the error reply.
     if (!negotiated_) result.close_connection = true;
-    VFU_LOG(kWarning, name_, ": ", wire::CommandName(header.command), " (id ", header.msg_id,
-            ") failed: ", status.message());
+    VFU_LOG_RATE_LIMITED(kWarning, name_, ": ", wire::CommandName(header.command), " (id ",
+                         header.msg_id, ") failed: ", status.message());
     if (!header.no_reply()) {
       result.reply = OutboundMessage{wire::ErrorReply(header, wire::ReplyErrno(status)), {}};
     } else {
@@ -171,8 +171,9 @@ absl::Status Session::HandleVersion(InboundMessage& message, Result& result,
   result.close_connection = false;
   result.negotiated = negotiated;
   negotiated_ = std::move(negotiated);
-  VFU_LOG(kInfo, name_, ": client negotiated version ", negotiated_->reply.major, ".",
-          negotiated_->reply.minor, negotiated_->twin_socket() ? " with twin socket" : "");
+  VFU_LOG_RATE_LIMITED(kInfo, name_, ": client negotiated version ", negotiated_->reply.major, ".",
+                       negotiated_->reply.minor,
+                       negotiated_->twin_socket() ? " with twin socket" : "");
   return absl::OkStatus();
 }
 

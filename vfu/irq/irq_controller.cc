@@ -193,7 +193,8 @@ absl::Status IrqController::SetIrqs(const wire::SetIrqsRequest& r, std::vector<U
         // log, as on real hardware.
         absl::Status raised = Raise(v);
         if (!raised.ok() && raised.code() != absl::StatusCode::kFailedPrecondition) {
-          VFU_LOG(kWarning, "loopback of IRQ ", r.index, ".", i, ": ", raised.ToString());
+          VFU_LOG_RATE_LIMITED(kWarning, "loopback of IRQ ", r.index, ".", i, ": ",
+                               raised.ToString());
         }
       } else {
         const bool mask = action == VFIO_IRQ_SET_ACTION_MASK;

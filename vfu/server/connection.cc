@@ -67,7 +67,7 @@ absl::Status Connection::StartOnIoThread() {
 
 void Connection::CloseOnIoThread(std::string_view why) {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
-  VFU_LOG(kInfo, env_.name, ": client disconnected: ", why);
+  VFU_LOG_RATE_LIMITED(kInfo, env_.name, ": client disconnected: ", why);
   if (reply_polling_) {
     reply_polling_ = false;
     env_.reactor->RemovePoller(this);
@@ -166,8 +166,8 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
     if (!h.is_command() && !h.is_reply()) {
       // Row 7: the body was read with the message, so the stream is still
       // framed; drop it without a reply.
-      VFU_LOG(kWarning, env_.name, ": dropping message of unknown type ", h.type(), " (id ",
-              h.msg_id, ")");
+      VFU_LOG_RATE_LIMITED(kWarning, env_.name, ": dropping message of unknown type ", h.type(),
+                           " (id ", h.msg_id, ")");
       continue;
     }
     if (h.is_reply()) {
@@ -175,14 +175,14 @@ void Connection::RouteInboundOnIoThread(std::vector<InboundMessage>& messages, b
       if (!pending_.Complete(id, PendingReplies::Reply{.bytes = std::move(m.bytes),
                                                        .fds = std::move(m.fds),
                                                        .sunk_bytes = m.sunk_bytes})) {
-        VFU_LOG(kWarning, env_.name, ": dropping reply with unknown id ", id, " (",
-                wire::CommandName(h.command), ")");
+        VFU_LOG_RATE_LIMITED(kWarning, env_.name, ": dropping reply with unknown id ", id, " (",
+                             wire::CommandName(h.command), ")");
       }
       continue;
     }
     if (from_twin) {
-      VFU_LOG(kWarning, env_.name, ": dropping ", wire::CommandName(h.command),
-              " sent on the twin socket (client commands belong on the main socket)");
+      VFU_LOG_RATE_LIMITED(kWarning, env_.name, ": dropping ", wire::CommandName(h.command),
+                           " sent on the twin socket (client commands belong on the main socket)");
       continue;
     }
     if (!polling_armed && !h.no_reply()) {
@@ -449,9 +449,10 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
   const size_t still_queued = queued_commands_.fetch_sub(1, std::memory_order_seq_cst) - 1;
   // A posted write that succeeded needs no IO-thread wake-up, unless the IO
   // thread stopped reading and may resume now (see UpdateInterestOnIoThread).
-  const bool resume_reading = reading_paused_.load(std::memory_order_seq_cst) &&
-                              still_queued < env_.runtime.max_queued_commands &&
-                              bytes_still_queued < max_queued_bytes_.load(std::memory_order_relaxed);
+  const bool resume_reading =
+      reading_paused_.load(std::memory_order_seq_cst) &&
+      still_queued < env_.runtime.max_queued_commands &&
+      bytes_still_queued < max_queued_bytes_.load(std::memory_order_relaxed);
   if (result.reply || result.negotiated || result.close_connection || resume_reading) {
     KickIoThread();
   }

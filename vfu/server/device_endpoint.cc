@@ -38,9 +38,10 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
   dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {
     std::shared_ptr<Connection> connection = current();
     if (connection == nullptr) return;
-    VFU_LOG(kWarning, socket_path_, ": DMA to [0x", absl::Hex(iova), ", +0x", absl::Hex(length),
-            ") faulted; disconnecting the client");
-    reactor_.Post([connection] { connection->CloseOnIoThread("client memory faulted during DMA"); });
+    VFU_LOG_RATE_LIMITED(kWarning, socket_path_, ": DMA to [0x", absl::Hex(iova), ", +0x",
+                         absl::Hex(length), ") faulted; disconnecting the client");
+    reactor_.Post(
+        [connection] { connection->CloseOnIoThread("client memory faulted during DMA"); });
   });
 }
 
@@ -144,7 +145,7 @@ void DeviceEndpoint::ServeOnIoThread(UniqueFd client) {
   clients_served_.fetch_add(1, std::memory_order_relaxed);
   // Stays watched to notice (once) a client that connects meanwhile.
   waiting_client_logged_ = false;
-  VFU_LOG(kInfo, socket_path_, ": client connected");
+  VFU_LOG_RATE_LIMITED(kInfo, socket_path_, ": client connected");
   absl::Status status = connection->StartOnIoThread();
   if (!status.ok()) {
     VFU_LOG(kError, socket_path_, ": cannot serve client: ", status.message());

@@ -223,8 +223,9 @@ void MessageAssembler::EndInPlace() {
 
 void MessageAssembler::AbandonSink() {
   const wire::Header header = wire::DecodeHeader(body_);
-  VFU_LOG(kWarning, "reply id ", header.msg_id, ": its waiter stopped waiting; skipping the ",
-          in_place_size_ - in_place_received_, " bytes still to come");
+  VFU_LOG_RATE_LIMITED(kWarning, "reply id ", header.msg_id,
+                       ": its waiter stopped waiting; skipping the ",
+                       in_place_size_ - in_place_received_, " bytes still to come");
   InboundMessage dropped;  // Closes any fds that came with it.
   ClaimFds(stream_offset_, in_place_size_, dropped);
   stream_offset_ += in_place_received_;
