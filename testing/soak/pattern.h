@@ -51,9 +51,10 @@ struct PatternStats {
   uint64_t operations = 0;
   // Bytes compared against what they must be (reads, DMA copies).
   uint64_t bytes_verified = 0;
-  // Connections the server refused or closed because the previous
-  // session's connection was still attached (expected now and then).
-  uint64_t refused = 0;
+  // Connection attempts retried without a session: a non-blocking connect
+  // that found the kernel's backlog full, or a client that gave up waiting
+  // for its turn while the previous session was torn down.
+  uint64_t retried = 0;
   // Wrong replies, missing interrupts, lost writes, unusable slots...
   uint64_t errors = 0;
   std::vector<std::string> error_samples;

@@ -42,15 +42,15 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectClient(SessionContext& context,
   ClientOptions options;
   options.timeout = context.scale.call_timeout;
   absl::Status last;
-  // Each refused attempt is a full connect + accept + close by the server;
-  // the count bounds the loop as well as the deadline.
+  // Each failed attempt (a client that gave up waiting for its turn) is
+  // retried; the count bounds the loop as well as the deadline.
   for (int attempt = 0; attempt < 100000; ++attempt) {
     absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(context.socket, options);
     if (client.ok()) return client;
     last = client.status();
     if (!context.server->Alive()) return absl::UnavailableError("the server process is gone");
     if (absl::Now() >= deadline) break;
-    ++stats.refused;
+    ++stats.retried;
     PaceRetry(attempt);
   }
   return absl::UnavailableError(absl::StrCat("no connection within ",

@@ -23,7 +23,7 @@ namespace vfu::soak {
 // Connects a Client to the session's socket, retrying while the server
 // refuses (it serves one client per socket and may not yet have seen the
 // previous one leave), up to `patience` and the session deadline. Counts
-// refusals in stats.refused.
+// retries in stats.retried.
 absl::StatusOr<std::unique_ptr<Client>> ConnectClient(SessionContext& context,
                                                       PatternStats& stats,
                                                       absl::Duration patience);

@@ -284,13 +284,13 @@ std::string SoakReport::Format() const {
                                     absl::FormatDuration(duration), absl::FormatDuration(elapsed),
                                     patterns.size());
   absl::StrAppendFormat(&out, "%-18s %-10s %-7s %9s %10s %14s %8s %6s %8s %10s\n", "pattern",
-                        "device", "kind", "sessions", "operations", "bytes_verified", "refused",
+                        "device", "kind", "sessions", "operations", "bytes_verified", "retried",
                         "errors", "fd_grow", "rss_grow_kb");
   for (const PatternResult& result : patterns) {
     const PatternStats& s = result.stats;
     absl::StrAppendFormat(&out, "%-18s %-10s %-7s %9u %10u %14u %8u %6u %8d %10d\n", result.name,
                           result.device, result.hostile ? "hostile" : "good", s.sessions,
-                          s.operations, s.bytes_verified, s.refused, s.errors, s.max_fd_growth,
+                          s.operations, s.bytes_verified, s.retried, s.errors, s.max_fd_growth,
                           s.max_rss_growth_kb);
   }
   absl::StrAppendFormat(

@@ -49,9 +49,9 @@ struct SoakOptions {
   std::string server_binary = "testing/soak/soak_server";
   // Where the server's log goes; empty: a temporary file, reported by tail.
   std::string log_path;
-  // The server's VFU_LOG_LEVEL. At "info" every connect and disconnect is
-  // a line, and at "warning" every refused second client (together about
-  // 1 MB/s of log).
+  // The server's VFU_LOG_LEVEL. Lines a client can trigger at will are
+  // rate-limited (one per call site per second); "error" keeps the log to
+  // what a run should never see.
   std::string server_log_level = "error";
   SoakScale scale = DefaultScale();
   absl::Duration stop_bound = absl::Seconds(10);
