@@ -9,8 +9,8 @@
 //                    settle, and a copy reported done must be right
 //   truncated_memfd  DMA_MAPs a memfd, truncates it to 0 bytes, then has
 //                    the engine copy from (or to) it; the job must fail
-//                    cleanly with an interrupt, the server must live and
-//                    disconnect this client (its memory faulted)
+//                    (ERROR) and the server live and disconnect this client
+//                    (its memory faulted)
 //   sparse_maps      DMA_MAPs many sparse memfds of 1-64 GiB (some twice), copies
 //                    from one (zeros), then unmaps them or just leaves; the
 //                    server's RSS must not follow the mapped sizes
@@ -227,22 +227,31 @@ class TruncatedMemfd : public Pattern {
       client.StopServingThread();
       return;
     }
-    if (!ReadEventfd(irq, context.CallDeadline()).has_value()) {
-      return stats.Fail("no completion interrupt for a copy ", file_is_source ? "from" : "to",
-                        " a truncated memfd", context.server->Alive() ? "" : " (server died)");
-    }
-    absl::StatusOr<uint32_t> status = Read32(client, 0, de::ChannelRegister(channel, de::kRegStatus));
-    // A client whose memory faulted under DMA is disconnected: the read may
-    // find the connection closed already (the runner then checks that the
-    // next client is served). Before the disconnect the job is in ERROR.
-    if (!status.ok() && status.status().code() == absl::StatusCode::kUnavailable) {
-      client.StopServingThread();
-      return;
-    }
-    if (!status.ok()) return stats.Fail("STATUS: ", status.status().ToString());
-    if (*status != de::kStatusError) {
-      stats.Fail("a copy ", file_is_source ? "from" : "to", " a truncated memfd ended in status ",
-                 *status);
+    // The job fails on the lost pages and the server disconnects us (our
+    // memory faulted). Its completion interrupt may or may not get out
+    // before the detach releases our eventfds, so the end is seen through
+    // STATUS, read again at each interrupt or every 50 ms, until it leaves
+    // BUSY or the connection is gone.
+    const absl::Time deadline = context.CallDeadline();
+    while (true) {
+      absl::StatusOr<uint32_t> status =
+          Read32(client, 0, de::ChannelRegister(channel, de::kRegStatus));
+      if (!status.ok() && status.status().code() == absl::StatusCode::kUnavailable) break;
+      if (!status.ok()) return stats.Fail("STATUS: ", status.status().ToString());
+      if (*status != de::kStatusBusy) {
+        if (*status != de::kStatusError) {
+          stats.Fail("a copy ", file_is_source ? "from" : "to",
+                     " a truncated memfd ended in status ", *status);
+        }
+        break;
+      }
+      if (absl::Now() >= deadline) {
+        return stats.Fail("a copy ", file_is_source ? "from" : "to",
+                          " a truncated memfd still busy after ",
+                          absl::FormatDuration(context.scale.call_timeout),
+                          context.server->Alive() ? "" : " (server died)");
+      }
+      ReadEventfd(irq, std::min(deadline, absl::Now() + absl::Milliseconds(50)));
     }
     client.StopServingThread();
   }
