@@ -50,7 +50,9 @@ void ChainToPrevious(int sig, siginfo_t* info, void* context) {
 void OnSigbus(int sig, siginfo_t* info, void* context) {
   GuardState& state = tls_guard;
   sigjmp_buf* env = state.env;
-  if (env == nullptr) {
+  // Only a fault of this thread's own access (si_code > 0) is the guard's: a
+  // SIGBUS sent with kill() goes where it would have gone without vfu.
+  if (env == nullptr || info->si_code <= 0) {
     ChainToPrevious(sig, info, context);
     return;
   }

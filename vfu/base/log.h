@@ -101,7 +101,7 @@ class ScopedLogCapture {
             ::vfu::LogLevel::level, __FILE__, __LINE__,                                  \
             ::vfu::log_internal::WithSuppressed(::absl::StrCat(__VA_ARGS__),             \
                                                 vfu_log_suppressed));                    \
-      } else {                                                                           \
+      } else if (::vfu::log_internal::CaptureActive()) {                                 \
         ::vfu::log_internal::EmitToCapture(::vfu::LogLevel::level,                       \
                                            ::absl::StrCat(__VA_ARGS__));                 \
       }                                                                                  \

@@ -1,5 +1,8 @@
 #include "vfu/base/log.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -63,16 +66,37 @@ TEST(LogRateLimiterTest, SuppressedCountAppearsInTheNextLine) {
 }
 
 // A burst from one call site: every line still reaches a capture (so tests
-// see them), but only the first goes out as an emitted line: the captured
-// lines of the burst carry no suppression note and there are exactly 100.
-TEST(LogRateLimiterTest, MacroHandsHeldBackLinesToCapture) {
+// see them), but only the first is written out: stderr gets exactly one line
+// of the burst.
+TEST(LogRateLimiterTest, MacroWritesOneLineOfABurstAndCapturesAll) {
   std::vector<std::string> lines;
-  ScopedLogCapture capture(
-      [&](LogLevel, std::string_view text) { lines.emplace_back(text); });
-  for (int i = 0; i < 100; ++i) VFU_LOG_RATE_LIMITED(kWarning, "burst ", i);
+  // stderr goes to a memfd for the burst, so what is written can be counted.
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ASSERT_GE(saved_stderr, 0);
+  const int sink = ::memfd_create("stderr", MFD_CLOEXEC);
+  ASSERT_GE(sink, 0);
+  ASSERT_EQ(::dup2(sink, STDERR_FILENO), STDERR_FILENO);
+  {
+    ScopedLogCapture capture(
+        [&](LogLevel, std::string_view text) { lines.emplace_back(text); });
+    for (int i = 0; i < 100; ++i) VFU_LOG_RATE_LIMITED(kWarning, "burst ", i);
+  }
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  std::string written(static_cast<size_t>(::lseek(sink, 0, SEEK_END)), '\0');
+  ASSERT_EQ(::pread(sink, written.data(), written.size(), 0),
+            static_cast<ssize_t>(written.size()));
+  ::close(sink);
+
   ASSERT_EQ(lines.size(), 100u);
   EXPECT_EQ(lines[0], "burst 0");
   EXPECT_EQ(lines[99], "burst 99");
+  size_t written_lines = 0;
+  for (size_t at = written.find("burst "); at != std::string::npos;
+       at = written.find("burst ", at + 1)) {
+    ++written_lines;
+  }
+  EXPECT_EQ(written_lines, 1u) << written;
 }
 
 }  // namespace

@@ -71,6 +71,9 @@ void SerialQueue::Pause() {
 }
 
 void SerialQueue::Resume() {
+  // Always a read-modify-write, even when not paused: callers rely on a
+  // Resume() being ordered with a concurrent Pause() (Connection's strand
+  // pauses itself while the IO thread may resume it for a close).
   uint64_t state = state_.load(std::memory_order_relaxed);
   uint64_t next;
   do {

@@ -235,16 +235,11 @@ void Connection::DrainOutgoingOnIoThread() {
       switch (item.kind) {
         case Outgoing::Kind::kMessage:
           if (closed()) break;
-          if (item.request_ticket != 0 && !pending_.Waiting(item.request_id, item.request_ticket)) {
-            // Its caller timed out or was failed: the client must not act
-            // on a request nobody waits for (a late DMA_WRITE, say).
-            VFU_LOG(kDebug, env_.name, ": not sending message ", item.request_id,
-                    ": its caller stopped waiting");
-            break;
-          }
           if (item.request_ticket != 0) {
-            // Replies queued ahead may hold it back; it is asked again just
-            // before its first byte leaves.
+            // A request of ours whose caller timed out or was failed must
+            // not reach the client (a late DMA_WRITE, say). Replies queued
+            // ahead may hold it back, so the writer asks just before its
+            // first byte leaves.
             item.message.still_wanted = [this, id = item.request_id, ticket = item.request_ticket] {
               return pending_.Waiting(id, ticket);
             };
@@ -425,9 +420,11 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
     reply.message = std::move(*result.reply);
     // Counted before the IO thread can send them (and count them out).
     const size_t fds = reply.message.fds.size();
+    // After a close the reply is dropped unsent: nothing to hold back.
     const bool too_many_fds =
-        fds > 0 && reply_fds_held_.fetch_add(fds, std::memory_order_relaxed) + fds >
-                       env_.runtime.outbound_fds_high_water;
+        !closed() && fds > 0 &&
+        reply_fds_held_.fetch_add(fds, std::memory_order_relaxed) + fds >
+            env_.runtime.outbound_fds_high_water;
     outgoing_.enqueue(strand_producer_, std::move(reply));
     if (too_many_fds) {
       // Run nothing more until the client reads; this reply's kick below
@@ -435,7 +432,9 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
       strand_.Pause();
       strand_paused_for_fds_.store(true, std::memory_order_release);
       // A close that resumed the strand before this pause would leave its
-      // last task (the detach) waiting forever.
+      // last task (the detach) waiting forever. Resume() is always a
+      // read-modify-write of the queue's state, so a close's Resume()
+      // either follows this Pause() or this closed() sees the close.
       if (closed()) strand_.Resume();
     }
   }

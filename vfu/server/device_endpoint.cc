@@ -15,14 +15,6 @@
 #include "vfu/server/unix_listener.h"
 
 namespace vfu {
-namespace {
-
-// At most one accept error line per this interval (with a count of the
-// failures in between).
-constexpr absl::Duration kAcceptErrorLogInterval = absl::Seconds(10);
-
-}  // namespace
-
 DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor,
                                WorkerPool& pool, SessionOptions session,
                                RuntimeOptions runtime)
@@ -38,8 +30,6 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
   dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {
     std::shared_ptr<Connection> connection = current();
     if (connection == nullptr) return;
-    VFU_LOG_RATE_LIMITED(kWarning, socket_path_, ": DMA to [0x", absl::Hex(iova), ", +0x",
-                         absl::Hex(length), ") faulted; disconnecting the client");
     reactor_.Post(
         [connection] { connection->CloseOnIoThread("client memory faulted during DMA"); });
   });
@@ -99,15 +89,8 @@ void DeviceEndpoint::OnReady(uint32_t) {
 }
 
 void DeviceEndpoint::BackOffOnIoThread(int error) {
-  ++accept_errors_unlogged_;
-  const absl::Time now = absl::Now();
-  if (now - accept_error_logged_ >= kAcceptErrorLogInterval) {
-    VFU_LOG(kError, socket_path_, ": accept: ", std::strerror(error), " (",
-            accept_errors_unlogged_, " failure(s) since the last report); retrying in ",
-            absl::FormatDuration(runtime_options_.accept_retry_delay));
-    accept_error_logged_ = now;
-    accept_errors_unlogged_ = 0;
-  }
+  VFU_LOG_RATE_LIMITED(kError, socket_path_, ": accept: ", std::strerror(error), "; retrying in ",
+                       absl::FormatDuration(runtime_options_.accept_retry_delay));
   WatchListenerOnIoThread(false);
   struct itimerspec spec = {};
   spec.it_value = absl::ToTimespec(runtime_options_.accept_retry_delay);

@@ -99,10 +99,6 @@ class DeviceEndpoint : private Reactor::Handler {
   bool shutting_down_ = false;
   // The current attachment has logged its waiting client.
   bool waiting_client_logged_ = false;
-  // Rate limit of the accept error line: when it was last written, and how
-  // many failures went unlogged since.
-  absl::Time accept_error_logged_ = absl::InfinitePast();
-  uint64_t accept_errors_unlogged_ = 0;
   std::function<void()> shutdown_done_;
 
   mutable absl::Mutex mu_;

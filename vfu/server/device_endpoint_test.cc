@@ -199,7 +199,9 @@ TEST_F(DeviceEndpointTest, AcceptOutOfFdsBacksOffAndRecovers) {
   absl::SleepFor(absl::Milliseconds(500));
   const uint64_t iterations = server_->reactor().loop_iterations() - iterations_before;
   EXPECT_LT(iterations, 1000u);
-  EXPECT_EQ(accept_lines.load(), 1);
+  // About ten retries, each a (rate-limited) line; a spinning listener
+  // makes hundreds of thousands.
+  EXPECT_LT(accept_lines.load(), 100);
 
   std::move(restore).Invoke();
   testing::SendAll(socket.get(), testing::VersionCommand(1));
