@@ -1,6 +1,7 @@
 // ScopedTempDir: a fresh directory with a short path, removed with its
 // contents on destruction. Bazel's TEST_TMPDIR is too long for socket paths
-// (sockaddr_un holds 107 bytes), so sockets live here instead.
+// (sockaddr_un holds 107 bytes), so sockets live here instead. Tests, the
+// soak test and the benchmarks use it.
 #ifndef VFU_TESTING_TEMP_DIR_H_
 #define VFU_TESTING_TEMP_DIR_H_
 
@@ -17,9 +18,10 @@ namespace vfu::testing {
 
 class ScopedTempDir {
  public:
-  ScopedTempDir() {
-    char pattern[] = "/tmp/vfu-test-XXXXXX";
-    VFU_CHECK(::mkdtemp(pattern) != nullptr, "mkdtemp failed");
+  // /tmp/<prefix>-XXXXXX.
+  explicit ScopedTempDir(const std::string& prefix = "vfu-test") {
+    std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+    VFU_CHECK(::mkdtemp(pattern.data()) != nullptr, "mkdtemp failed");
     path_ = pattern;
   }
   ~ScopedTempDir() {

@@ -39,16 +39,18 @@ class GoodRegion : public Pattern {
 
   void RunSession(SessionContext& context, PatternStats& stats) override {
     using devices::ScratchpadDevice;
+    // Source memory for the device's DMA: both kinds, at distinct IOVAs.
+    constexpr uint64_t kFdIova = 0x100000, kMessageIova = 0x200000;
+    constexpr uint64_t kMemory = 64 * 1024;
+    // Declared before the client: memory the client serves must outlive it
+    // (a copy may still be in flight when a failed check returns early).
+    std::vector<uint8_t> plain(kMemory);
     absl::StatusOr<std::unique_ptr<Client>> connected =
         ConnectClient(context, stats, absl::Seconds(30));
     if (!connected.ok()) return stats.Fail("connect: ", connected.status().ToString());
     Client& client = **connected;
-    // Source memory for the device's DMA: both kinds, at distinct IOVAs.
-    constexpr uint64_t kFdIova = 0x100000, kMessageIova = 0x200000;
-    constexpr uint64_t kMemory = 64 * 1024;
     absl::StatusOr<std::unique_ptr<SharedMemory>> shared = SharedMemory::Create(kMemory);
     if (!shared.ok()) return stats.Fail("memfd: ", shared.status().ToString());
-    std::vector<uint8_t> plain(kMemory);
     if (absl::Status s = client.DmaMap(kFdIova, kMemory, wire::kDmaMapFlagRead, (*shared)->Share());
         !s.ok()) {
       return stats.Fail("DMA_MAP fd: ", s.ToString());
@@ -187,15 +189,17 @@ class GoodDma : public Pattern {
 
   void RunSession(SessionContext& context, PatternStats& stats) override {
     namespace de = devices::dma_engine;
+    const uint64_t size = context.scale.client_memory_bytes;
+    constexpr uint64_t kFdIova = 1ull << 32, kMessageIova = 2ull << 32;
+    // Declared before the client: memory the client serves must outlive it
+    // (a copy may still be in flight when a failed check returns early).
+    std::vector<uint8_t> plain(size);
     absl::StatusOr<std::unique_ptr<Client>> connected =
         ConnectClient(context, stats, absl::Seconds(30));
     if (!connected.ok()) return stats.Fail("connect: ", connected.status().ToString());
     Client& client = **connected;
-    const uint64_t size = context.scale.client_memory_bytes;
-    constexpr uint64_t kFdIova = 1ull << 32, kMessageIova = 2ull << 32;
     absl::StatusOr<std::unique_ptr<SharedMemory>> shared = SharedMemory::Create(size);
     if (!shared.ok()) return stats.Fail("memfd: ", shared.status().ToString());
-    std::vector<uint8_t> plain(size);
     if (absl::Status s = client.DmaMap(kFdIova, size,
                                        wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite,
                                        (*shared)->Share());

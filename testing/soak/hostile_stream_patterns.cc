@@ -418,7 +418,7 @@ class HugeHeader : public Pattern {
                        absl::MakeSpan(start));
     ++stats.operations;
     if (!connection->Send(start, {}, context.CallDeadline()).ok()) return;  // closed: fine
-    const absl::Duration bound = absl::Seconds(5);
+    const absl::Duration bound = context.scale.call_timeout;
     absl::StatusOr<RawMessage> reply = connection->ReadMessage(absl::Now() + bound);
     NoteServerGrowth(context, before, stats);
     const int64_t rss_growth_kb = static_cast<int64_t>(context.server->Figures().rss_kb) -
@@ -435,8 +435,10 @@ class HugeHeader : public Pattern {
       stats.Fail("a header announcing ", size, " bytes: neither refused nor closed within ",
                  absl::FormatDuration(bound), " (", reply.status().ToString(), ")");
     }
-    // The announced size must not be allocated (the limits allow a few MiB).
-    if (rss_growth_kb > 64 * 1024) {
+    // The announced size must not be allocated (the limits allow a few MiB;
+    // the whole server's RSS moves with the other patterns, and under a
+    // sanitizer by tens of MiB a second, so the bar is half the size).
+    if (rss_growth_kb * 1024 > static_cast<int64_t>(size / 2)) {
       stats.Fail("a header announcing ", size, " bytes grew the server by ", rss_growth_kb,
                  " KiB");
     }

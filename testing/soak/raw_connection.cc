@@ -157,13 +157,4 @@ absl::StatusOr<RawMessage> RawConnection::ReadMessage(absl::Time deadline) {
   }
 }
 
-bool RawConnection::WaitForPeerClose(absl::Time deadline) {
-  while (true) {
-    absl::Status read = ReadSome(deadline);
-    inbox_.clear();
-    if (absl::IsUnavailable(read)) return true;
-    if (absl::IsDeadlineExceeded(read)) return false;
-  }
-}
-
 }  // namespace vfu::soak

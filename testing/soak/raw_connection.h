@@ -53,11 +53,7 @@ class RawConnection {
   // Reads until one whole message is there (or `deadline`).
   absl::StatusOr<RawMessage> ReadMessage(absl::Time deadline);
 
-  // Reads and discards until the peer closes (true) or `deadline` (false).
-  bool WaitForPeerClose(absl::Time deadline);
-
   int fd() const { return fd_.get(); }
-  void Close() { fd_.reset(); }
 
  private:
   explicit RawConnection(UniqueFd fd) : fd_(std::move(fd)) {}

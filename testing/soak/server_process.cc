@@ -158,7 +158,6 @@ absl::StatusOr<ProcessFigures> ServerProcess::Measure(absl::Duration timeout) {
 
 StopResult ServerProcess::Stop(absl::Duration timeout) {
   StopResult result;
-  const absl::Time deadline = absl::Now() + timeout;
   if (SendCommand("stop")) {
     std::optional<std::string> line = ReadLine(timeout);
     if (line.has_value() && absl::StartsWith(*line, "stopped")) {
@@ -169,7 +168,9 @@ StopResult ServerProcess::Stop(absl::Duration timeout) {
     }
   }
   // The process exits right after its answer; the deadline bounds a hang in
-  // its destructors. 10 ms is only the interval between looks.
+  // its destructors (and LeakSanitizer's scan at exit), counted from the
+  // answer. 10 ms is only the interval between looks.
+  const absl::Time deadline = absl::Now() + timeout;
   while (Alive() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
   if (Alive()) {
     ::kill(pid_, SIGKILL);

@@ -52,7 +52,6 @@ class ServerProcess {
 
   // Socket path of device `i` (in the order given to Start).
   const std::string& socket(size_t i) const { return sockets_[i]; }
-  pid_t pid() const { return pid_; }
 
   // The process has not exited (reaps it when it has). Any thread.
   bool Alive() ABSL_LOCKS_EXCLUDED(mu_);

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <ftw.h>
 #include <random>
 #include <thread>
 
@@ -21,6 +20,7 @@
 #include "testing/soak/hostile_dma_patterns.h"
 #include "testing/soak/hostile_stream_patterns.h"
 #include "testing/soak/session_helpers.h"
+#include "testing/temp_dir.h"
 
 namespace vfu::soak {
 namespace {
@@ -73,18 +73,6 @@ void RunPattern(Pattern& pattern, ServerProcess& server, const std::string& sock
     pattern.RunSession(context, stats);
     if (pattern.hostile() && server.Alive()) Probe(context, stats);
   }
-}
-
-std::string MakeTempDir() {
-  char pattern[] = "/tmp/vfu-soak-XXXXXX";
-  return ::mkdtemp(pattern) != nullptr ? std::string(pattern) : std::string();
-}
-
-void RemoveTree(const std::string& path) {
-  ::nftw(
-      path.c_str(),
-      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-      FTW_DEPTH | FTW_PHYS);
 }
 
 std::string DescribeWaitStatus(int status) {
@@ -170,16 +158,13 @@ absl::StatusOr<SoakReport> RunSoak(const SoakOptions& options) {
   std::vector<std::string> devices;
   for (const auto& pattern : patterns) devices.push_back(DeviceKindName(pattern->device()));
 
-  const std::string dir = MakeTempDir();
-  if (dir.empty()) return absl::InternalError("mkdtemp failed");
+  const testing::ScopedTempDir temp_dir("vfu-soak");
+  const std::string& dir = temp_dir.path();
   const std::string log_path = options.log_path.empty() ? dir + "/server.log" : options.log_path;
   absl::StatusOr<std::unique_ptr<ServerProcess>> started =
       ServerProcess::Start(options.server_binary, dir, devices, log_path, options.server_log_level,
                            options.scale.server_write_stall, absl::Seconds(60));
-  if (!started.ok()) {
-    RemoveTree(dir);
-    return started.status();
-  }
+  if (!started.ok()) return started.status();
   ServerProcess& server = **started;
 
   SoakReport report;
@@ -188,10 +173,7 @@ absl::StatusOr<SoakReport> RunSoak(const SoakOptions& options) {
   report.fd_tolerance = options.fd_tolerance;
   report.rss_tolerance_kb = options.rss_tolerance_kb;
   absl::StatusOr<ProcessFigures> baseline = server.Measure(absl::Seconds(30));
-  if (!baseline.ok()) {
-    RemoveTree(dir);
-    return baseline.status();
-  }
+  if (!baseline.ok()) return baseline.status();
   report.baseline = *baseline;
 
   const absl::Time start = absl::Now();
@@ -242,12 +224,10 @@ absl::StatusOr<SoakReport> RunSoak(const SoakOptions& options) {
         "the server process ended during the run: ",
         report.wait_status ? DescribeWaitStatus(*report.wait_status) : "unknown"));
   } else {
+    // The answer is awaited for stop_bound: a stop_time is always within it.
     if (!report.stop_time.has_value()) {
       report.failures.push_back(absl::StrCat("Server::Stop() did not return within ",
                                              absl::FormatDuration(options.stop_bound)));
-    } else if (*report.stop_time > options.stop_bound) {
-      report.failures.push_back(absl::StrCat("Server::Stop() took ",
-                                             absl::FormatDuration(*report.stop_time)));
     }
     if (report.wait_status != 0) {
       report.failures.push_back(absl::StrCat(
@@ -275,7 +255,6 @@ absl::StatusOr<SoakReport> RunSoak(const SoakOptions& options) {
       report.failures.push_back(absl::StrCat(result.name, ": made no progress"));
     }
   }
-  RemoveTree(dir);
   return report;
 }
 

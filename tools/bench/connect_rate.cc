@@ -17,7 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tools/bench/register_device.h"
-#include "tools/bench/socket_dir.h"
+#include "testing/temp_dir.h"
+#include "tools/bench/bench_io.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/client/client.h"
@@ -33,12 +34,6 @@ constexpr size_t kFailureSamples = 3;
 // The raw accept loop's largest message: a VERSION fits many times over.
 constexpr uint32_t kRawMaxMessage = 64 * 1024;
 
-int64_t NowNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 * 1000 * 1000 + ts.tv_nsec;
-}
-
 // The VERSION command vfu::Client sends by default, byte for byte in size:
 // the raw floor moves the same bytes.
 std::vector<uint8_t> VersionRequest() {
@@ -52,26 +47,6 @@ std::vector<uint8_t> VersionRequest() {
   message.insert(message.end(), payload.begin(), payload.end());
   wire::FinishMessage(wire::CommandHeader(/*msg_id=*/0, wire::Command::kVersion), message);
   return message;
-}
-
-bool SendAll(int fd, absl::Span<const uint8_t> bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
-bool ReceiveAll(int fd, absl::Span<uint8_t> out) {
-  while (!out.empty()) {
-    const ssize_t n = ::recv(fd, out.data(), out.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    out.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
 }
 
 // The floor's server: accepts one connection at a time, answers its one
@@ -112,17 +87,17 @@ class RawAcceptLoop {
         return;
       }
       absl::Span<uint8_t> header = absl::MakeSpan(message).first(wire::kHeaderSize);
-      if (!ReceiveAll(peer.get(), header)) continue;
+      if (!ReadAll(peer.get(), header.data(), header.size())) continue;
       wire::Header request = wire::DecodeHeader(header);
       if (request.msg_size < wire::kHeaderSize || request.msg_size > kRawMaxMessage) continue;
-      if (!ReceiveAll(peer.get(), absl::MakeSpan(message).subspan(
-                                      wire::kHeaderSize, request.msg_size - wire::kHeaderSize))) {
+      if (!ReadAll(peer.get(), message.data() + wire::kHeaderSize,
+                   request.msg_size - wire::kHeaderSize)) {
         continue;
       }
       wire::Header reply = wire::ReplyHeader(request);
       reply.msg_size = request.msg_size;
       wire::EncodeHeader(reply, header);
-      SendAll(peer.get(), absl::MakeConstSpan(message).first(request.msg_size));
+      WriteAll(peer.get(), message.data(), request.msg_size);
     }
   }
 
@@ -141,9 +116,11 @@ absl::Status RawCycle(const std::string& path, absl::Span<const uint8_t> request
   if (::connect(fd.get(), reinterpret_cast<const struct sockaddr*>(&addr), sizeof addr) != 0) {
     return absl::ErrnoToStatus(errno, "connect");
   }
-  if (!SendAll(fd.get(), request)) return absl::UnavailableError("raw send failed");
+  if (!WriteAll(fd.get(), request.data(), request.size())) {
+    return absl::UnavailableError("raw send failed");
+  }
   reply.resize(request.size());
-  if (!ReceiveAll(fd.get(), absl::MakeSpan(reply))) {
+  if (!ReadAll(fd.get(), reply.data(), reply.size())) {
     return absl::UnavailableError("raw peer closed before replying");
   }
   return absl::OkStatus();
@@ -199,9 +176,9 @@ absl::StatusOr<ConnectRateResult> MeasureConnectRate(const ConnectRateOptions& o
     return absl::InvalidArgumentError("pass_seconds, rounds and max_cycles must be positive");
   }
   const int64_t pass_ns = static_cast<int64_t>(options.pass_seconds * 1e9);
-  VFU_ASSIGN_OR_RETURN(std::unique_ptr<SocketDir> dir, SocketDir::Create());
-  const std::string vfu_path = dir->Path("vfu.sock");
-  const std::string raw_path = dir->Path("raw.sock");
+  const testing::ScopedTempDir dir("vfu-bench");
+  const std::string vfu_path = dir.File("vfu.sock");
+  const std::string raw_path = dir.File("raw.sock");
 
   RegisterDevice device;
   VFU_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create());

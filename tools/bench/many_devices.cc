@@ -17,19 +17,14 @@
 #include "absl/synchronization/notification.h"
 #include "tools/bench/pipelined_reads.h"
 #include "tools/bench/register_device.h"
-#include "tools/bench/socket_dir.h"
+#include "testing/temp_dir.h"
+#include "tools/bench/bench_io.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/client/client.h"
 #include "vfu/vfu.h"
 
 namespace vfu::bench {
 namespace {
-
-int64_t NowNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 * 1000 * 1000 + ts.tv_nsec;
-}
 
 // One pass of K clients: what each collected, and how long the pass took
 // from the common start to the last client's end.
@@ -219,7 +214,7 @@ absl::StatusOr<std::vector<ManyDevicesRow>> MeasureManyDevices(const ManyDevices
   VFU_RETURN_IF_ERROR(Validate(options));
   const int max_k = options.clients.back();
   const int64_t pass_ns = static_cast<int64_t>(options.pass_seconds * 1e9);
-  VFU_ASSIGN_OR_RETURN(std::unique_ptr<SocketDir> dir, SocketDir::Create());
+  const testing::ScopedTempDir dir("vfu-bench");
 
   std::vector<std::unique_ptr<RegisterDevice>> devices;
   ServerOptions server_options;
@@ -227,7 +222,7 @@ absl::StatusOr<std::vector<ManyDevicesRow>> MeasureManyDevices(const ManyDevices
   VFU_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create(server_options));
   for (int i = 0; i < max_k; ++i) {
     devices.push_back(std::make_unique<RegisterDevice>());
-    VFU_RETURN_IF_ERROR(server->AddDevice(dir->Path(absl::StrCat("dev", i, ".sock")), *devices[i]));
+    VFU_RETURN_IF_ERROR(server->AddDevice(dir.File(absl::StrCat("dev", i, ".sock")), *devices[i]));
   }
   VFU_RETURN_IF_ERROR(server->Start());
 
@@ -237,7 +232,7 @@ absl::StatusOr<std::vector<ManyDevicesRow>> MeasureManyDevices(const ManyDevices
   absl::Status status;
   for (int i = 0; i < max_k && status.ok(); ++i) {
     absl::StatusOr<std::unique_ptr<Client>> client =
-        Client::Connect(dir->Path(absl::StrCat("dev", i, ".sock")));
+        Client::Connect(dir.File(absl::StrCat("dev", i, ".sock")));
     if (client.ok()) {
       clients.push_back(std::move(*client));
     } else {

@@ -127,6 +127,7 @@
 #include "absl/types/span.h"
 #include "google/protobuf/util/json_util.h"
 #include "proto/benchmark_report.pb.h"
+#include "tools/bench/bench_io.h"
 #include "tools/bench/connect_rate.h"
 #include "tools/bench/dma_throughput.h"
 #include "tools/bench/many_devices.h"
@@ -191,12 +192,6 @@ constexpr int64_t kStallLimitNs = int64_t{10} * 1000 * 1000 * 1000;
 constexpr int kChildFd = 3;
 // The echo child's receive buffer: up to this much is answered per send.
 constexpr size_t kEchoBufferSize = 256 * 1024;
-
-int64_t NowNs() {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 * 1000 * 1000 + ts.tv_nsec;
-}
 
 // The time the peer (the device's read hook, or the echo child) last saw a
 // request, in memory shared by every process of the run (CLOCK_MONOTONIC is
@@ -547,30 +542,6 @@ ServerStats CollectServerStats(Server& server, const BarDevice& device, pid_t io
     ::closedir(dir);
   }
   return stats;
-}
-
-bool WriteAll(int fd, const void* data, size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, void* data, size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
 }
 
 // Control protocol on the server child's socket: the child writes kReady
