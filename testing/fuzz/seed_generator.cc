@@ -821,6 +821,69 @@ Corpus SessionSeeds() {
       Sel(1, Cat({Msg(60, Command::kDmaRead, Builder().U64(0).U64(0).Done(), wire::kTypeReply),
                   Msg(61, Command::kDeviceGetInfo, GetInfoReq(), 2), get_info}));
   c["migration_negotiated"] = Sel(0x40, Cat({version, get_info}));
+  {
+    // Migration with a device that migrates (control bit 6): its stream is
+    // BAR0 (4096 bytes; half in PRE_COPY).
+    auto set_state = [](uint16_t id, uint32_t state) {
+      Bytes p;
+      wire::EncodeDeviceFeatureRequest(
+          {.argsz = 16,
+           .flags = wire::DeviceFeatureFlags(wire::DeviceFeature::kMigDeviceState,
+                                             wire::kDeviceFeatureSet),
+           .data = wire::FeatureMigState{.device_state = state}},
+          p);
+      return Msg(id, Command::kDeviceFeature, p);
+    };
+    auto get = [](uint16_t id, wire::DeviceFeature feature, uint32_t ops) {
+      Bytes p;
+      wire::EncodeDeviceFeatureRequest(
+          {.argsz = 16, .flags = wire::DeviceFeatureFlags(feature, ops)}, p);
+      return Msg(id, Command::kDeviceFeature, p);
+    };
+    auto mig_read = [](uint16_t id, uint32_t size) {
+      Bytes p;
+      wire::EncodeMigDataReadRequest({.argsz = 8 + size, .size = size}, p);
+      return Msg(id, Command::kMigDataRead, p);
+    };
+    auto mig_write = [](uint16_t id, const Bytes& data) {
+      Bytes p;
+      wire::EncodeMigDataWriteRequest(
+          {.argsz = static_cast<uint32_t>(8 + data.size()), .data = data}, p);
+      return Msg(id, Command::kMigDataWrite, p);
+    };
+    const Bytes state = get(200, wire::DeviceFeature::kMigDeviceState, wire::kDeviceFeatureGet);
+    const Bytes data_size = get(201, wire::DeviceFeature::kMigDataSize, wire::kDeviceFeatureGet);
+    c["migration_save_pre_copy_then_stop_copy"] = Sel(
+        1 | 64,
+        Cat({write, get(202, wire::DeviceFeature::kMigration, wire::kDeviceFeatureGet),
+             set_state(203, 6), data_size, mig_read(204, 1000), mig_read(205, 2000), data_size,
+             Msg(206, Command::kRegionWrite, WriteReq(0, 0x800, {5, 5, 5, 5})),
+             set_state(207, 3), state, mig_read(208, 1024), mig_read(209, 4096),
+             mig_read(210, 16), set_state(211, 1), set_state(212, 2), state}));
+    c["migration_resume"] = Sel(
+        1 | 64, Cat({set_state(220, 4), state, mig_write(221, Bytes(2048, 0x33)),
+                     set_state(222, 2), mig_write(223, Bytes(2048, 0x44)),
+                     mig_write(224, Bytes(1, 0x55)), set_state(225, 2), state, read}));
+    c["migration_state_gating"] = Sel(
+        1 | 64,
+        Cat({set_state(230, 1), get_info, read, write, reset,
+             Msg(231, Command::kDmaMap, DmaMapPayload(32, 3, 0, 0x10000, 4096)), mig_read(232, 8),
+             set_state(233, 3), read, mig_read(234, 8), set_state(235, 6), set_state(236, 0),
+             set_state(237, 5), set_state(238, 7), set_state(239, 8), set_state(240, 1),
+             set_state(241, 6), reset, state}));
+    c["migration_probe_and_unsupported"] = Sel(
+        1 | 64,
+        Cat({get(250, wire::DeviceFeature::kMigDeviceState,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet | wire::kDeviceFeatureSet),
+             get(251, wire::DeviceFeature::kMigration,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet),
+             get(252, wire::DeviceFeature::kMigDataSize,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet),
+             mig_write(253, {1}), mig_read(254, 4)}));
+    c["migration_device_does_not_migrate"] =
+        Sel(1, Cat({set_state(260, 1), state, data_size, mig_read(261, 4), mig_write(262, {1}),
+                    get_info}));
+  }
   c["small_bar_out_of_bounds"] =
       Sel(1 | 128, Cat({Msg(70, Command::kRegionWrite, WriteReq(0, 12, Bytes(8, 3))),
                         Msg(71, Command::kRegionWrite, WriteReq(0, 12, Bytes(4, 3))),
