@@ -181,7 +181,10 @@ class Device {
   // engine does not hold a thread meanwhile; that client's later commands
   // wait, in order. An error passed to `done` fails the command (the
   // client gets an error reply with its errno) and no Unquiesce follows.
-  // Never called twice without an Unquiesce (or a failure) in between.
+  // Not called again before Unquiesce() or a failed answer, except after a
+  // client left and the engine stopped waiting for this device's answer
+  // (RuntimeOptions::quiesce_wait_after_disconnect): its late answer is
+  // then ignored, and the next Quiesce() may come first.
   virtual void Quiesce(QuiesceReason reason, QuiesceDone done) {
     std::move(done)(absl::OkStatus());
   }
