@@ -12,7 +12,10 @@
 //   5  commands whose msg_id has bit 1 set report MSG_CTRUNC
 //   6  the device migrates (its stream is BAR0: half of a snapshot in
 //      PRE_COPY, the rest in STOP_COPY; RESUMING takes exactly BAR0's size),
-//      the server offers migration (pgsize 4096) and so does the VERSION
+//      the server offers migration (pgsize 4096) and so does the VERSION;
+//      and the device quiesces later (the fuzzer answers, then continues
+//      the command) for commands whose msg_id has bit 2 set, and fails its
+//      quiesce (EAGAIN) for those with bit 3 set
 //   7  BAR0 is 16 bytes (else 4096)
 // The stream is framed with SplitFrame() under the server's limits (64 KiB
 // before negotiation, the negotiated one after). Oversized messages reach
@@ -50,6 +53,11 @@
 //  - after every command BAR0 equals the model's copy (writes, partial
 //    WRITE_MULTI batches and resets applied exactly once, NO_REPLY ones
 //    included);
+//  - a command the device is asked to quiesce for (DMA_MAP, DMA_UNMAP,
+//    DEVICE_RESET, a real migration state change, DMA logging start or
+//    stop) fails with EAGAIN and has no effect when the quiesce fails; a
+//    deferred quiesce parks the command without a reply until it is
+//    answered; quiesce and unquiesce alternate, and none is left open;
 //  - the device is attached once after negotiation and detached at the
 //    end; every fd sent with a command is closed.
 #include <linux/vfio.h>
@@ -124,6 +132,8 @@ struct Model {
   std::vector<uint8_t> incoming;  // what RESUMING received
   // The bytes the last successful MIG_DATA_READ must return.
   std::vector<uint8_t> expected_read;
+  // The device fails the quiesce of the command being predicted.
+  bool fail_quiesce = false;
 
   static constexpr uint32_t kStop = 1, kRunning = 2, kStopCopy = 3, kResuming = 4,
                             kPreCopy = 6;
@@ -170,6 +180,34 @@ class FuzzMigratingDevice : public testing::MemoryDevice {
     return absl::OkStatus();
   }
   uint64_t MigrationDataEstimate() override { return saving_ ? limit_ - cursor_ : 0; }
+
+  // How the next quiesces go: answered later (CompleteHeld) and/or failed.
+  void set_quiesce_behavior(bool defer, bool fail) {
+    defer_ = defer;
+    fail_ = fail;
+  }
+  void Quiesce(QuiesceReason, QuiesceDone done) override {
+    VFU_FUZZ_CHECK(!quiesced_ && !held_, "quiesce while quiesced or quiescing");
+    if (defer_) {
+      held_.emplace(std::move(done));
+      return;
+    }
+    Answer(std::move(done));
+  }
+  // Answers a held quiesce; false if none is held.
+  bool CompleteHeld() {
+    if (!held_) return false;
+    QuiesceDone done = std::move(*held_);
+    held_.reset();
+    Answer(std::move(done));
+    return true;
+  }
+  void Unquiesce() override {
+    VFU_FUZZ_CHECK(quiesced_, "unquiesce without a successful quiesce");
+    quiesced_ = false;
+  }
+  bool quiesce_open() const { return quiesced_ || held_.has_value(); }
+
   absl::Status Reset() override {
     saving_ = false;
     incoming_.clear();
@@ -184,8 +222,21 @@ class FuzzMigratingDevice : public testing::MemoryDevice {
     saving_ = true;
   }
 
+  void Answer(QuiesceDone done) {
+    if (fail_) {
+      std::move(done)(wire::WireError(EAGAIN, "fuzzed quiesce failure"));
+      return;
+    }
+    quiesced_ = true;
+    std::move(done)(absl::OkStatus());
+  }
+
   const size_t size_;
   const bool migrates_;
+  bool defer_ = false;
+  bool fail_ = false;
+  bool quiesced_ = false;
+  std::optional<QuiesceDone> held_;
   bool saving_ = false;
   std::vector<uint8_t> snapshot_;
   size_t cursor_ = 0;
@@ -307,6 +358,37 @@ Prediction PredictDeviceFeature(absl::Span<const uint8_t> payload, size_t fds, M
   }
 }
 
+// Whether the engine must quiesce the device for `m` (admitted already):
+// DMA_MAP, DMA_UNMAP and DEVICE_RESET always; DEVICE_FEATURE for a SET
+// (not PROBE) of logging start/stop, or of a migration state the device
+// can reach and is not in.
+bool NeedsQuiesce(const InboundMessage& m, const Model& model) {
+  switch (static_cast<Command>(m.header.command)) {
+    case Command::kDmaMap:
+    case Command::kDmaUnmap:
+    case Command::kDeviceReset:
+      return true;
+    case Command::kDeviceFeature: {
+      const absl::StatusOr<wire::DeviceFeatureRequest> r =
+          wire::DecodeDeviceFeatureRequest(m.payload(), m.fds.size());
+      if (!r.ok() || r->is_probe() || !r->is_set()) return false;
+      if (r->feature() == wire::DeviceFeature::kDmaLoggingStart ||
+          r->feature() == wire::DeviceFeature::kDmaLoggingStop) {
+        return true;
+      }
+      if (r->feature() != wire::DeviceFeature::kMigDeviceState || !model.migrates) return false;
+      const uint32_t target = std::get<wire::FeatureMigState>(r->data).device_state;
+      const bool enterable = target == Model::kStop || target == Model::kRunning ||
+                             target == Model::kStopCopy || target == Model::kResuming ||
+                             target == Model::kPreCopy;
+      return enterable && target != model.mig_state &&
+             !(model.mig_state == Model::kStopCopy && target == Model::kPreCopy);
+    }
+    default:
+      return false;
+  }
+}
+
 // The commands STOP and STOP_COPY allow (PROTOCOL.md section 6).
 bool AllowedInState(const Model& model, uint16_t command) {
   const Command c = static_cast<Command>(command);
@@ -333,6 +415,9 @@ Prediction Predict(const InboundMessage& m, Model& model) {
     return {.ok = false, .close = true};
   }
   if (model.negotiated && !AllowedInState(model, h.command)) return {};
+  if (model.negotiated && model.fail_quiesce && NeedsQuiesce(m, model)) {
+    return {.errnos = {EAGAIN}};  // and nothing changes
+  }
   switch (static_cast<Command>(h.command)) {
     case Command::kVersion: {
       if (model.negotiated) return {};
@@ -631,7 +716,9 @@ class SessionFuzzer {
 
   // The client goes away: the device is detached, no fd is left open.
   void Finish() {
+    device_.set_quiesce_behavior(false, false);
     session_.Detach();
+    VFU_FUZZ_CHECK(!device_.quiesce_open(), "quiesce left open after the detach");
     const int attached = model_.negotiated ? 1 : 0;
     VFU_FUZZ_CHECK(device_.attaches() == attached && device_.detaches() == attached, "attaches ",
                    device_.attaches(), " detaches ", device_.detaches());
@@ -652,14 +739,37 @@ class SessionFuzzer {
       m.fds.emplace_back(tracker_.NewEventFd());
     }
     if ((control_ & 32) && (m.header.msg_id & 2)) m.fds_truncated = true;
+    const bool quiesce_games = (control_ & 64) != 0;
+    const bool defer = quiesce_games && (m.header.msg_id & 4) != 0;
+    const bool fail = quiesce_games && (m.header.msg_id & 8) != 0;
+    device_.set_quiesce_behavior(defer, fail);
+    model_.fail_quiesce = fail;
 
     const bool was_negotiated = model_.negotiated;
+    const bool needs_quiesce = model_.negotiated && !m.oversized && !m.fds_truncated &&
+                               wire::IsKnownCommand(m.header.command) &&
+                               AllowedInState(model_, m.header.command) &&
+                               NeedsQuiesce(m, model_);
     const Prediction want = Predict(m, model_);
     const wire::Header header = m.header;
     InboundMessage request;  // what the checks need, without the fds
     request.header = m.header;
     request.bytes = m.bytes;
     Session::Result result = session_.Handle(std::move(m));
+    VFU_FUZZ_CHECK((result.device_wait != nullptr) == (needs_quiesce && defer),
+                   "command ", header.command, " parked ", result.device_wait != nullptr,
+                   ", model ", needs_quiesce && defer);
+    if (result.device_wait != nullptr) {
+      VFU_FUZZ_CHECK(!result.reply.has_value() && !result.close_connection &&
+                         session_.waiting_for_device(),
+                     "a parked command has a result already");
+      VFU_FUZZ_CHECK(device_.CompleteHeld() && result.device_wait->ready(),
+                     "the device's answer did not reach the wait");
+      result = session_.Continue();
+      VFU_FUZZ_CHECK(result.device_wait == nullptr && !session_.waiting_for_device(),
+                     "Continue() parked again");
+    }
+    VFU_FUZZ_CHECK(!device_.quiesce_open(), "quiesce left open after command ", header.command);
 
     VFU_FUZZ_CHECK(result.close_connection == want.close, "command ", header.command,
                    " close_connection ", result.close_connection, ", model ", want.close);
