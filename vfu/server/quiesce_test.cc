@@ -193,6 +193,22 @@ TEST_F(QuiesceServerTest, DisconnectWhileAQuiesceIsPendingFinishesWhenTheDeviceA
                                      "unquiesce"));
 }
 
+TEST_F(QuiesceServerTest, StopWithAQuiesceThatNeverEndsReturns) {
+  Start(RuntimeOptions{.quiesce_wait_after_disconnect = absl::Milliseconds(100)});
+  UniqueFd fd = Client();
+  device_.set_quiesce_mode(QuiesceMode::kDeferred);
+  testing::SendAll(fd.get(), Unmap(10));
+  device_.AwaitHeldQuiesce();
+  const absl::Time start = absl::Now();
+  server_->Stop();
+  server_.reset();
+  // Two bounded waits (the parked unmap, the detach's own quiesce), plus
+  // generous slack for a loaded machine.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  std::vector<std::string> events = device_.events();
+  EXPECT_NE(std::find(events.begin(), events.end(), "detach"), events.end());
+}
+
 // PROTOCOL.md section 8: a departing client leaves the device's migration
 // state as it was, for the next client to see.
 TEST_F(QuiesceServerTest, MigrationStateOutlivesTheClient) {
