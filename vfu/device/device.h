@@ -221,9 +221,11 @@ class Device {
   virtual absl::Status WriteMigrationData(absl::Span<const uint8_t> data) {
     return absl::UnimplementedError("device does not migrate");
   }
-  // Bytes still to read in PRE_COPY (or STOP_COPY), an estimate: DEVICE_FEATURE
-  // MIG_DATA_SIZE (9) reports it. QEMU takes a device that does not answer
-  // as having 100 GiB, so a migration with it might never converge.
+  // An estimate of the bytes STOP_COPY would still have to move (the
+  // kernel's stop_copy_length), asked in any state: DEVICE_FEATURE
+  // MIG_DATA_SIZE (9) reports it, and QEMU weighs it against its downtime
+  // budget. QEMU takes a device that does not answer as having 100 GiB, so
+  // a migration with it might never converge.
   virtual uint64_t MigrationDataEstimate() { return 0; }
 
   // DEVICE_SET_IRQS, decoded (the errno of a failure goes to the client).
