@@ -211,6 +211,7 @@ absl::Status PciDevice::Build() {
   if (irq.msix_vectors != 0) {
     VFU_ASSIGN_OR_RETURN(msix_table, pci::MsixTable::Create(irq.msix_vectors));
   }
+  VFU_RETURN_IF_ERROR(BuildIoeventfds());
   absl::MutexLock lock(&config_mu_);
   config_ = std::move(*config);
   msix_table_ = std::move(msix_table);
@@ -300,6 +301,11 @@ absl::Status PciDevice::WriteRegion(uint32_t index, uint64_t offset,
   }
   if (InMsixPba(index, offset, data.size())) {
     // The PBA is read-only; QEMU drops such writes too.
+    return absl::OkStatus();
+  }
+  // A doorbell the client did not ring through its eventfd: the same ring.
+  if (std::optional<size_t> doorbell = ioeventfds_.Match(index, offset, data)) {
+    ioeventfds_.Ring(*doorbell);
     return absl::OkStatus();
   }
   return OnRegionWrite(index, offset, data);
@@ -444,6 +450,10 @@ void PciDevice::OnDetach() {
     context_ = NoClientContext();
   }
   irqs_.ReleaseClientResources();
+  // The departed client may keep its eventfd copies: fresh ones for the next.
+  if (absl::Status renewed = ioeventfds_.Renew(); !renewed.ok()) {
+    VFU_LOG(kError, "renewing ioeventfds: ", renewed.ToString());
+  }
   {
     absl::MutexLock lock(&config_mu_);
     UpdateDeviceMasks();

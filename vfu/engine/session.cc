@@ -79,6 +79,9 @@ Session::Result Session::Handle(InboundMessage message) {
       case Command::kDeviceGetRegionInfo:
         status = HandleGetRegionInfo(message, reply, reply_fds);
         break;
+      case Command::kDeviceGetRegionIoFds:
+        status = HandleGetRegionIoFds(message, reply, reply_fds);
+        break;
       case Command::kDeviceGetIrqInfo:
         status = HandleGetIrqInfo(message, reply);
         break;
