@@ -1,11 +1,10 @@
 #include "vfu/client/ioeventfd_writer.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "vfu/base/guarded_write.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/wire/errno_status.h"
 
@@ -53,9 +52,13 @@ absl::StatusOr<IoeventfdWriter::Path> IoeventfdWriter::Write(uint64_t offset,
       continue;
     }
     const uint64_t one = 1;
-    if (::write(fds_[entry.fd_index].get(), &one, sizeof one) != sizeof one &&
-        errno != EAGAIN) {  // a full counter has a wake-up pending already
-      return wire::WireError(errno, "writing an ioeventfd");
+    // The server shares the file and could make it blocking and full: a
+    // guarded write cannot hang. A full counter (would block, or cut short
+    // after blocking) already has a wake-up pending: coalesced, as KVM's.
+    const GuardedWriteResult written =
+        GuardedWrite(fds_[entry.fd_index].get(), &one, sizeof one);
+    if (written.outcome == GuardedWriteOutcome::kFailed) {
+      return wire::WireError(written.error, "writing an ioeventfd");
     }
     return Path::kEventfd;
   }

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -108,9 +109,16 @@ uint64_t IoeventfdSet::Consume(size_t i) {
   EventfdSlot::Lease lease = doorbells_[i].eventfd.Acquire();
   if (!lease) return 0;
   uint64_t count = 0;
-  // Non-blocking: EAGAIN means no ring since the last read.
-  if (::read(lease.fd(), &count, sizeof count) != sizeof count) return 0;
-  return count;
+  iovec io{.iov_base = &count, .iov_len = sizeof count};
+  // The client shares the file description and may clear O_NONBLOCK (and
+  // drain the counter between our poll and this read): RWF_NOWAIT keeps
+  // the read from blocking whatever the file's flags. EAGAIN: no ring.
+  ssize_t n = ::preadv2(lease.fd(), &io, 1, -1, RWF_NOWAIT);
+  if (n < 0 && errno == EOPNOTSUPP) {
+    // Kernels before eventfd honoured RWF_NOWAIT (5.12): O_NONBLOCK only.
+    n = ::read(lease.fd(), &count, sizeof count);
+  }
+  return n == sizeof count ? count : 0;
 }
 
 void IoeventfdSet::Ring(size_t i) {
@@ -121,6 +129,7 @@ std::optional<size_t> IoeventfdSet::Match(uint32_t region, uint64_t offset,
                                           absl::Span<const uint8_t> data) const {
   for (size_t i = 0; i < specs_.size(); ++i) {
     const IoeventfdSpec& s = specs_[i];
+    if (!s.trapped_write_rings) continue;
     if (s.region != region || s.offset != offset || s.size != data.size()) continue;
     if (s.datamatch && *s.datamatch != LittleEndianValue(data)) continue;
     return i;

@@ -58,6 +58,12 @@ struct IoeventfdSpec {
   // unset. Several doorbells may share offset and size with distinct
   // datamatch values.
   std::optional<uint64_t> datamatch;
+  // A trapped write that KVM would have matched: true rings the doorbell
+  // (the device sees the same as through the eventfd; the value is
+  // dropped, as KVM drops it); false hands it to OnRegionWrite with its
+  // value, for a device that needs the value whenever it has one (e.g. an
+  // NVMe doorbell without shadow doorbells) and handles both paths.
+  bool trapped_write_rings = true;
 };
 
 class IoeventfdSet {
@@ -88,11 +94,13 @@ class IoeventfdSet {
   int wait_fd(size_t i) const;
 
   // Rings of doorbell i since the last Consume (0 if none); re-arms
-  // wait_fd(i). Never blocks.
+  // wait_fd(i). Never blocks, even if the client cleared O_NONBLOCK on the
+  // file it shares with us (kernels >= 5.12; older ones rely on the flag).
   uint64_t Consume(size_t i);
 
   // The doorbell a trapped write of `data` at `offset` of `region` rings,
-  // as KVM would match it (same offset and width, datamatch if any).
+  // as KVM would match it (same offset and width, datamatch if any);
+  // doorbells with trapped_write_rings false are not considered.
   std::optional<size_t> Match(uint32_t region, uint64_t offset,
                               absl::Span<const uint8_t> data) const;
 

@@ -1,5 +1,6 @@
 #include "vfu/device/ioeventfd_set.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -113,6 +114,29 @@ TEST(IoeventfdSetTest, MatchFollowsKvm) {
   set->Ring(2);
   EXPECT_TRUE(Readable(set->wait_fd(2)));
   EXPECT_EQ(set->Consume(2), 1u);
+}
+
+TEST(IoeventfdSetTest, DoorbellsThatWantTheValueAreNotMatched) {
+  absl::StatusOr<IoeventfdSet> set =
+      Make({{.offset = 0x10, .size = 4, .trapped_write_rings = false}});
+  ASSERT_THAT(set, IsOk());
+  const uint8_t four[4] = {1, 2, 3, 4};
+  EXPECT_EQ(set->Match(0, 0x10, four), std::nullopt);
+}
+
+// The client shares the file description: clearing O_NONBLOCK on its copy
+// must not make Consume block.
+TEST(IoeventfdSetTest, ConsumeNeverBlocksOnAClientMadeBlockingFd) {
+  absl::StatusOr<IoeventfdSet> set = Make({{.offset = 0, .size = 4}});
+  ASSERT_THAT(set, IsOk());
+  std::vector<wire::IoFdEntry> entries;
+  std::vector<int> fds;
+  set->Describe(0, entries, fds);
+  UniqueFd client_copy = DuplicateFd(fds[0]);
+  ASSERT_EQ(::fcntl(client_copy.get(), F_SETFL, 0), 0);
+  EXPECT_EQ(set->Consume(0), 0u);  // would hang forever with a plain read
+  WriteEventfd(client_copy.get());
+  EXPECT_EQ(set->Consume(0), 1u);
 }
 
 // After Renew the previous client's copy rings nothing, the wait fd stays

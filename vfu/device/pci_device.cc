@@ -1,6 +1,7 @@
 #include "vfu/device/pci_device.h"
 
 #include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -244,6 +245,14 @@ RegionDescription PciDevice::DescribeRegion(uint32_t index) const {
 }
 
 uint32_t PciDevice::IrqCount(uint32_t index) const { return irqs_.vectors(index); }
+
+uint32_t PciDevice::IrqInfoFlags(uint32_t index) const {
+  if (irqs_.vectors(index) == 0) return 0;
+  if (index == kIntxIrq) {
+    return VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+  }
+  return VFIO_IRQ_INFO_EVENTFD;
+}
 
 absl::Span<uint8_t> PciDevice::region_memory(uint32_t region) const {
   const Region* r = FindRegion(region);

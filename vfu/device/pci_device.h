@@ -134,8 +134,9 @@ class PciDevice : public Device {
   //
   // Doorbell i rings when the client writes it, through its eventfd (as
   // KVM does for QEMU) or a trapped REGION_WRITE: both look the same here,
-  // and the value written is not kept (use shadow registers or a memory
-  // backed region for values). A device thread waits for rings with
+  // and the value written is not kept (use shadow registers for values, or
+  // set trapped_write_rings = false to get trapped writes, with their
+  // value, in OnRegionWrite instead). A device thread waits for rings with
   // poll()/epoll on ioeventfd(i) (readable while rings are unconsumed;
   // stable across clients) and takes them with ConsumeIoeventfd(i), or
   // lets WaitForIoeventfds do both.
@@ -162,6 +163,8 @@ class PciDevice : public Device {
   uint32_t num_irqs() const final { return wire::kPciNumIrqs; }
   RegionDescription DescribeRegion(uint32_t index) const final;
   uint32_t IrqCount(uint32_t index) const final;
+  // INTx adds MASKABLE and AUTOMASKED, as the kernel's vfio-pci reports it.
+  uint32_t IrqInfoFlags(uint32_t index) const final;
   void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
                            std::vector<int>& fds) const final;
   absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) final;

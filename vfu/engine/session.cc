@@ -268,7 +268,7 @@ absl::Status Session::HandleGetIrqInfo(const InboundMessage& message,
   wire::IrqInfo info;
   info.index = request.index;
   info.count = device_.IrqCount(request.index);
-  info.flags = info.count > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;
+  info.flags = device_.IrqInfoFlags(request.index);
   wire::EncodeIrqInfoReply(info, reply);
   return absl::OkStatus();
 }
