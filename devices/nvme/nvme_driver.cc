@@ -77,9 +77,10 @@ absl::Status NvmeDriver::Init() {
   return absl::OkStatus();
 }
 
-uint64_t NvmeDriver::Allocate(uint64_t bytes) {
+uint64_t NvmeDriver::Allocate(uint64_t bytes, uint64_t alignment) {
   const uint64_t rounded = (bytes + kPage - 1) & ~(kPage - 1);
-  if (rounded > options_.memory_bytes - next_free_) return 0;
+  next_free_ = (next_free_ + alignment - 1) & ~(alignment - 1);
+  if (next_free_ > options_.memory_bytes || rounded > options_.memory_bytes - next_free_) return 0;
   const uint64_t iova = options_.iova + next_free_;
   next_free_ += rounded;
   std::memset(Host(iova), 0, rounded);
@@ -128,8 +129,8 @@ absl::Status NvmeDriver::Enable(uint32_t cc_extra) {
   Queue& admin = queues_[0];
   if (!admin.exists) {
     admin.entries = options_.admin_entries;
-    admin.sq_iova = Allocate(admin.entries * kSqEntrySize);
-    admin.cq_iova = Allocate(admin.entries * kCqEntrySize);
+    admin.sq_iova = Allocate(admin.entries * kSqEntrySize, kQueueAlignment);
+    admin.cq_iova = Allocate(admin.entries * kCqEntrySize, kQueueAlignment);
   }
   std::memset(Host(admin.cq_iova), 0, admin.entries * kCqEntrySize);
   admin.exists = true;
@@ -256,8 +257,8 @@ absl::Status NvmeDriver::CreateIoQueuePair(uint16_t qid, uint32_t entries) {
   if (qid == 0 || qid > kMaxIoQueues) return absl::InvalidArgumentError("queue id");
   Queue queue;
   queue.entries = entries;
-  queue.sq_iova = Allocate(uint64_t{entries} * kSqEntrySize);
-  queue.cq_iova = Allocate(uint64_t{entries} * kCqEntrySize);
+  queue.sq_iova = Allocate(uint64_t{entries} * kSqEntrySize, kQueueAlignment);
+  queue.cq_iova = Allocate(uint64_t{entries} * kCqEntrySize, kQueueAlignment);
   if (queue.sq_iova == 0 || queue.cq_iova == 0) return absl::ResourceExhaustedError("memory");
   SubmissionEntry cq = {};
   cq.opcode = kAdminCreateCq;

@@ -57,6 +57,8 @@ struct NvmeDriverOptions {
 class NvmeDriver {
  public:
   static constexpr uint64_t kPage = 4096;
+  // Queues are aligned for the largest page size the controller allows.
+  static constexpr uint64_t kQueueAlignment = 4096ull << kMpsMax;
 
   // Maps the guest memory and installs the interrupt eventfds.
   static absl::StatusOr<std::unique_ptr<NvmeDriver>> Attach(Client& client,
@@ -113,7 +115,7 @@ class NvmeDriver {
   // ---- Guest memory ----
   // A fresh page-aligned range of guest memory; aborts the test-like caller
   // with an invalid iova (0) when memory runs out.
-  uint64_t Allocate(uint64_t bytes);
+  uint64_t Allocate(uint64_t bytes, uint64_t alignment = kPage);
   uint8_t* Host(uint64_t iova) { return memory_ + (iova - options_.iova); }
   uint64_t iova() const { return options_.iova; }
   uint64_t memory_bytes() const { return options_.memory_bytes; }

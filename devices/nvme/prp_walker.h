@@ -32,6 +32,7 @@ namespace vfu::nvme {
 struct DataSegment {
   uint64_t iova;
   uint64_t length;
+  friend bool operator==(const DataSegment&, const DataSegment&) = default;
 };
 
 // Reads `out.size()` bytes of client memory at `iova`; false when it cannot
