@@ -58,7 +58,9 @@ std::shared_ptr<DeviceContext> NoClientContext() {
 }  // namespace
 
 PciDevice::PciDevice(PciDeviceSpec spec)
-    : spec_(std::move(spec)), irqs_(IrqCounts(spec_)), context_(NoClientContext()) {
+    : spec_(std::move(spec)),
+      irqs_(IrqCounts(spec_), /*auto_mask_intx=*/true),
+      context_(NoClientContext()) {
   init_status_ = Build();
   if (!init_status_.ok()) {
     VFU_LOG(kError, "invalid PCI device description: ", init_status_.message());
@@ -325,6 +327,7 @@ absl::Status PciDevice::OnRegionWrite(uint32_t region, uint64_t offset,
 absl::Status PciDevice::ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> out) {
   absl::MutexLock lock(&config_mu_);
   config_->Read(static_cast<uint32_t>(offset), out);
+  router_.OverlayInterruptStatus(offset, out);
   return absl::OkStatus();
 }
 
@@ -339,20 +342,27 @@ absl::Status PciDevice::WriteConfigRegion(uint64_t offset, absl::Span<const uint
 }
 
 uint32_t PciDevice::ReadConfig32(uint32_t offset) const {
-  absl::MutexLock lock(&config_mu_);
-  return config_ ? config_->Get32(offset) : 0;
+  uint8_t bytes[4] = {};
+  ReadConfigSnapshot(offset, absl::MakeSpan(bytes));
+  return bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t{bytes[3]} << 24;
 }
 
 uint16_t PciDevice::ReadConfig16(uint32_t offset) const {
+  uint8_t bytes[2] = {};
+  ReadConfigSnapshot(offset, absl::MakeSpan(bytes));
+  return static_cast<uint16_t>(bytes[0] | bytes[1] << 8);
+}
+
+void PciDevice::ReadConfigSnapshot(uint32_t offset, absl::Span<uint8_t> out) const {
   absl::MutexLock lock(&config_mu_);
-  return config_ ? config_->Get16(offset) : 0;
+  if (!config_) return;
+  config_->Read(offset, out);
+  router_.OverlayInterruptStatus(offset, out);
 }
 
 void PciDevice::UpdateDeviceMasks() {
   if (!config_) return;
-  if (irqs_.vectors(kIntxIrq) != 0) {
-    irqs_.SetDeviceMask(kIntxIrq, 0, (config_->command() & PCI_COMMAND_INTX_DISABLE) != 0);
-  }
+  router_.UpdateFromConfig(*config_);
   if (std::optional<pci::MsiState> msi = pci::ReadMsiState(*config_)) {
     for (uint32_t v = 0; v < irqs_.vectors(kMsiIrq); ++v) {
       irqs_.SetDeviceMask(kMsiIrq, v, msi->per_vector_mask && ((msi->mask_bits >> v) & 1) != 0);
@@ -374,12 +384,18 @@ absl::Status PciDevice::Reset() {
     msix_table_driven_ = false;
     UpdateDeviceMasks();
   }
+  // A reset device drives no line; OnReset may raise it again.
+  if (irqs_.vectors(kIntxIrq) != 0) router_.SetIntxLevel(false).IgnoreError();
   return OnReset();
 }
 
 absl::Status PciDevice::SetIrqs(const wire::SetIrqsRequest& request,
                                 std::vector<UniqueFd>& fds) {
-  return irqs_.SetIrqs(request, fds);
+  absl::Status status = irqs_.SetIrqs(request, fds);
+  // Eventfds alone can move the interrupt route (interrupt_router.h).
+  absl::MutexLock lock(&config_mu_);
+  UpdateDeviceMasks();
+  return status;
 }
 
 absl::Status PciDevice::TriggerIrq(uint32_t index, uint32_t vector) {
@@ -391,6 +407,16 @@ absl::Status PciDevice::TriggerIrq(uint32_t index, uint32_t vector) {
   }
   return status;
 }
+
+absl::Status PciDevice::RaiseInterrupt(uint32_t vector) {
+  absl::Status status = router_.Raise(vector);
+  if (!status.ok() && !attached_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(absl::StrCat("no client attached (", status.message(), ")"));
+  }
+  return status;
+}
+
+absl::Status PciDevice::SetIntxLevel(bool asserted) { return router_.SetIntxLevel(asserted); }
 
 bool PciDevice::IrqEnabled(uint32_t index, uint32_t vector) const {
   return irqs_.IsEnabled(index, vector);
@@ -418,6 +444,10 @@ void PciDevice::OnDetach() {
     context_ = NoClientContext();
   }
   irqs_.ReleaseClientResources();
+  {
+    absl::MutexLock lock(&config_mu_);
+    UpdateDeviceMasks();
+  }
   OnClientDetached();
 }
 

@@ -32,6 +32,7 @@
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
+#include "vfu/device/interrupt_router.h"
 #include "vfu/device/pci_device_spec.h"
 #include "vfu/irq/irq_controller.h"
 #include "vfu/pci/config_space.h"
@@ -71,8 +72,31 @@ class PciDevice : public Device {
 
   // ---- Services, any thread ----
 
-  // Raises vector `vector` of IRQ index `index` (kIntxIrq, kMsiIrq,
-  // kMsixIrq, ...): an eventfd write when the vector is enabled and
+  // Raises the device's interrupt vector `vector` through what the guest
+  // enabled: MSI-X entry `vector`, else MSI (folded into the messages the
+  // guest granted), else the INTx line, each with its masks and pending
+  // bits. INTx is masked by each delivery until the client unmasks it, as
+  // under the kernel's vfio-pci. The full rules are in interrupt_router.h.
+  // OK when delivered, held pending or coalesced; FailedPrecondition when
+  // nothing can carry it (no eventfd on the route); Unavailable when that
+  // is because no client is attached; OutOfRange for an MSI-X vector
+  // beyond the table. Lock-free, never allocates: for device threads.
+  absl::Status RaiseInterrupt(uint32_t vector);
+
+  // Level-triggered INTx: holds the line up until the device lowers it,
+  // delivering again at each client unmask while it is up. MSI and MSI-X
+  // ignore the level; a device whose interrupt is a level raises
+  // RaiseInterrupt() on its rising edge and also tracks the level here.
+  // FailedPrecondition if the device has no INTx. Lock-free.
+  absl::Status SetIntxLevel(bool asserted);
+
+  // Where RaiseInterrupt() delivers now (a snapshot).
+  InterruptRouter::Route interrupt_route() const { return router_.route(); }
+
+  // Low-level: raises vector `vector` of IRQ index `index` directly,
+  // bypassing the routing above.
+
+  // (kIntxIrq, kMsiIrq, kMsixIrq, ...): an eventfd write when the vector is enabled and
   // unmasked; pending (delivered on unmask) while masked. Lock-free; never
   // held up by the client's eventfd (a full counter coalesces: irq_controller.h).
   // Unavailable when the vector cannot fire because no client is attached
@@ -134,6 +158,9 @@ class PciDevice : public Device {
   // The MSI-X table / PBA ranges inside the MSI-X BAR.
   bool InMsixTable(uint32_t region, uint64_t offset, uint64_t size) const;
   bool InMsixPba(uint32_t region, uint64_t offset, uint64_t size) const;
+  // Config bytes as the client would read them.
+  void ReadConfigSnapshot(uint32_t offset, absl::Span<uint8_t> out) const
+      ABSL_LOCKS_EXCLUDED(config_mu_);
   absl::Status ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> out)
       ABSL_LOCKS_EXCLUDED(config_mu_);
   absl::Status WriteConfigRegion(uint64_t offset, absl::Span<const uint8_t> data)
@@ -146,6 +173,7 @@ class PciDevice : public Device {
   absl::Status init_status_;
   std::vector<Region> regions_;  // indexed by region number; fixed after Build
   IrqController irqs_;
+  InterruptRouter router_{irqs_};
 
   mutable absl::Mutex config_mu_;
   std::optional<pci::ConfigSpace> config_ ABSL_GUARDED_BY(config_mu_);
