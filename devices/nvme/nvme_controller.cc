@@ -266,6 +266,7 @@ void NvmeController::WriteDoorbell(uint64_t offset, uint32_t value) {
                           kLogError));
     return;
   }
+  if (completion) UpdateIntxLevel();
   if (qid == 0) {
     absl::MutexLock lock(&mu_);
     KickAdminLocked();
@@ -351,7 +352,7 @@ void NvmeController::AdminLoop() {
     }
     // INTx/MSI unmasked: entries still unconsumed need their interrupt.
     if ((interrupt_mask_.load(std::memory_order_relaxed) & 1) == 0 &&
-        !IrqEnabled(kMsixIrq, 0)) {
+        interrupt_route() != InterruptRouter::Route::kMsix) {
       std::vector<std::shared_ptr<CompletionQueue>> unconsumed;
       {
         absl::ReaderMutexLock lock(&queues_mu_);
@@ -362,7 +363,7 @@ void NvmeController::AdminLoop() {
       }
       for (const auto& cq : unconsumed) {
         if (cq->irq_enabled() && cq->HasUnconsumed()) {
-          RaiseInterrupt(cq->vector());
+          SignalVector(cq->vector());
           break;
         }
       }
@@ -501,7 +502,7 @@ bool NvmeController::ServeAdminQueue() {
     }
     posted = true;
   }
-  if (posted) RaiseInterrupt(0);
+  if (posted) SignalVector(0);
   return sq->Pending() > 0;
 }
 
@@ -524,7 +525,7 @@ void NvmeController::PostAdmin(uint16_t cid, uint16_t status, uint32_t dw0) {
                                .status = static_cast<uint16_t>(status << 1)};
   absl::Status posted = sq->cq().Post(*admin_dma_, cqe);
   if (posted.ok()) {
-    RaiseInterrupt(0);
+    SignalVector(0);
   } else if (posted.code() != absl::StatusCode::kFailedPrecondition) {
     Fatal("cannot write the admin completion queue");
   }
@@ -669,24 +670,37 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
       posted = true;
     }
   }
-  if (posted && cq.irq_enabled()) RaiseInterrupt(cq.vector());
+  if (posted && cq.irq_enabled()) SignalVector(cq.vector());
   return done == kBatch && queue.Pending() > 0;
 }
 
 // ---- Any thread ----
 
-void NvmeController::RaiseInterrupt(uint16_t vector) {
-  if (IrqEnabled(kMsixIrq, vector)) {
-    (void)TriggerIrq(kMsixIrq, vector);
+void NvmeController::SignalVector(uint16_t vector) {
+  const InterruptRouter::Route route = interrupt_route();
+  if (route == InterruptRouter::Route::kMsix) {
+    (void)RaiseInterrupt(vector);
     return;
   }
-  // MSI and INTx have one vector, which INTMS masks.
+  // MSI and INTx: INTMS masks them (NVMe 1.4 section 7.5.1). INTx is a
+  // level: up while any completion queue holds unconsumed entries.
   if ((interrupt_mask_.load(std::memory_order_relaxed) & 1) != 0) return;
-  if (IrqEnabled(kMsiIrq, 0)) {
-    (void)TriggerIrq(kMsiIrq, 0);
-  } else if (IrqEnabled(kIntxIrq, 0)) {
-    (void)TriggerIrq(kIntxIrq, 0);
+  if (route == InterruptRouter::Route::kIntx) (void)SetIntxLevel(true);
+  (void)RaiseInterrupt(vector);
+}
+
+void NvmeController::UpdateIntxLevel() {
+  if (interrupt_route() != InterruptRouter::Route::kIntx) return;
+  bool unconsumed = false;
+  {
+    absl::ReaderMutexLock lock(&queues_mu_);
+    if (admin_sq_ != nullptr) unconsumed = admin_sq_->cq().HasUnconsumed();
+    for (const auto& cq : cqs_) {
+      if (unconsumed) break;
+      if (cq != nullptr && cq->irq_enabled()) unconsumed = cq->HasUnconsumed();
+    }
   }
+  if (!unconsumed) (void)SetIntxLevel(false);
 }
 
 void NvmeController::Fatal(const char* why) {

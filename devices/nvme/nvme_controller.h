@@ -142,8 +142,12 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   // Runs up to a batch of `queue`'s commands: whether more wait.
   bool ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, GuestData& data);
 
-  // Any thread.
-  void RaiseInterrupt(uint16_t vector);
+  // Any thread. Signals completion queue vector `vector` through the route
+  // the guest enabled (PciDevice::RaiseInterrupt), honouring INTMS for MSI
+  // and INTx.
+  void SignalVector(uint16_t vector);
+  // INTx goes down once no completion queue holds unconsumed entries.
+  void UpdateIntxLevel() ABSL_LOCKS_EXCLUDED(queues_mu_);
   void Fatal(const char* why) ABSL_LOCKS_EXCLUDED(mu_);
 
   std::vector<std::unique_ptr<NvmeNamespace>> namespaces_;

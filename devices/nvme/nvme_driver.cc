@@ -129,10 +129,11 @@ absl::Status NvmeDriver::Enable(uint32_t cc_extra) {
   Queue& admin = queues_[0];
   if (!admin.exists) {
     admin.entries = options_.admin_entries;
+    admin.cq_entries = options_.admin_entries;
     admin.sq_iova = Allocate(admin.entries * kSqEntrySize, kQueueAlignment);
     admin.cq_iova = Allocate(admin.entries * kCqEntrySize, kQueueAlignment);
   }
-  std::memset(Host(admin.cq_iova), 0, admin.entries * kCqEntrySize);
+  std::memset(Host(admin.cq_iova), 0, admin.cq_entries * kCqEntrySize);
   admin.exists = true;
   admin.sq_tail = admin.sq_head = admin.cq_head = 0;
   admin.phase = true;
@@ -186,7 +187,7 @@ std::optional<Completion> NvmeDriver::Peek(Queue& queue) {
   if (((status & 1) != 0) != queue.phase) return std::nullopt;
   CompletionEntry raw;
   std::memcpy(&raw, entry, sizeof raw);
-  if (++queue.cq_head == queue.entries) {
+  if (++queue.cq_head == queue.cq_entries) {
     queue.cq_head = 0;
     queue.phase = !queue.phase;
   }
@@ -253,17 +254,19 @@ std::optional<Completion> NvmeDriver::TakeStray() {
   return completion;
 }
 
-absl::Status NvmeDriver::CreateIoQueuePair(uint16_t qid, uint32_t entries) {
+absl::Status NvmeDriver::CreateIoQueuePair(uint16_t qid, uint32_t entries, uint32_t cq_entries) {
   if (qid == 0 || qid > kMaxIoQueues) return absl::InvalidArgumentError("queue id");
+  if (cq_entries == 0) cq_entries = entries;
   Queue queue;
   queue.entries = entries;
+  queue.cq_entries = cq_entries;
   queue.sq_iova = Allocate(uint64_t{entries} * kSqEntrySize, kQueueAlignment);
-  queue.cq_iova = Allocate(uint64_t{entries} * kCqEntrySize, kQueueAlignment);
+  queue.cq_iova = Allocate(uint64_t{cq_entries} * kCqEntrySize, kQueueAlignment);
   if (queue.sq_iova == 0 || queue.cq_iova == 0) return absl::ResourceExhaustedError("memory");
   SubmissionEntry cq = {};
   cq.opcode = kAdminCreateCq;
   cq.prp1 = queue.cq_iova;
-  cq.cdw10 = qid | ((entries - 1) << 16);
+  cq.cdw10 = qid | ((cq_entries - 1) << 16);
   cq.cdw11 = 1 | 2 | (uint32_t{qid} << 16);
   VFU_ASSIGN_OR_RETURN(Completion done, Run(0, cq));
   if (done.status != kSuccess) {

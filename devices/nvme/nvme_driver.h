@@ -94,8 +94,9 @@ class NvmeDriver {
   // head doorbell); with `wait`, waits up to the timeout for one first.
   absl::StatusOr<size_t> Reap(uint16_t qid, absl::Span<Completion> out, bool wait);
 
-  // Creates CQ and SQ `qid` of `entries` entries (CQ on vector `qid`).
-  absl::Status CreateIoQueuePair(uint16_t qid, uint32_t entries);
+  // Creates CQ and SQ `qid` of `entries` entries (the CQ of `cq_entries`
+  // when not 0), the CQ on vector `qid`, interrupts enabled.
+  absl::Status CreateIoQueuePair(uint16_t qid, uint32_t entries, uint32_t cq_entries = 0);
   absl::Status DeleteIoQueuePair(uint16_t qid);
   // Identify `cns` for `nsid` into a new page; the status on failure.
   absl::StatusOr<std::vector<uint8_t>> Identify(uint32_t cns, uint32_t nsid = 0);
@@ -131,7 +132,8 @@ class NvmeDriver {
     bool exists = false;
     uint64_t sq_iova = 0;
     uint64_t cq_iova = 0;
-    uint32_t entries = 0;
+    uint32_t entries = 0;     // SQ
+    uint32_t cq_entries = 0;
     uint32_t sq_tail = 0;
     uint32_t sq_head = 0;  // as the controller reported it
     uint32_t cq_head = 0;
