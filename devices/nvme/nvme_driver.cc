@@ -60,8 +60,10 @@ absl::Status NvmeDriver::Init() {
     plain_memory_.assign(size + kPage, 0);
     const uintptr_t base = reinterpret_cast<uintptr_t>(plain_memory_.data());
     memory_ = reinterpret_cast<uint8_t*>((base + kPage - 1) & ~(kPage - 1));
+    // The device's DMA messages are served on this driver's thread, inside
+    // its client calls and Reap's waits: the memory has one writer at a
+    // time, as it would behind a real IOMMU-less DMA model.
     VFU_RETURN_IF_ERROR(client_.DmaMapMemory(options_.iova, absl::MakeSpan(memory_, size)));
-    VFU_RETURN_IF_ERROR(client_.StartServingThread());
   }
   scratch_list_ = Allocate(kPage);
   std::vector<UniqueFd> sent;
@@ -219,13 +221,19 @@ absl::StatusOr<size_t> NvmeDriver::Reap(uint16_t qid, absl::Span<Completion> out
   const absl::Time deadline = absl::Now() + options_.timeout;
   size_t n = 0;
   for (;;) {
+    // fd-less memory: completions arrive as DMA_WRITE messages; serve
+    // what came.
+    if (!options_.shared_memory) VFU_RETURN_IF_ERROR(client_.Poll(absl::ZeroDuration()));
     while (n < out.size()) {
       std::optional<Completion> completion = Peek(queue);
       if (!completion) break;
       out[n++] = *completion;
     }
     if (n > 0 || !wait) break;
-    if (options_.interrupts) {
+    if (!options_.shared_memory) {
+      if (absl::Now() > deadline) return absl::DeadlineExceededError("no completion");
+      VFU_RETURN_IF_ERROR(client_.Poll(absl::Milliseconds(1)));
+    } else if (options_.interrupts) {
       VFU_RETURN_IF_ERROR(WaitInterrupt(qid, deadline));
     } else if (absl::Now() > deadline) {
       return absl::DeadlineExceededError("no completion");

@@ -13,7 +13,9 @@
 //   VFU_ASSIGN_OR_RETURN(Completion done, driver->Run(1, read));
 //
 // Used by the device's tests and tools/nvme. Thread-compatible: one thread
-// drives it (the client may serve DMA on its own thread).
+// drives it. With fd-less memory that thread also serves the device's DMA
+// messages (inside its client calls and while Reap waits): do not start the
+// client's serving thread.
 #ifndef VFU_DEVICES_NVME_NVME_DRIVER_H_
 #define VFU_DEVICES_NVME_NVME_DRIVER_H_
 

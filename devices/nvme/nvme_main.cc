@@ -21,9 +21,41 @@ ABSL_FLAG(std::vector<std::string>, namespace, {},
 ABSL_FLAG(uint32_t, lba_size, 512, "LBA size of every namespace: 512 or 4096");
 ABSL_FLAG(uint32_t, io_threads, 2, "threads serving the I/O queues");
 
+// Abseil keeps only the last of a repeated flag: merge every --namespace
+// into one comma-separated flag, in order, before the flags are parsed.
+std::vector<char*> MergeNamespaceFlags(int argc, char** argv, std::string& merged) {
+  std::vector<char*> args = {argv[0]};
+  std::vector<std::string> values;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") {
+      args.insert(args.end(), argv + i, argv + argc);
+      break;
+    }
+    const size_t equals = arg.find('=');
+    const std::string name = arg.substr(0, equals);
+    if (name != "--namespace" && name != "-namespace") {
+      args.push_back(argv[i]);
+    } else if (equals != std::string::npos) {
+      values.push_back(arg.substr(equals + 1));
+    } else if (i + 1 < argc) {
+      values.push_back(argv[++i]);
+    }
+  }
+  if (!values.empty()) {
+    merged = "--namespace=";
+    for (size_t i = 0; i < values.size(); ++i) merged += (i > 0 ? "," : "") + values[i];
+    args.insert(args.begin() + 1, merged.data());
+  }
+  return args;
+}
+
 int main(int argc, char** argv) {
+  std::string merged;
+  std::vector<char*> args = MergeNamespaceFlags(argc, argv, merged);
+  args.push_back(nullptr);
   return vfu::devices::DeviceServerMain(
-      argc, argv,
+      static_cast<int>(args.size() - 1), args.data(),
       {.name = "nvme",
        .what = "an NVMe controller backed by image files (--namespace=FILE)",
        .make_device = []() -> std::unique_ptr<vfu::Device> {
