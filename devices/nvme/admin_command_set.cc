@@ -77,6 +77,17 @@ AdminCommandSet::Result AdminCommandSet::Execute(const SubmissionEntry& sqe, Dev
       return GetLogPage(sqe, dma, data);
     case kAdminAsyncEvent:
       return AsyncEventRequest(sqe);
+    case kAdminDoorbellBufferConfig: {
+      // Two distinct page-aligned pages (NVMe 1.4 section 5.8; QEMU and SPDK
+      // refuse the same way).
+      const uint64_t page = host_.page_size();
+      if (sqe.prp1 == 0 || sqe.prp2 == 0 || sqe.prp1 == sqe.prp2 ||
+          (sqe.prp1 & (page - 1)) != 0 || (sqe.prp2 & (page - 1)) != 0) {
+        return Status(kInvalidField);
+      }
+      host_.SetShadowDoorbells(sqe.prp1, sqe.prp2);
+      return Status(kSuccess);
+    }
     case kAdminAbort:
       // Commands run to completion as soon as they are fetched: there is
       // never one left to abort. DW0 bit 0 = "not aborted", always legal.
@@ -136,7 +147,7 @@ void AdminCommandSet::FillIdentifyController(uint8_t* page) const {
   page[77] = kMdts;
   Put<uint16_t>(page, 78, identity_.controller_id);
   Put<uint32_t>(page, 80, kVersion14);
-  Put<uint16_t>(page, 256, 0);  // OACS: no optional admin commands
+  Put<uint16_t>(page, 256, 1u << 8);  // OACS: Doorbell Buffer Config
   page[258] = 3;                // ACL: 4 aborts
   page[259] = kAerLimit - 1;    // AERL
   page[260] = (1 << 1) | 1;     // FRMW: one slot, read-only

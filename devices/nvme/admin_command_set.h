@@ -7,7 +7,8 @@
 // Get / Set Features (arbitration, temperature threshold, volatile write
 // cache, number of queues, interrupt coalescing, interrupt vector
 // configuration, async event configuration), Get Log Page (error, SMART /
-// health, firmware slot), Asynchronous Event Request, Abort. Anything else is
+// health, firmware slot), Asynchronous Event Request, Abort, Doorbell Buffer
+// Config (shadow doorbells for the I/O queues). Anything else is
 // kInvalidOpcode; checks and their order follow NVMe 1.4 and QEMU's
 // controller (see each function).
 //
@@ -45,6 +46,10 @@ class AdminQueueHost {
   // Returns once no thread runs a command of the queue any more.
   virtual void DeleteSq(uint16_t qid) = 0;
   virtual void DeleteCq(uint16_t qid) = 0;
+  // Doorbell Buffer Config: shadow doorbells at `shadow`, EventIdx values at
+  // `event_index` (both checked page-aligned client addresses), for every
+  // I/O queue now and later, until the controller resets.
+  virtual void SetShadowDoorbells(uint64_t shadow, uint64_t event_index) = 0;
   // The memory page size CC.MPS selected.
   virtual uint64_t page_size() const = 0;
 };

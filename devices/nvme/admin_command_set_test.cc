@@ -312,7 +312,7 @@ TEST_F(AdminCommandSetTest, AbortAnswersNotAborted) {
 TEST_F(AdminCommandSetTest, UnknownOpcodesAndSglsAreRefused) {
   EXPECT_EQ(AdminStatus(Command(0x7f)), kInvalidOpcode);
   EXPECT_EQ(AdminStatus(Command(kAdminKeepAlive)), kInvalidOpcode);
-  EXPECT_EQ(AdminStatus(Command(kAdminDoorbellBufferConfig)), kInvalidOpcode);
+  EXPECT_EQ(AdminStatus(Command(0x80)), kInvalidOpcode) << "Format NVM";
   SubmissionEntry sgl = Command(kAdminIdentify, kCnsController);
   sgl.flags = 1 << 6;
   EXPECT_EQ(AdminStatus(sgl), kInvalidField);

@@ -113,7 +113,7 @@ bool GuestData::PinAll(DeviceContext& dma, DmaDirection direction, uint16_t* sta
 
 uint16_t GuestData::Bounce(DeviceContext& dma, NvmeNamespace& ns, uint64_t offset,
                            bool to_namespace) {
-  ++bounced_transfers_;
+  CountBounced();
   uint64_t total = 0;
   for (const DataSegment& segment : segments_) total += segment.length;
   bounce_.resize(total);
@@ -131,7 +131,7 @@ uint16_t GuestData::ReadNamespace(DeviceContext& dma, NvmeNamespace& ns, uint64_
   uint16_t status = kSuccess;
   if (!PinAll(dma, DmaDirection::kWrite, &status)) return Bounce(dma, ns, offset, false);
   if (status != kSuccess) return status;
-  ++zero_copy_transfers_;
+  CountZeroCopy();
   FileTransfer transfer = {ns.fd(), iov_.data(), static_cast<int>(iov_.size()), offset, false, 0};
   uint64_t total = 0;
   for (const struct iovec& v : iov_) total += v.iov_len;
@@ -157,7 +157,7 @@ uint16_t GuestData::WriteNamespace(DeviceContext& dma, NvmeNamespace& ns, uint64
   uint16_t status = kSuccess;
   if (!PinAll(dma, DmaDirection::kRead, &status)) return Bounce(dma, ns, offset, true);
   if (status != kSuccess) return status;
-  ++zero_copy_transfers_;
+  CountZeroCopy();
   FileTransfer transfer = {ns.fd(), iov_.data(), static_cast<int>(iov_.size()), offset, true, 0};
   uint64_t total = 0;
   for (const struct iovec& v : iov_) total += v.iov_len;

@@ -16,6 +16,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -30,6 +31,12 @@ namespace vfu::nvme {
 
 class GuestData {
  public:
+  // Counts zero-copy and message transfers into the given counters too
+  // (shared by several threads' GuestData), as each transfer starts.
+  GuestData() = default;
+  GuestData(std::atomic<uint64_t>* zero_copy, std::atomic<uint64_t>* bounced)
+      : shared_zero_copy_(zero_copy), shared_bounced_(bounced) {}
+
   // Walks the PRPs of `sqe` for a `length`-byte transfer into segments().
   uint16_t Walk(DeviceContext& dma, const SubmissionEntry& sqe, uint64_t length,
                 uint64_t page_size);
@@ -59,8 +66,19 @@ class GuestData {
   std::vector<DmaSgList> pins_;
   std::vector<struct iovec> iov_;
   std::vector<uint8_t> bounce_;
+  void CountZeroCopy() {
+    ++zero_copy_transfers_;
+    if (shared_zero_copy_ != nullptr) shared_zero_copy_->fetch_add(1, std::memory_order_relaxed);
+  }
+  void CountBounced() {
+    ++bounced_transfers_;
+    if (shared_bounced_ != nullptr) shared_bounced_->fetch_add(1, std::memory_order_relaxed);
+  }
+
   uint64_t zero_copy_transfers_ = 0;
   uint64_t bounced_transfers_ = 0;
+  std::atomic<uint64_t>* shared_zero_copy_ = nullptr;
+  std::atomic<uint64_t>* shared_bounced_ = nullptr;
 };
 
 }  // namespace vfu::nvme

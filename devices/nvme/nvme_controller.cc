@@ -433,6 +433,8 @@ void NvmeController::Disable() {
       cq = nullptr;
     }
     admin_sq_ = nullptr;
+    shadow_buffer_ = 0;
+    event_index_buffer_ = 0;
   }
   // Completion queues die first: a command that ends while its thread is
   // being waited for posts nothing.
@@ -555,6 +557,40 @@ void NvmeController::CreateCq(uint16_t qid, uint64_t base, uint32_t size, uint16
                               bool irq_enabled) {
   absl::MutexLock lock(&queues_mu_);
   cqs_[qid] = std::make_shared<CompletionQueue>(qid, base, size, vector, irq_enabled);
+  ShadowQueueLocked(qid, nullptr, cqs_[qid].get());
+}
+
+void NvmeController::SetShadowDoorbells(uint64_t shadow, uint64_t event_index) {
+  absl::MutexLock lock(&queues_mu_);
+  shadow_buffer_ = shadow;
+  event_index_buffer_ = event_index;
+  // Queues that exist already switch now (Linux may configure late).
+  for (uint16_t qid = 1; qid <= kMaxIoQueues; ++qid) {
+    ShadowQueueLocked(qid, sqs_[qid].get(), cqs_[qid].get());
+  }
+}
+
+void NvmeController::ShadowQueueLocked(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq) {
+  if (shadow_buffer_ == 0 || admin_dma_ == nullptr) return;
+  // Start the shadow slots from the values the controller holds, so a stale
+  // buffer (older Linux does not clear it after a reset) is not taken for
+  // new submissions; the EventIdx slots ask for a doorbell at once.
+  auto put = [this](uint64_t iova, uint32_t value) {
+    (void)admin_dma_->DmaWrite(
+        iova, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&value), sizeof value));
+  };
+  if (sq != nullptr) {
+    const uint64_t slot = 8 * uint64_t{qid};
+    put(shadow_buffer_ + slot, sq->tail());
+    put(event_index_buffer_ + slot, sq->tail());
+    sq->EnableShadow(shadow_buffer_ + slot, event_index_buffer_ + slot);
+  }
+  if (cq != nullptr) {
+    const uint64_t slot = 8 * uint64_t{qid} + 4;
+    put(shadow_buffer_ + slot, 0);
+    put(event_index_buffer_ + slot, 0);
+    cq->EnableShadow(shadow_buffer_ + slot, event_index_buffer_ + slot);
+  }
 }
 
 void NvmeController::CreateSq(uint16_t qid, uint64_t base, uint32_t size, uint16_t cqid) {
@@ -563,6 +599,7 @@ void NvmeController::CreateSq(uint16_t qid, uint64_t base, uint32_t size, uint16
     absl::MutexLock lock(&queues_mu_);
     sq = std::make_shared<SubmissionQueue>(qid, base, size, cqs_[cqid]);
     sqs_[qid] = sq;
+    ShadowQueueLocked(qid, sq.get(), nullptr);
   }
   IoThread& thread = ThreadFor(qid);
   absl::MutexLock lock(&thread.mu);
@@ -593,7 +630,7 @@ void NvmeController::DeleteCq(uint16_t qid) {
 // ---- I/O threads ----
 
 void NvmeController::IoLoop(IoThread& thread) {
-  GuestData data;
+  GuestData data(&zero_copy_, &bounced_);
   std::vector<std::shared_ptr<SubmissionQueue>> queues;
   std::shared_ptr<DeviceContext> dma;
   bool more = false;
@@ -614,11 +651,7 @@ void NvmeController::IoLoop(IoThread& thread) {
     }
     more = false;
     if (dma == nullptr) continue;
-    const uint64_t zero_copy = data.zero_copy_transfers();
-    const uint64_t bounced = data.bounced_transfers();
     for (const auto& queue : queues) more |= ServeIoQueue(*queue, *dma, data);
-    zero_copy_.fetch_add(data.zero_copy_transfers() - zero_copy, std::memory_order_relaxed);
-    bounced_.fetch_add(data.bounced_transfers() - bounced, std::memory_order_relaxed);
   }
 }
 
@@ -627,16 +660,37 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
   const uint64_t page = page_size();
   // A Set Features racing with this batch may apply to it or not.
   const bool write_cache = write_cache_enabled_.load(std::memory_order_relaxed);
+  const bool shadowed = queue.shadowed();
   uint32_t done = 0;
   bool posted = false;
+  // The batch ended waiting for completion slots (or on a queue it could
+  // not read): no EventIdx to arm.
+  bool stalled = false;
   SubmissionEntry entries[kFetch];
   while (done < kBatch) {
-    const uint32_t pending = queue.Pending();
+    uint32_t pending = queue.Pending();
+    if (pending == 0 && shadowed) {
+      (void)queue.RefreshTailFromShadow(dma);
+      pending = queue.Pending();
+    }
     if (pending == 0) break;
     uint32_t reserved = 0;
     const uint32_t want = std::min({pending, kFetch, kBatch - done});
     while (reserved < want && cq.Reserve()) ++reserved;
-    if (reserved == 0) break;  // CQ full: its head doorbell kicks us
+    if (reserved == 0 && cq.shadowed()) {
+      // The driver may have consumed entries without ringing: look at its
+      // shadow head, and if still full ask for a doorbell at the next one.
+      (void)cq.RefreshHeadFromShadow(dma);
+      while (reserved < want && cq.Reserve()) ++reserved;
+      if (reserved == 0) {
+        cq.ArmEventIndex(dma);
+        while (reserved < want && cq.Reserve()) ++reserved;
+      }
+    }
+    if (reserved == 0) {
+      stalled = true;  // the CQ is full: its head doorbell kicks us
+      break;
+    }
     absl::StatusOr<size_t> fetched = queue.Fetch(dma, absl::MakeSpan(entries, reserved));
     if (!fetched.ok() || *fetched == 0) {
       for (uint32_t i = 0; i < reserved; ++i) cq.Unreserve();
@@ -645,6 +699,7 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
                              fetched.status().message());
         Fatal("cannot read an I/O submission queue");
       }
+      stalled = true;
       break;
     }
     for (size_t i = *fetched; i < reserved; ++i) cq.Unreserve();
@@ -671,7 +726,11 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
     }
   }
   if (posted && cq.irq_enabled()) SignalVector(cq.vector());
-  return done == kBatch && queue.Pending() > 0;
+  if (done == kBatch && queue.Pending() > 0) return true;
+  // Going idle: with shadow doorbells, ask for the next submission's
+  // doorbell; entries that raced with that are served at once.
+  if (shadowed && !stalled) return queue.ArmEventIndex(dma);
+  return false;
 }
 
 // ---- Any thread ----

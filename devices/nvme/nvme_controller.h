@@ -135,6 +135,12 @@ class NvmeController : public PciDevice, private AdminQueueHost {
       ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteSq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteCq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
+  void SetShadowDoorbells(uint64_t shadow, uint64_t event_index) override
+      ABSL_LOCKS_EXCLUDED(queues_mu_);
+  // Points queue `qid`'s doorbells at the shadow buffer (when configured),
+  // starting from `sq_tail` / `cq_head`.
+  void ShadowQueueLocked(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(queues_mu_);
   uint64_t page_size() const override { return page_size_.load(std::memory_order_relaxed); }
 
   // ---- I/O threads ----
@@ -181,6 +187,9 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   std::shared_ptr<SubmissionQueue> admin_sq_ ABSL_GUARDED_BY(queues_mu_);
   std::array<std::shared_ptr<SubmissionQueue>, kMaxIoQueues + 1> sqs_ ABSL_GUARDED_BY(queues_mu_);
   std::array<std::shared_ptr<CompletionQueue>, kMaxIoQueues + 1> cqs_ ABSL_GUARDED_BY(queues_mu_);
+  // Doorbell Buffer Config (0: not configured); the admin queue never uses it.
+  uint64_t shadow_buffer_ ABSL_GUARDED_BY(queues_mu_) = 0;
+  uint64_t event_index_buffer_ ABSL_GUARDED_BY(queues_mu_) = 0;
 
   // Admin thread only.
   AdminCommandSet admin_;

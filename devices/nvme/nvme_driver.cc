@@ -156,6 +156,8 @@ absl::Status NvmeDriver::Disable() {
   VFU_RETURN_IF_ERROR(Write32(kRegCc, cc & ~kCcEnable));
   VFU_RETURN_IF_ERROR(WaitForCsts(kCstsReady, 0));
   for (uint32_t q = 1; q <= kMaxIoQueues; ++q) queues_[q].exists = false;
+  // A reset forgets the doorbell buffer.
+  shadow_ = event_index_ = 0;
   return absl::OkStatus();
 }
 
@@ -179,8 +181,46 @@ absl::Status NvmeDriver::Submit(uint16_t qid, const SubmissionEntry& sqe, bool r
 }
 
 absl::Status NvmeDriver::RingSubmission(uint16_t qid) {
+  return Doorbell(qid, 2 * uint32_t{qid}, queues_[qid].sq_tail);
+}
+
+absl::Status NvmeDriver::Doorbell(uint16_t qid, uint32_t index, uint32_t value) {
   std::atomic_thread_fence(std::memory_order_release);
-  return Write32(SqTailDoorbell(qid), queues_[qid].sq_tail, /*posted=*/true);
+  if (shadow_ != 0 && qid != 0) {
+    auto* shadow = reinterpret_cast<uint32_t*>(Host(shadow_)) + index;
+    auto* event_index = reinterpret_cast<uint32_t*>(Host(event_index_)) + index;
+    const uint32_t old = std::atomic_ref<uint32_t>(*shadow).load(std::memory_order_relaxed);
+    std::atomic_ref<uint32_t>(*shadow).store(value, std::memory_order_release);
+    // Shadow store before the EventIdx load (the controller does the mirror
+    // image), so one side always sees the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const uint32_t event = std::atomic_ref<uint32_t>(*event_index).load(std::memory_order_acquire);
+    // Ring only when the new value moved past EventIdx: EventIdx in
+    // [old, value) modulo 2^16.
+    const uint16_t distance_to_event = static_cast<uint16_t>(value - event - 1);
+    const uint16_t moved = static_cast<uint16_t>(value - old);
+    if (distance_to_event >= moved) return absl::OkStatus();
+  }
+  ++mmio_doorbells_;
+  return Write32(kDoorbellBase + 4 * uint64_t{index}, value, /*posted=*/true);
+}
+
+absl::Status NvmeDriver::EnableShadowDoorbells() {
+  const uint64_t shadow = Allocate(kPage, kQueueAlignment);
+  const uint64_t event_index = Allocate(kPage, kQueueAlignment);
+  if (shadow == 0 || event_index == 0) return absl::ResourceExhaustedError("memory");
+  SubmissionEntry sqe = {};
+  sqe.opcode = kAdminDoorbellBufferConfig;
+  sqe.prp1 = shadow;
+  sqe.prp2 = event_index;
+  VFU_ASSIGN_OR_RETURN(Completion done, Run(0, sqe));
+  if (done.status != kSuccess) {
+    return absl::InternalError(
+        absl::StrCat("Doorbell Buffer Config: status 0x", absl::Hex(done.status)));
+  }
+  shadow_ = shadow;
+  event_index_ = event_index;
+  return absl::OkStatus();
 }
 
 std::optional<Completion> NvmeDriver::Peek(Queue& queue) {
@@ -239,7 +279,7 @@ absl::StatusOr<size_t> NvmeDriver::Reap(uint16_t qid, absl::Span<Completion> out
       return absl::DeadlineExceededError("no completion");
     }
   }
-  if (n > 0) VFU_RETURN_IF_ERROR(Write32(CqHeadDoorbell(qid), queue.cq_head, /*posted=*/true));
+  if (n > 0) VFU_RETURN_IF_ERROR(Doorbell(qid, 2 * uint32_t{qid} + 1, queue.cq_head));
   return n;
 }
 

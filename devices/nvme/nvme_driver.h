@@ -102,6 +102,13 @@ class NvmeDriver {
   absl::Status DeleteIoQueuePair(uint16_t qid);
   // Identify `cns` for `nsid` into a new page; the status on failure.
   absl::StatusOr<std::vector<uint8_t>> Identify(uint32_t cns, uint32_t nsid = 0);
+  // Doorbell Buffer Config: from now on the I/O queues' doorbells go to a
+  // shadow buffer in guest memory, and to the device only when they pass
+  // the EventIdx the controller left (as Linux's nvme_dbbuf_* do).
+  absl::Status EnableShadowDoorbells();
+  bool shadow_doorbells() const { return shadow_ != 0; }
+  // Doorbell writes that went to the device (REGION_WRITE messages).
+  uint64_t mmio_doorbells() const { return mmio_doorbells_; }
   // Set Features Number of Queues; the allocated count (1-based).
   absl::StatusOr<uint32_t> SetQueueCount(uint32_t count);
 
@@ -147,6 +154,9 @@ class NvmeDriver {
   // One completion if one is there (advances the head; no doorbell).
   std::optional<Completion> Peek(Queue& queue);
   absl::Status WaitInterrupt(uint16_t vector, absl::Time deadline);
+  // Writes doorbell `index` (2q: SQ tail, 2q + 1: CQ head) of queue `qid`:
+  // to the shadow buffer, and to the device when needed.
+  absl::Status Doorbell(uint16_t qid, uint32_t index, uint32_t value);
 
   Client& client_;
   NvmeDriverOptions options_;
@@ -160,6 +170,9 @@ class NvmeDriver {
   std::deque<Completion> stray_;
   uint16_t next_cid_ = 0;
   uint64_t interrupts_seen_ = 0;
+  uint64_t shadow_ = 0;
+  uint64_t event_index_ = 0;
+  uint64_t mmio_doorbells_ = 0;
 };
 
 }  // namespace vfu::nvme

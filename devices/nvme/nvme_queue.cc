@@ -68,4 +68,59 @@ absl::StatusOr<size_t> SubmissionQueue::Fetch(DeviceContext& dma,
   return n;
 }
 
+namespace {
+
+absl::StatusOr<uint32_t> ReadDoorbellValue(DeviceContext& dma, uint64_t iova) {
+  uint32_t value = 0;
+  absl::Status status =
+      dma.DmaRead(iova, absl::MakeSpan(reinterpret_cast<uint8_t*>(&value), sizeof value));
+  if (!status.ok()) return status;
+  return value;
+}
+
+absl::Status WriteDoorbellValue(DeviceContext& dma, uint64_t iova, uint32_t value) {
+  return dma.DmaWrite(iova,
+                      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&value), sizeof value));
+}
+
+}  // namespace
+
+bool CompletionQueue::RefreshHeadFromShadow(DeviceContext& dma) {
+  const uint64_t shadow = shadow_head_.load(std::memory_order_acquire);
+  if (shadow == 0) return true;
+  absl::StatusOr<uint32_t> head = ReadDoorbellValue(dma, shadow);
+  return head.ok() && SetHead(*head);
+}
+
+void CompletionQueue::ArmEventIndex(DeviceContext& dma) {
+  const uint64_t event_index = event_index_.load(std::memory_order_relaxed);
+  if (event_index == 0) return;
+  uint32_t head;
+  {
+    absl::MutexLock lock(&mu_);
+    head = head_;
+  }
+  (void)WriteDoorbellValue(dma, event_index, head);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  (void)RefreshHeadFromShadow(dma);
+}
+
+bool SubmissionQueue::RefreshTailFromShadow(DeviceContext& dma) {
+  const uint64_t shadow = shadow_tail_.load(std::memory_order_acquire);
+  if (shadow == 0) return true;
+  absl::StatusOr<uint32_t> tail = ReadDoorbellValue(dma, shadow);
+  return tail.ok() && SetTail(*tail);
+}
+
+bool SubmissionQueue::ArmEventIndex(DeviceContext& dma) {
+  const uint64_t event_index = event_index_.load(std::memory_order_relaxed);
+  if (event_index == 0) return false;
+  if (!WriteDoorbellValue(dma, event_index, head_).ok()) return false;
+  // The EventIdx store must be visible before the tail is read again: the
+  // driver does the mirror image (tail store, barrier, EventIdx load), so
+  // one of the two sees the other's write.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return RefreshTailFromShadow(dma) && Pending() > 0;
+}
+
 }  // namespace vfu::nvme

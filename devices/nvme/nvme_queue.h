@@ -23,6 +23,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "devices/nvme/nvme_defs.h"
@@ -62,6 +63,21 @@ class CompletionQueue {
   // Deleted or reset: later posts are dropped.
   void Kill() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Shadow doorbells (Doorbell Buffer Config): the driver writes its head
+  // to client memory at `shadow_head` and rings the MMIO doorbell only when
+  // it passes the value the controller left at `event_index`.
+  void EnableShadow(uint64_t shadow_head, uint64_t event_index) {
+    event_index_.store(event_index, std::memory_order_relaxed);
+    shadow_head_.store(shadow_head, std::memory_order_release);
+  }
+  bool shadowed() const { return shadow_head_.load(std::memory_order_acquire) != 0; }
+  // Takes the head from the shadow buffer (when shadowed); false when it
+  // could not be read or was out of range.
+  bool RefreshHeadFromShadow(DeviceContext& dma) ABSL_LOCKS_EXCLUDED(mu_);
+  // Asks for an MMIO head doorbell at the driver's next consumption (for a
+  // thread about to wait for free slots), then looks at the shadow again.
+  void ArmEventIndex(DeviceContext& dma) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   const uint16_t id_;
   const uint64_t base_;
@@ -76,6 +92,8 @@ class CompletionQueue {
   // The phase tag of entries posted now; starts at 1 (memory starts zeroed).
   bool phase_ ABSL_GUARDED_BY(mu_) = true;
   bool dead_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> shadow_head_{0};
+  std::atomic<uint64_t> event_index_{0};
 };
 
 // The tail is written by doorbells (any thread); the head and fetching
@@ -110,6 +128,23 @@ class SubmissionQueue {
   absl::StatusOr<size_t> Fetch(DeviceContext& dma, absl::Span<SubmissionEntry> out) const;
   void Advance(uint32_t count) { head_ = (head_ + count) % size_; }
 
+  // Shadow doorbells: the tail lives in client memory at `shadow_tail`; the
+  // driver rings the MMIO doorbell only when its new tail passes the value
+  // the controller left at `event_index` (NVMe 1.4 section 5.8). Any thread.
+  void EnableShadow(uint64_t shadow_tail, uint64_t event_index) {
+    event_index_.store(event_index, std::memory_order_relaxed);
+    shadow_tail_.store(shadow_tail, std::memory_order_release);
+  }
+  bool shadowed() const { return shadow_tail_.load(std::memory_order_acquire) != 0; }
+  uint32_t tail() const { return tail_.load(std::memory_order_acquire); }
+  // Serving thread: takes the tail from the shadow buffer; false when it
+  // could not be read or was out of range (then ignored).
+  bool RefreshTailFromShadow(DeviceContext& dma);
+  // Serving thread, about to go idle: writes EventIdx = head (the driver
+  // then rings at its next submission), a full barrier, and a last look at
+  // the shadow tail. True when entries arrived meanwhile (keep serving).
+  bool ArmEventIndex(DeviceContext& dma);
+
  private:
   const uint16_t id_;
   const uint64_t base_;
@@ -117,6 +152,8 @@ class SubmissionQueue {
   const std::shared_ptr<CompletionQueue> cq_;
   std::atomic<uint32_t> tail_{0};
   uint32_t head_ = 0;
+  std::atomic<uint64_t> shadow_tail_{0};
+  std::atomic<uint64_t> event_index_{0};
 };
 
 }  // namespace vfu::nvme

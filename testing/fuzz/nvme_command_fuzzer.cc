@@ -88,6 +88,7 @@ class FakeQueues : public AdminQueueHost {
   }
   void DeleteSq(uint16_t qid) override { sqs_.erase(qid); }
   void DeleteCq(uint16_t qid) override { cqs_.erase(qid); }
+  void SetShadowDoorbells(uint64_t, uint64_t) override {}
   uint64_t page_size() const override { return page_; }
 
  private:
