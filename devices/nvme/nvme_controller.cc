@@ -251,11 +251,14 @@ void NvmeController::WriteDoorbell(uint64_t offset, uint32_t value) {
     } else if (completion) {
       if (cqs_[qid] != nullptr) {
         known = true;
-        valid = cqs_[qid]->SetHead(value);
+        // A shadowed queue takes its head from the shadow buffer, which is
+        // never older than a posted doorbell still on its way: the write is
+        // only a wake-up (taking its value could move the head back).
+        valid = cqs_[qid]->shadowed() ? value < cqs_[qid]->size() : cqs_[qid]->SetHead(value);
       }
     } else if (sqs_[qid] != nullptr) {
       known = true;
-      valid = sqs_[qid]->SetTail(value);
+      valid = sqs_[qid]->shadowed() ? value < sqs_[qid]->size() : sqs_[qid]->SetTail(value);
     }
   }
   if (!known || !valid) {

@@ -92,6 +92,22 @@ TEST_F(ShadowDoorbellTest, FullCompletionQueueWakesThroughEventIdx) {
   }
 }
 
+TEST_F(ShadowDoorbellTest, StaleDoorbellMessagesDoNotMoveAShadowedQueueBack) {
+  EnableWithQueues(1, 16);
+  ASSERT_OK(driver_->EnableShadowDoorbells());
+  ASSERT_NO_FATAL_FAILURE(WriteAndVerify(1, 5, 600));
+  // Posted doorbells can arrive after the controller read a newer shadow
+  // value: old tails and heads must not be taken (they would replay
+  // entries already run).
+  ASSERT_OK(driver_->Write32(SqTailDoorbell(1), 1));
+  ASSERT_OK(driver_->Write32(CqHeadDoorbell(1), 1));
+  Completion stray;
+  ASSERT_OK_AND_ASSIGN(size_t n, driver_->Reap(1, absl::MakeSpan(&stray, 1), /*wait=*/false));
+  EXPECT_EQ(n, 0u) << "nothing replayed";
+  ASSERT_NO_FATAL_FAILURE(WriteAndVerify(1, 5, 700));
+  EXPECT_EQ(Csts(), kCstsReady);
+}
+
 TEST_F(ShadowDoorbellTest, ResetForgetsTheBuffer) {
   EnableWithQueues(1, 16);
   ASSERT_OK(driver_->EnableShadowDoorbells());
