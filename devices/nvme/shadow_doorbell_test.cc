@@ -105,6 +105,7 @@ TEST_F(ShadowDoorbellTest, StaleDoorbellMessagesDoNotMoveAShadowedQueueBack) {
   ASSERT_OK_AND_ASSIGN(size_t n, driver_->Reap(1, absl::MakeSpan(&stray, 1), /*wait=*/false));
   EXPECT_EQ(n, 0u) << "nothing replayed";
   ASSERT_NO_FATAL_FAILURE(WriteAndVerify(1, 5, 700));
+  EXPECT_FALSE(driver_->TakeStray().has_value()) << "an old command completed again";
   EXPECT_EQ(Csts(), kCstsReady);
 }
 
