@@ -194,7 +194,10 @@ void NvmeController::WriteRegisterLocked(uint64_t reg, uint32_t value, uint32_t 
       const uint32_t cleared = value & mask & 1;
       interrupt_mask_.fetch_and(~cleared, std::memory_order_relaxed);
       // An unmasked vector with entries waiting is signalled now.
-      if (cleared != 0) KickAdminLocked();
+      if (cleared != 0) {
+        unmasked_ = true;
+        KickAdminLocked();
+      }
       return;
     }
     case kRegCc: {
@@ -324,6 +327,7 @@ void NvmeController::AdminLoop() {
     bool shutdown = false;
     uint64_t reset_target = 0;
     std::vector<uint32_t> events;
+    bool unmasked = false;
     {
       absl::MutexLock lock(&mu_);
       while (!stop_ && !admin_kicked_ && !more) admin_cv_.Wait(&mu_);
@@ -336,6 +340,8 @@ void NvmeController::AdminLoop() {
       enable = !reset && !enabled_ && want_enabled && !ready_ && !fatal_;
       shutdown = !reset && enabled_ && CcShn(cc_) != kShnNone && shutdown_state_ == kShstNormal;
       events.swap(events_);
+      unmasked = unmasked_;
+      unmasked_ = false;
     }
     if (reset || disable) Disable();
     if (reset) {
@@ -354,7 +360,7 @@ void NvmeController::AdminLoop() {
       }
     }
     // INTx/MSI unmasked: entries still unconsumed need their interrupt.
-    if ((interrupt_mask_.load(std::memory_order_relaxed) & 1) == 0 &&
+    if (unmasked && (interrupt_mask_.load(std::memory_order_relaxed) & 1) == 0 &&
         interrupt_route() != InterruptRouter::Route::kMsix) {
       std::vector<std::shared_ptr<CompletionQueue>> unconsumed;
       {
@@ -558,52 +564,69 @@ bool NvmeController::CqInUse(uint16_t qid) const {
 
 void NvmeController::CreateCq(uint16_t qid, uint64_t base, uint32_t size, uint16_t vector,
                               bool irq_enabled) {
-  absl::MutexLock lock(&queues_mu_);
-  cqs_[qid] = std::make_shared<CompletionQueue>(qid, base, size, vector, irq_enabled);
-  ShadowQueueLocked(qid, nullptr, cqs_[qid].get());
+  auto cq = std::make_shared<CompletionQueue>(qid, base, size, vector, irq_enabled);
+  uint64_t shadow, event_index;
+  {
+    absl::MutexLock lock(&queues_mu_);
+    cqs_[qid] = cq;
+    shadow = shadow_buffer_;
+    event_index = event_index_buffer_;
+  }
+  ShadowQueue(qid, nullptr, cq.get(), shadow, event_index);
 }
 
 void NvmeController::SetShadowDoorbells(uint64_t shadow, uint64_t event_index) {
-  absl::MutexLock lock(&queues_mu_);
-  shadow_buffer_ = shadow;
-  event_index_buffer_ = event_index;
-  // Queues that exist already switch now (Linux may configure late).
+  std::vector<std::pair<std::shared_ptr<SubmissionQueue>, std::shared_ptr<CompletionQueue>>>
+      queues(kMaxIoQueues + 1);
+  {
+    absl::MutexLock lock(&queues_mu_);
+    shadow_buffer_ = shadow;
+    event_index_buffer_ = event_index;
+    for (uint16_t qid = 1; qid <= kMaxIoQueues; ++qid) queues[qid] = {sqs_[qid], cqs_[qid]};
+  }
+  // Queues that exist already switch now (Linux may configure late). The
+  // admin thread creates and deletes queues, so none changes meanwhile.
   for (uint16_t qid = 1; qid <= kMaxIoQueues; ++qid) {
-    ShadowQueueLocked(qid, sqs_[qid].get(), cqs_[qid].get());
+    ShadowQueue(qid, queues[qid].first.get(), queues[qid].second.get(), shadow, event_index);
   }
 }
 
-void NvmeController::ShadowQueueLocked(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq) {
-  if (shadow_buffer_ == 0 || admin_dma_ == nullptr) return;
+void NvmeController::ShadowQueue(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq,
+                                 uint64_t shadow, uint64_t event_index) {
+  if (shadow == 0 || admin_dma_ == nullptr) return;
   // Start the shadow slots from the values the controller holds, so a stale
   // buffer (older Linux does not clear it after a reset) is not taken for
-  // new submissions; the EventIdx slots ask for a doorbell at once.
+  // new submissions; the EventIdx slots ask for a doorbell at once. Written
+  // without holding a lock: DMA may wait for the client.
   auto put = [this](uint64_t iova, uint32_t value) {
     (void)admin_dma_->DmaWrite(
         iova, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&value), sizeof value));
   };
   if (sq != nullptr) {
     const uint64_t slot = 8 * uint64_t{qid};
-    put(shadow_buffer_ + slot, sq->tail());
-    put(event_index_buffer_ + slot, sq->tail());
-    sq->EnableShadow(shadow_buffer_ + slot, event_index_buffer_ + slot);
+    put(shadow + slot, sq->tail());
+    put(event_index + slot, sq->tail());
+    sq->EnableShadow(shadow + slot, event_index + slot);
   }
   if (cq != nullptr) {
     const uint64_t slot = 8 * uint64_t{qid} + 4;
-    put(shadow_buffer_ + slot, 0);
-    put(event_index_buffer_ + slot, 0);
-    cq->EnableShadow(shadow_buffer_ + slot, event_index_buffer_ + slot);
+    put(shadow + slot, 0);
+    put(event_index + slot, 0);
+    cq->EnableShadow(shadow + slot, event_index + slot);
   }
 }
 
 void NvmeController::CreateSq(uint16_t qid, uint64_t base, uint32_t size, uint16_t cqid) {
   std::shared_ptr<SubmissionQueue> sq;
+  uint64_t shadow, event_index;
   {
     absl::MutexLock lock(&queues_mu_);
     sq = std::make_shared<SubmissionQueue>(qid, base, size, cqs_[cqid]);
     sqs_[qid] = sq;
-    ShadowQueueLocked(qid, sq.get(), nullptr);
+    shadow = shadow_buffer_;
+    event_index = event_index_buffer_;
   }
+  ShadowQueue(qid, sq.get(), nullptr, shadow, event_index);
   IoThread& thread = ThreadFor(qid);
   absl::MutexLock lock(&thread.mu);
   thread.queues.push_back(std::move(sq));

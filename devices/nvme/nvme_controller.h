@@ -137,10 +137,10 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   void DeleteCq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
   void SetShadowDoorbells(uint64_t shadow, uint64_t event_index) override
       ABSL_LOCKS_EXCLUDED(queues_mu_);
-  // Points queue `qid`'s doorbells at the shadow buffer (when configured),
-  // starting from `sq_tail` / `cq_head`.
-  void ShadowQueueLocked(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(queues_mu_);
+  // Points queue `qid`'s doorbells (either may be null) at the shadow
+  // buffer `shadow` (0: not configured) and EventIdx buffer `event_index`.
+  void ShadowQueue(uint16_t qid, SubmissionQueue* sq, CompletionQueue* cq, uint64_t shadow,
+                   uint64_t event_index) ABSL_LOCKS_EXCLUDED(queues_mu_);
   uint64_t page_size() const override { return page_size_.load(std::memory_order_relaxed); }
 
   // ---- I/O threads ----
@@ -174,6 +174,8 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   uint64_t reset_requests_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t resets_done_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint32_t> events_ ABSL_GUARDED_BY(mu_);
+  // INTMC unmasked the MSI/INTx vector since the admin thread last looked.
+  bool unmasked_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar admin_cv_;
   // INTMS: the MSI/INTx vector mask (bit 0 used).

@@ -154,7 +154,8 @@ absl::Status NvmeDriver::Enable(uint32_t cc_extra) {
 absl::Status NvmeDriver::Disable() {
   VFU_ASSIGN_OR_RETURN(uint32_t cc, Read32(kRegCc));
   VFU_RETURN_IF_ERROR(Write32(kRegCc, cc & ~kCcEnable));
-  VFU_RETURN_IF_ERROR(WaitForCsts(kCstsReady, 0));
+  // A reset is also how a fatal status is cleared: wait for both to go.
+  VFU_RETURN_IF_ERROR(WaitForCsts(kCstsReady | kCstsFatal, 0));
   for (uint32_t q = 1; q <= kMaxIoQueues; ++q) queues_[q].exists = false;
   // A reset forgets the doorbell buffer.
   shadow_ = event_index_ = 0;

@@ -164,7 +164,7 @@ void Run(InputReader& input) {
   const uint32_t lba = (selector & 8) != 0 ? 4096 : 512;
   SubmissionEntry sqe = {};
   absl::Span<const uint8_t> entry = input.Take(sizeof sqe);
-  std::memcpy(&sqe, entry.data(), entry.size());
+  if (!entry.empty()) std::memcpy(&sqe, entry.data(), entry.size());
   absl::Span<const uint8_t> rest = input.Rest();
   FakeMemory memory(rest.subspan(0, std::min<size_t>(rest.size(), kMemoryMax)));
 
