@@ -245,6 +245,14 @@ TEST_F(InterruptRouterTest, ResetLowersTheLevel) {
   EXPECT_FALSE(InterruptStatus());
 }
 
+TEST_F(InterruptRouterTest, IrqInfoSaysIntxIsAutoMasked) {
+  EXPECT_EQ(device_.IrqInfoFlags(kIntxIrq),
+            VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED);
+  EXPECT_EQ(device_.IrqInfoFlags(kMsixIrq), static_cast<uint32_t>(VFIO_IRQ_INFO_EVENTFD));
+  RoutedDevice no_intx(RouterSpec(/*intx=*/false));
+  EXPECT_EQ(no_intx.IrqInfoFlags(kIntxIrq), 0u);
+}
+
 TEST(InterruptRouterNoIntxTest, LevelNeedsIntx) {
   RoutedDevice device(RouterSpec(/*intx=*/false));
   EXPECT_THAT(device.SetIntxLevel(true), StatusIs(absl::StatusCode::kFailedPrecondition));

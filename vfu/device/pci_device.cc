@@ -1,6 +1,7 @@
 #include "vfu/device/pci_device.h"
 
 #include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -211,6 +212,7 @@ absl::Status PciDevice::Build() {
   if (irq.msix_vectors != 0) {
     VFU_ASSIGN_OR_RETURN(msix_table, pci::MsixTable::Create(irq.msix_vectors));
   }
+  VFU_RETURN_IF_ERROR(BuildIoeventfds());
   absl::MutexLock lock(&config_mu_);
   config_ = std::move(*config);
   msix_table_ = std::move(msix_table);
@@ -243,6 +245,14 @@ RegionDescription PciDevice::DescribeRegion(uint32_t index) const {
 }
 
 uint32_t PciDevice::IrqCount(uint32_t index) const { return irqs_.vectors(index); }
+
+uint32_t PciDevice::IrqInfoFlags(uint32_t index) const {
+  if (irqs_.vectors(index) == 0) return 0;
+  if (index == kIntxIrq) {
+    return VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+  }
+  return VFIO_IRQ_INFO_EVENTFD;
+}
 
 absl::Span<uint8_t> PciDevice::region_memory(uint32_t region) const {
   const Region* r = FindRegion(region);
@@ -300,6 +310,11 @@ absl::Status PciDevice::WriteRegion(uint32_t index, uint64_t offset,
   }
   if (InMsixPba(index, offset, data.size())) {
     // The PBA is read-only; QEMU drops such writes too.
+    return absl::OkStatus();
+  }
+  // A doorbell the client did not ring through its eventfd: the same ring.
+  if (std::optional<size_t> doorbell = ioeventfds_.Match(index, offset, data)) {
+    ioeventfds_.Ring(*doorbell);
     return absl::OkStatus();
   }
   return OnRegionWrite(index, offset, data);
@@ -444,6 +459,10 @@ void PciDevice::OnDetach() {
     context_ = NoClientContext();
   }
   irqs_.ReleaseClientResources();
+  // The departed client may keep its eventfd copies: fresh ones for the next.
+  if (absl::Status renewed = ioeventfds_.Renew(); !renewed.ok()) {
+    VFU_LOG(kError, "renewing ioeventfds: ", renewed.ToString());
+  }
   {
     absl::MutexLock lock(&config_mu_);
     UpdateDeviceMasks();

@@ -29,6 +29,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
@@ -129,6 +130,31 @@ class PciDevice : public Device {
   uint32_t ReadConfig32(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
   uint16_t ReadConfig16(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
 
+  // ---- Doorbells on eventfds (spec().ioeventfds), any thread ----
+  //
+  // Doorbell i rings when the client writes it, through its eventfd (as
+  // KVM does for QEMU) or a trapped REGION_WRITE: both look the same here,
+  // and the value written is not kept (use shadow registers for values, or
+  // set trapped_write_rings = false to get trapped writes, with their
+  // value, in OnRegionWrite instead). A device thread waits for rings with
+  // poll()/epoll on ioeventfd(i) (readable while rings are unconsumed;
+  // stable across clients) and takes them with ConsumeIoeventfd(i), or
+  // lets WaitForIoeventfds do both.
+  size_t num_ioeventfds() const { return ioeventfds_.size(); }
+  int ioeventfd(size_t i) const { return ioeventfds_.wait_fd(i); }
+  // Rings of doorbell i since the last call (0: none); re-arms ioeventfd(i).
+  uint64_t ConsumeIoeventfd(size_t i) { return ioeventfds_.Consume(i); }
+  struct DoorbellWait {
+    std::vector<size_t> rung;  // the doorbells that rang, each consumed
+    bool wake_fd_ready = false;
+  };
+  // Waits up to `timeout` (InfiniteDuration: forever) until one of
+  // `doorbells` rings or `wake_fd` (if >= 0, e.g. the thread's stop
+  // eventfd; not read) is readable. Empty result on timeout. OutOfRange
+  // for an unknown doorbell; EINTR is retried.
+  absl::StatusOr<DoorbellWait> WaitForIoeventfds(absl::Span<const size_t> doorbells,
+                                                 int wake_fd, absl::Duration timeout);
+
   const PciDeviceSpec& spec() const { return spec_; }
 
   // ---- Device (the engine's contract); final: authors use the hooks ----
@@ -137,6 +163,10 @@ class PciDevice : public Device {
   uint32_t num_irqs() const final { return wire::kPciNumIrqs; }
   RegionDescription DescribeRegion(uint32_t index) const final;
   uint32_t IrqCount(uint32_t index) const final;
+  // INTx adds MASKABLE and AUTOMASKED, as the kernel's vfio-pci reports it.
+  uint32_t IrqInfoFlags(uint32_t index) const final;
+  void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
+                           std::vector<int>& fds) const final;
   absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) final;
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) final;
@@ -154,6 +184,8 @@ class PciDevice : public Device {
   };
 
   absl::Status Build();
+  // Creates ioeventfds_ from the spec (pci_device_ioeventfds.cc).
+  absl::Status BuildIoeventfds();
   const Region* FindRegion(uint32_t index) const;
   // The MSI-X table / PBA ranges inside the MSI-X BAR.
   bool InMsixTable(uint32_t region, uint64_t offset, uint64_t size) const;
@@ -174,6 +206,7 @@ class PciDevice : public Device {
   std::vector<Region> regions_;  // indexed by region number; fixed after Build
   IrqController irqs_;
   InterruptRouter router_{irqs_};
+  IoeventfdSet ioeventfds_;  // set in Build, then only renewed
 
   mutable absl::Mutex config_mu_;
   std::optional<pci::ConfigSpace> config_ ABSL_GUARDED_BY(config_mu_);

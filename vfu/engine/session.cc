@@ -79,6 +79,9 @@ Session::Result Session::Handle(InboundMessage message) {
       case Command::kDeviceGetRegionInfo:
         status = HandleGetRegionInfo(message, reply, reply_fds);
         break;
+      case Command::kDeviceGetRegionIoFds:
+        status = HandleGetRegionIoFds(message, reply, reply_fds);
+        break;
       case Command::kDeviceGetIrqInfo:
         status = HandleGetIrqInfo(message, reply);
         break;
@@ -265,7 +268,7 @@ absl::Status Session::HandleGetIrqInfo(const InboundMessage& message,
   wire::IrqInfo info;
   info.index = request.index;
   info.count = device_.IrqCount(request.index);
-  info.flags = info.count > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;
+  info.flags = device_.IrqInfoFlags(request.index);
   wire::EncodeIrqInfoReply(info, reply);
   return absl::OkStatus();
 }
