@@ -1,5 +1,6 @@
 #include "devices/nvme/nvme_controller.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +32,17 @@ PciDeviceSpec NvmeSpec() {
   spec.power_management = true;
   spec.bars[0].size = kBar0Size;
   spec.bars[0].kind = pci::BarKind::kMemory64;
+  // Doorbells of I/O queues 1 .. kIoeventfdQueues on ioeventfds (SQ tails,
+  // then CQ heads). A ring carries no value, so it only helps shadowed
+  // queues; trapped writes keep coming with their value.
+  for (uint32_t qid = 1; qid <= kIoeventfdQueues; ++qid) {
+    spec.ioeventfds.push_back(
+        {.region = kBar0Region, .offset = SqTailDoorbell(qid), .size = 4, .trapped_write_rings = false});
+  }
+  for (uint32_t qid = 1; qid <= kIoeventfdQueues; ++qid) {
+    spec.ioeventfds.push_back(
+        {.region = kBar0Region, .offset = CqHeadDoorbell(qid), .size = 4, .trapped_write_rings = false});
+  }
   spec.interrupts = {.intx = true,
                      .msi_vectors = 1,
                      .msix_vectors = kMsixVectors,
@@ -93,6 +105,8 @@ NvmeController::NvmeController(NvmeControllerOptions options)
     t->thread = std::thread([this, t] { IoLoop(*t); });
   }
   admin_thread_ = std::thread([this] { AdminLoop(); });
+  stop_doorbells_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (stop_doorbells_) doorbell_thread_ = std::thread([this] { DoorbellLoop(); });
 }
 
 NvmeController::~NvmeController() {
@@ -102,6 +116,11 @@ NvmeController::~NvmeController() {
     admin_cv_.SignalAll();
   }
   admin_thread_.join();
+  if (doorbell_thread_.joinable()) {
+    const uint64_t one = 1;
+    (void)!::write(stop_doorbells_.get(), &one, sizeof one);
+    doorbell_thread_.join();
+  }
   for (auto& thread : io_threads_) {
     {
       absl::MutexLock lock(&thread->mu);
@@ -757,6 +776,45 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
   // doorbell; entries that raced with that are served at once.
   if (shadowed && !stalled) return queue.ArmEventIndex(dma);
   return false;
+}
+
+// ---- Doorbell thread ----
+
+void NvmeController::DoorbellLoop() {
+  std::vector<size_t> doorbells(num_ioeventfds());
+  for (size_t i = 0; i < doorbells.size(); ++i) doorbells[i] = i;
+  for (;;) {
+    absl::StatusOr<DoorbellWait> wait =
+        WaitForIoeventfds(doorbells, stop_doorbells_.get(), absl::InfiniteDuration());
+    if (!wait.ok()) {
+      VFU_LOG(kError, "nvme: waiting for doorbells: ", wait.status().message());
+      return;
+    }
+    if (wait->wake_fd_ready) return;
+    bool completion_rung = false;
+    for (size_t i : wait->rung) {
+      const bool completion = i >= kIoeventfdQueues;
+      const uint16_t qid = static_cast<uint16_t>(i % kIoeventfdQueues + 1);
+      bool shadowed = false;
+      {
+        absl::ReaderMutexLock lock(&queues_mu_);
+        shadowed = completion ? cqs_[qid] != nullptr && cqs_[qid]->shadowed()
+                              : sqs_[qid] != nullptr && sqs_[qid]->shadowed();
+      }
+      if (!shadowed) {
+        VFU_LOG_RATE_LIMITED(kWarning, "nvme: ioeventfd doorbell of ", completion ? "CQ " : "SQ ",
+                             qid, " without shadow doorbells: its value is lost");
+      }
+      if (completion) {
+        completion_rung = true;
+      } else {
+        Kick(ThreadFor(qid));
+      }
+    }
+    if (completion_rung) {
+      for (auto& thread : io_threads_) Kick(*thread);
+    }
+  }
 }
 
 // ---- Any thread ----

@@ -25,6 +25,13 @@
 // PRPs, out-of-range doorbells) gets error statuses, an error event (AER)
 // for bad doorbells, or CSTS.CFS when a queue cannot be read or written.
 //
+// Doorbells on ioeventfds: the SQ tail and CQ head doorbells of I/O queues
+// 1 .. kIoeventfdQueues are offered to the client as ioeventfds (DEVICE_GET_REGION_IO_FDS); a
+// doorbell thread waits on them and wakes the queue's thread. A ring
+// carries no value, so it serves queues with shadow doorbells (the value is
+// in the shadow buffer), as with SPDK's target; trapped writes still carry
+// their values.
+//
 // Bounds on what a client can make the controller hold: kMaxIoQueues
 // queue pairs of at most kMaxQueueEntries entries (none of it copied: the
 // queues stay in client memory), kAerLimit event requests, 16 queued events.
@@ -148,6 +155,10 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   // Runs up to a batch of `queue`'s commands: whether more wait.
   bool ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, GuestData& data);
 
+  // Waits on the ioeventfd doorbells and wakes the threads of the queues
+  // that rang (their values are in the shadow buffer).
+  void DoorbellLoop();
+
   // Any thread. Signals completion queue vector `vector` through the route
   // the guest enabled (PciDevice::RaiseInterrupt), honouring INTMS for MSI
   // and INTx.
@@ -204,6 +215,8 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   // Last: started once everything above exists.
   std::vector<std::unique_ptr<IoThread>> io_threads_;
   std::thread admin_thread_;
+  UniqueFd stop_doorbells_;  // written once to stop doorbell_thread_
+  std::thread doorbell_thread_;
 };
 
 }  // namespace vfu::nvme

@@ -40,6 +40,9 @@ inline constexpr uint32_t kMaxIoQueues = 64;
 inline constexpr uint64_t SqTailDoorbell(uint32_t qid) { return kDoorbellBase + 8 * qid; }
 inline constexpr uint64_t CqHeadDoorbell(uint32_t qid) { return kDoorbellBase + 8 * qid + 4; }
 inline constexpr uint64_t kDoorbellEnd = kDoorbellBase + 8 * (kMaxIoQueues + 1);
+// I/O queues 1 .. kIoeventfdQueues offer their SQ tail and CQ head
+// doorbells as ioeventfds: 16 fds, what QEMU accepts in one message.
+inline constexpr uint32_t kIoeventfdQueues = 8;
 // MSI-X: one vector per completion queue (admin = 0).
 inline constexpr uint16_t kMsixVectors = kMaxIoQueues + 1;
 inline constexpr uint32_t kMsixTableOffset = 0x2000;

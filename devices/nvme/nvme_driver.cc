@@ -76,6 +76,10 @@ absl::Status NvmeDriver::Init() {
   if (options_.interrupts) {
     VFU_RETURN_IF_ERROR(client_.SetIrqEventfds(kMsixIrq, 0, std::move(sent)));
   }
+  if (options_.ioeventfds) {
+    VFU_ASSIGN_OR_RETURN(IoeventfdWriter writer, IoeventfdWriter::Create(client_, kBar0Region));
+    ioeventfds_.emplace(std::move(writer));
+  }
   return absl::OkStatus();
 }
 
@@ -203,6 +207,15 @@ absl::Status NvmeDriver::Doorbell(uint16_t qid, uint32_t index, uint32_t value) 
     if (distance_to_event >= moved) return absl::OkStatus();
   }
   ++mmio_doorbells_;
+  if (shadow_ != 0 && qid != 0 && ioeventfds_.has_value()) {
+    // The value travels in the shadow buffer; the eventfd only wakes.
+    uint8_t bytes[4];
+    std::memcpy(bytes, &value, 4);
+    VFU_ASSIGN_OR_RETURN(IoeventfdWriter::Path path,
+                         ioeventfds_->Write(kDoorbellBase + 4 * uint64_t{index}, bytes, true));
+    if (path == IoeventfdWriter::Path::kEventfd) ++eventfd_doorbells_;
+    return absl::OkStatus();
+  }
   return Write32(kDoorbellBase + 4 * uint64_t{index}, value, /*posted=*/true);
 }
 

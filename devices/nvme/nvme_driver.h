@@ -33,6 +33,7 @@
 #include "devices/nvme/nvme_defs.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/client/client.h"
+#include "vfu/client/ioeventfd_writer.h"
 
 namespace vfu::nvme {
 
@@ -54,6 +55,9 @@ struct NvmeDriverOptions {
   // Wait for completions on MSI-X eventfds; otherwise poll memory.
   bool interrupts = true;
   absl::Duration timeout = absl::Seconds(20);
+  // With shadow doorbells, ring the device through the ioeventfds it offers
+  // (as QEMU with KVM does) instead of REGION_WRITE messages.
+  bool ioeventfds = false;
 };
 
 class NvmeDriver {
@@ -109,6 +113,8 @@ class NvmeDriver {
   bool shadow_doorbells() const { return shadow_ != 0; }
   // Doorbell writes that went to the device (REGION_WRITE messages).
   uint64_t mmio_doorbells() const { return mmio_doorbells_; }
+  // Of those, the ones that went through an ioeventfd instead of a message.
+  uint64_t eventfd_doorbells() const { return eventfd_doorbells_; }
   // Set Features Number of Queues; the allocated count (1-based).
   absl::StatusOr<uint32_t> SetQueueCount(uint32_t count);
 
@@ -173,6 +179,8 @@ class NvmeDriver {
   uint64_t shadow_ = 0;
   uint64_t event_index_ = 0;
   uint64_t mmio_doorbells_ = 0;
+  uint64_t eventfd_doorbells_ = 0;
+  std::optional<IoeventfdWriter> ioeventfds_;
 };
 
 }  // namespace vfu::nvme

@@ -122,6 +122,30 @@ TEST_F(ShadowDoorbellTest, ResetForgetsTheBuffer) {
   EXPECT_EQ(driver_->mmio_doorbells() - before, 2u * 2 * 10);
 }
 
+// The doorbells the controller asks for arrive through ioeventfds (as a
+// guest's stores do under KVM), without a value: the shadow has it.
+TEST_F(ShadowDoorbellTest, DoorbellsThroughIoeventfds) {
+  NvmeTestConfig config;
+  config.driver.ioeventfds = true;
+  Start(config);
+  EnableWithQueues(2, 16);
+  ASSERT_OK(driver_->EnableShadowDoorbells());
+  const uint64_t doorbells = driver_->mmio_doorbells();
+  ASSERT_NO_FATAL_FAILURE(WriteAndVerify(1, 40, 800));
+  ASSERT_NO_FATAL_FAILURE(WriteAndVerify(2, 40, 900));
+  EXPECT_GT(driver_->eventfd_doorbells(), 0u);
+  EXPECT_EQ(driver_->eventfd_doorbells(), driver_->mmio_doorbells() - doorbells)
+      << "every doorbell of a shadowed queue went through its eventfd";
+}
+
+TEST_F(ShadowDoorbellTest, IoeventfdsAreOfferedForEveryIoDoorbell) {
+  ASSERT_OK_AND_ASSIGN(RegionIoFds fds, client_->GetRegionIoFds(kBar0Region));
+  ASSERT_EQ(fds.reply.entries.size(), 2u * kIoeventfdQueues);
+  EXPECT_EQ(fds.reply.entries[0].offset, SqTailDoorbell(1));
+  EXPECT_EQ(fds.reply.entries[kIoeventfdQueues].offset, CqHeadDoorbell(1));
+  for (const wire::IoFdEntry& entry : fds.reply.entries) EXPECT_EQ(entry.size, 4u);
+}
+
 TEST_F(ShadowDoorbellTest, WorksOverMessageDma) {
   NvmeTestConfig config;
   config.driver.shared_memory = false;
