@@ -47,6 +47,9 @@ ABSL_FLAG(bool, poll, false, "poll completion queues instead of waiting for inte
 ABSL_FLAG(bool, shadow, false,
           "shadow doorbells (Doorbell Buffer Config): doorbells reach the device only when "
           "the controller asks (bench)");
+ABSL_FLAG(bool, ioeventfds, false,
+          "with --shadow: ring the doorbells the controller asks for through its ioeventfds, "
+          "as QEMU with KVM does");
 ABSL_FLAG(uint64_t, span_mib, 64, "MiB of the namespace the bench touches");
 
 namespace vfu::nvme {
@@ -69,6 +72,7 @@ absl::StatusOr<Setup> Connect(const std::string& socket, uint32_t queues, uint32
   options.memory_bytes = memory_bytes;
   options.shared_memory = absl::GetFlag(FLAGS_memory) != "messages";
   options.interrupts = !absl::GetFlag(FLAGS_poll);
+  options.ioeventfds = absl::GetFlag(FLAGS_ioeventfds);
   VFU_ASSIGN_OR_RETURN(setup.driver, NvmeDriver::Attach(*setup.client, options));
   NvmeDriver& driver = *setup.driver;
   VFU_RETURN_IF_ERROR(driver.Enable());
@@ -167,7 +171,10 @@ absl::Status Bench(const std::string& socket) {
   VFU_ASSIGN_OR_RETURN(Setup setup, Connect(socket, queues, depth, memory));
   const std::string file = absl::GetFlag(FLAGS_file);
   std::printf("doorbells: %s, completions: %s, guest memory: %s\n",
-              absl::GetFlag(FLAGS_shadow) ? "shadow (EventIdx)" : "trapped (REGION_WRITE)",
+              absl::GetFlag(FLAGS_shadow)
+                  ? (absl::GetFlag(FLAGS_ioeventfds) ? "shadow (EventIdx), rung by ioeventfd"
+                                                     : "shadow (EventIdx), rung by REGION_WRITE")
+                  : "trapped (REGION_WRITE)",
               absl::GetFlag(FLAGS_poll) ? "polled" : "MSI-X eventfd",
               absl::GetFlag(FLAGS_memory) == "messages" ? "fd-less (DMA messages)"
                                                         : "memfd (zero copy)");
@@ -207,7 +214,7 @@ absl::Status Bench(const std::string& socket) {
         std::printf(" %10s %10s %9s | %6s\n", "-", "-", "-", "-");
       } else {
         VFU_ASSIGN_OR_RETURN(WorkloadResult floor, RunOnFile(file, workload));
-        std::printf(" %10.0f %10.1f %9.1f | %5.2fx  (%.2f doorbell messages per I/O)\n",
+        std::printf(" %10.0f %10.1f %9.1f | %5.2fx  (%.2f doorbells per I/O)\n",
                     floor.iops, floor.mib_per_second, floor.p50_us,
                     floor.iops > 0 ? device.iops / floor.iops : 0, doorbells_per_io);
       }
