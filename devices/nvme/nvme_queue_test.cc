@@ -1,6 +1,7 @@
 // Queue pairs: wrap-around and phase tags, SQ heads in completions, a
 // completion queue smaller than the commands outstanding (full CQ), and
 // each completion queue's own MSI-X vector.
+#include <linux/vfio.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 
@@ -145,6 +146,42 @@ TEST_F(QueueTest, MsiRouteHonoursInterruptMask) {
   ASSERT_OK(driver_->Write32(kRegIntmc, 1));
   ASSERT_OK_AND_ASSIGN(id, driver_->Identify(kCnsController));
   EXPECT_EQ(::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(kTestTimeout))), 1);
+}
+
+// INTx (no MSI-X, no MSI): a completion raises the line, which the
+// framework masks at each delivery (as vfio-pci does) until the client
+// unmasks it; an entry still unconsumed then raises it again (a level).
+TEST_F(QueueTest, IntxFiresAndWaitsForTheUnmask) {
+  NvmeTestConfig config;
+  config.driver.interrupts = false;
+  Start(config);
+  UniqueFd intx(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  std::vector<UniqueFd> fds;
+  fds.push_back(DuplicateFd(intx.get()));
+  ASSERT_OK(client_->SetIrqEventfds(kIntxIrq, 0, std::move(fds)));
+  ASSERT_OK(driver_->Enable());
+  const int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(kTestTimeout));
+  pollfd p = {.fd = intx.get(), .events = POLLIN, .revents = 0};
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> id, driver_->Identify(kCnsController));
+  ASSERT_EQ(::poll(&p, 1, timeout_ms), 1) << "the first completion raised INTx";
+  uint64_t count = 0;
+  ASSERT_EQ(::read(intx.get(), &count, sizeof count), static_cast<ssize_t>(sizeof count));
+  // A completion the driver leaves unconsumed: the line stays up, masked.
+  SubmissionEntry abort = {};
+  abort.opcode = kAdminAbort;
+  abort.cid = 0x77;
+  ASSERT_OK(driver_->Submit(0, abort));
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "masked since the last delivery";
+  wire::SetIrqsRequest unmask;
+  unmask.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+  unmask.index = kIntxIrq;
+  unmask.count = 1;
+  ASSERT_OK(client_->SetIrqs(unmask));
+  EXPECT_EQ(::poll(&p, 1, timeout_ms), 1) << "raised again for the unconsumed entry";
+  Completion done;
+  ASSERT_OK_AND_ASSIGN(size_t n, driver_->Reap(0, absl::MakeSpan(&done, 1), /*wait=*/true));
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(done.cid, 0x77);
 }
 
 }  // namespace
