@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The main job. Starts the sample device servers (devices/gpio and
-# devices/dma_engine), inspects the GPIO device the way lspci -vvv would,
-# toggles a GPIO line through vfio-user and shows its interrupt arriving,
-# then has the DMA engine copy client memory and checks the bytes. Installs
+# The main job. Starts the sample device servers (devices/gpio,
+# devices/dma_engine and devices/nvme), inspects the GPIO device the way
+# lspci -vvv would, toggles a GPIO line through vfio-user and shows its
+# interrupt arriving, has the DMA engine copy client memory and checks the
+# bytes, then drives the NVMe controller as a guest would: write a pattern,
+# read it back, verify, print IOPS. Installs
 # missing packages first; builds with Bazel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n "${VFU_SKIP_INSTALL:-}" ]] || bash tools/install_deps.sh
 
 quiet=(--color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress)
-targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect)
+targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect
+  //devices/nvme //tools/nvme)
 if [[ -z "${VFU_DEMO_BIN:-}" ]]; then
   bazel build "${quiet[@]}" "${targets[@]}"
   VFU_DEMO_BIN=$(bazel info bazel-bin 2>/dev/null)
@@ -25,12 +28,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server NAME BINARY SOCKET: runs the server in the background with
-# its log relayed (prefixed) to stderr, and returns once it serves SOCKET.
+# start_server NAME BINARY SOCKET [FLAGS...]: runs the server in the
+# background with its log relayed (prefixed) to stderr, and returns once it
+# serves SOCKET.
 start_server() {
   local name=$1 binary=$2 socket=$3
   mkfifo "$dir/$name.log" "$dir/$name.ready"
-  "$binary" "$socket" 2>"$dir/$name.log" &
+  "$binary" "${@:4}" "$socket" 2>"$dir/$name.log" &
   pids+=($!)
   {
     local served=0
@@ -78,11 +82,20 @@ step "inspect dma-check $dma_socket fd (client memory shared with an fd)"
 step "inspect dma-check $dma_socket messages (fd-less memory: DMA_READ/DMA_WRITE messages)"
 "$bin/tools/inspect/inspect" dma-check "$dma_socket" messages
 
+nvme_socket=$dir/nvme.sock
+step "start the NVMe controller on a 64 MiB image: nvme --namespace=$dir/disk.img $nvme_socket"
+truncate -s 64M "$dir/disk.img"
+start_server nvme "$bin/devices/nvme/nvme" "$nvme_socket" --namespace="$dir/disk.img"
+
+step "nvme --mode=demo $nvme_socket (the guest's side: enable, identify, write, read back, IOPS)"
+"$bin/tools/nvme/nvme" --mode=demo "$nvme_socket"
+
 step "stop the servers (SIGTERM)"
 kill -TERM "${pids[0]}"
 kill -TERM "${pids[1]}"
-wait "${pids[0]}" "${pids[1]}"
-for socket in "$gpio_socket" "$dma_socket"; do
+kill -TERM "${pids[2]}"
+wait "${pids[0]}" "${pids[1]}" "${pids[2]}"
+for socket in "$gpio_socket" "$dma_socket" "$nvme_socket"; do
   if [[ -e $socket ]]; then echo "$socket still exists" >&2; exit 1; fi
 done
 echo "servers exited, sockets removed"

@@ -46,6 +46,9 @@ absl::Status Serve(const DeviceServer& spec, const std::vector<std::string>& pat
   VFU_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create());
   for (const std::string& path : paths) {
     devices.push_back(spec.make_device());
+    if (devices.back() == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(path, ": the device could not be made"));
+    }
     DeviceOptions options;
     options.socket_mode = socket_mode;
     absl::Status added = server->AddDevice(path, *devices.back(), options);
@@ -76,11 +79,11 @@ int DeviceServerMain(int argc, char** argv, const DeviceServer& spec) {
       "one independent device per path, until SIGINT or SIGTERM.\n\n", "Usage: ", spec.name,
       " [--socket_mode=0600] SOCKET_PATH [SOCKET_PATH...]");
   absl::SetProgramUsageMessage(usage);
-  // --help lists the flags of the file that defines them: this one, not the
-  // binary's own main.
+  // --help lists the flags of this file and of the binary's own main
+  // (named *_main.cc), not those of the libraries linked in.
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "device_server_main.cc");
+    return absl::EndsWith(file, "device_server_main.cc") || absl::EndsWith(file, "_main.cc");
   };
   absl::SetFlagsUsageConfig(config);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);

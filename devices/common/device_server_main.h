@@ -29,7 +29,8 @@ struct DeviceServer {
   std::string name;
   // What it serves, for --help: "Serves <what> over vfio-user ...".
   std::string what;
-  // Makes one device; called once per socket path.
+  // Makes one device; called once per socket path, after the flags are
+  // parsed. Null when it cannot (it says why on stderr): exit status 1.
   std::function<std::unique_ptr<Device>()> make_device;
 };
 

@@ -37,6 +37,7 @@
 #include "vfu/wire/dma_map.h"
 #include "vfu/wire/dma_transfer.h"
 #include "vfu/wire/dma_unmap.h"
+#include "devices/nvme/nvme_defs.h"
 #include "vfu/wire/header.h"
 #include "vfu/wire/irq.h"
 #include "vfu/wire/migration_data.h"
@@ -926,6 +927,75 @@ struct RegressionSeed {
   Bytes bytes;
 };
 
+// nvme_command: selector, a 64-byte submission entry, client memory at
+// 0x100000 (nvme_command_fuzzer.cc).
+Bytes NvmeEntry(uint8_t opcode, uint32_t nsid, uint64_t prp1, uint64_t prp2, uint32_t cdw10,
+                uint32_t cdw11 = 0, uint32_t cdw12 = 0) {
+  nvme::SubmissionEntry sqe = {};
+  sqe.opcode = opcode;
+  sqe.nsid = nsid;
+  sqe.prp1 = prp1;
+  sqe.prp2 = prp2;
+  sqe.cdw10 = cdw10;
+  sqe.cdw11 = cdw11;
+  sqe.cdw12 = cdw12;
+  const auto* bytes = reinterpret_cast<const uint8_t*>(&sqe);
+  return Bytes(bytes, bytes + sizeof sqe);
+}
+
+// Memory of `size` bytes with 64-bit `entries` written at `offset`.
+Bytes NvmeMemory(size_t size, size_t offset, const std::vector<uint64_t>& entries) {
+  Bytes memory(size, 0);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    std::memcpy(memory.data() + offset + 8 * i, &entries[i], 8);
+  }
+  return memory;
+}
+
+Corpus NvmeCommandSeeds() {
+  constexpr uint64_t kBase = 0x100000;
+  constexpr uint8_t kAdmin = 1, kNvm = 0, kLba4096 = 8;
+  Corpus c;
+  c["identify_controller"] =
+      Sel(kAdmin, Cat({NvmeEntry(nvme::kAdminIdentify, 0, kBase, 0, 1), Bytes(4096, 0)}));
+  c["identify_namespace_crossing_pages"] = Sel(
+      kAdmin, Cat({NvmeEntry(nvme::kAdminIdentify, 1, kBase + 0x800, kBase + 0x1000, 0),
+                   Bytes(8192, 0)}));
+  c["create_cq"] = Sel(kAdmin, NvmeEntry(nvme::kAdminCreateCq, 0, kBase, 0, 1 | (15 << 16),
+                                         3 | (1 << 16)));
+  c["create_sq_without_cq"] =
+      Sel(kAdmin, NvmeEntry(nvme::kAdminCreateSq, 0, kBase, 0, 1 | (15 << 16), 1 | (1 << 16)));
+  c["smart_log"] = Sel(kAdmin, Cat({NvmeEntry(nvme::kAdminGetLogPage, 0xffffffff, kBase, 0,
+                                              nvme::kLogSmart | (127 << 16)),
+                                    Bytes(512, 0)}));
+  c["set_number_of_queues"] =
+      Sel(kAdmin, NvmeEntry(nvme::kAdminSetFeatures, 0, 0, 0, nvme::kFeatNumberOfQueues, 0x30003));
+  c["read_8_blocks"] =
+      Sel(kNvm, Cat({NvmeEntry(nvme::kNvmRead, 1, kBase, 0, 0, 0, 7), Bytes(4096, 0)}));
+  c["write_4096_lba"] = Sel(kNvm | kLba4096, Cat({NvmeEntry(nvme::kNvmWrite, 1, kBase, 0, 2, 0, 0),
+                                                  Bytes(4096, 0x5a)}));
+  // 32 KiB: PRP1 page, then a list (at the window's start) of 7 pages.
+  c["write_through_prp_list"] =
+      Sel(kNvm, Cat({NvmeEntry(nvme::kNvmWrite, 1, kBase + 0x1000, kBase, 0, 0, 63),
+                     NvmeMemory(0x9000, 0, {kBase + 0x2000, kBase + 0x3000, kBase + 0x4000,
+                                            kBase + 0x5000, kBase + 0x6000, kBase + 0x7000,
+                                            kBase + 0x8000})}));
+  // The list starts 16 bytes before its page ends: one entry, then a chain.
+  c["read_through_chained_list"] =
+      Sel(kNvm, Cat({NvmeEntry(nvme::kNvmRead, 1, kBase + 0x2000, kBase + 0xff0, 0, 0, 23),
+                     NvmeMemory(0x6000, 0xff0, {kBase + 0x3000, kBase + 0x1000}),
+                     Bytes()}));
+  c["misaligned_prp2"] =
+      Sel(kNvm, Cat({NvmeEntry(nvme::kNvmRead, 1, kBase, kBase + 0x1008, 0, 0, 15),
+                     Bytes(0x3000, 0)}));
+  c["dsm_deallocate"] =
+      Sel(kNvm, Cat({NvmeEntry(nvme::kNvmDatasetManagement, 1, kBase, 0, 0, nvme::kDsmDeallocate),
+                     NvmeMemory(16, 0, {uint64_t{8} << 32, 16})}));
+  c["write_zeroes_past_end"] =
+      Sel(kNvm, NvmeEntry(nvme::kNvmWriteZeroes, 1, 0, 0, 0xfffffff0, 0, 0xffff));
+  return c;
+}
+
 std::vector<RegressionSeed> Regression() { return {}; }
 
 // ------------------------------------------------------------------ output
@@ -974,6 +1044,7 @@ int Main(int argc, char** argv) {
       {"device_feature", DeviceFeatureSeeds()},
       {"migration_data", MigrationDataSeeds()},
       {"session", SessionSeeds()},
+      {"nvme_command", NvmeCommandSeeds()},
   };
   for (RegressionSeed& seed : Regression()) {
     all[seed.corpus][absl::StrCat("regression_", seed.name)] = std::move(seed.bytes);

@@ -19,6 +19,11 @@ expect "interrupt: MSI vector 0 fired (count 1)"
 expect "acknowledged: IRQ_STATUS = 0x0000"
 expect "dma check fd-backed channel 0: 1048576 bytes"
 expect "dma check messages channel 0: 1048576 bytes"
+expect "namespace 1: 131072 LBAs of 512 bytes (64.0 MiB)"
+expect "read back 4 MiB in 128 KiB commands"
+expect ": verified"
+expect "randread 4KiB qd32 x1 queue: "
+expect "controller shut down and disabled"
 expect "servers exited, sockets removed"
 if grep "dma check" <<<"$out" | grep -qv ': ok$'; then
   echo "a DMA check failed" >&2
