@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/device/region_dirty_tracker.h"
@@ -12,8 +13,10 @@ namespace {
 constexpr uint64_t kPageSize = RegionDirtyTracker::kPageSize;
 constexpr uint32_t kMsixEntryBytes = 16;
 
+constexpr std::string_view kRefused = "migration stream refused: ";
+
 absl::Status Refuse(std::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("migration stream refused: ", why));
+  return absl::InvalidArgumentError(absl::StrCat(kRefused, why));
 }
 
 std::string Identity(const proto::MigrationStreamHeader& h) {
@@ -164,7 +167,11 @@ absl::Status MigrationLoader::Accept(proto::MigrationChunk chunk) {
 }
 
 absl::StatusOr<MigrationLoader::Loaded> MigrationLoader::Finish() {
-  if (!reader_.status().ok()) return Refuse(reader_.status().message());
+  if (!reader_.status().ok()) {
+    // The loader's own checks say "refused" already; framing errors do not.
+    if (absl::StartsWith(reader_.status().message(), kRefused)) return reader_.status();
+    return Refuse(reader_.status().message());
+  }
   if (!end_seen_ || !reader_.at_frame_boundary()) {
     return Refuse(absl::StrCat("the stream is truncated: ", loaded_.stream_bytes, " bytes, ",
                                reader_.chunks(), " whole chunks, no end chunk"));
