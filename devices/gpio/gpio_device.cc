@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "devices/gpio/gpio_state.pb.h"
 #include "devices/common/register_bytes.h"
 #include "vfu/base/log.h"
 
@@ -21,6 +22,7 @@ PciDeviceSpec GpioSpec() {
                    .revision = GpioDevice::kRevision};
   spec.bars[0].size = GpioDevice::kBarSize;  // 32-bit memory, messages only
   spec.interrupts = {.intx = true, .msi_vectors = 1};
+  spec.migration = MigrationSpec{.device_type = "vfu-gpio", .device_version = 1};
   return spec;
 }
 
@@ -59,6 +61,7 @@ void GpioDevice::UpdateLocked(Levels before) {
 }
 
 void GpioDevice::RaiseLocked() {
+  if (stopped_) return;  // raised when it runs again, if still pending
   // MSI when the client set it up: QEMU installs MSI eventfds only once the
   // guest enables MSI, and removes them when it disables it.
   uint32_t index = kMsiIrq;
@@ -150,6 +153,7 @@ absl::Status GpioDevice::OnRegionWrite(uint32_t region, uint64_t offset,
 absl::Status GpioDevice::OnReset() {
   absl::MutexLock lock(&mu_);
   regs_ = Registers();
+  stopped_ = false;  // a reset ends any migration: the device runs
   return absl::OkStatus();
 }
 
@@ -185,6 +189,52 @@ void GpioDevice::OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t coun
   // Level-triggered: a line still pending fires whenever it could have
   // been missed.
   if (reassert && PendingLocked() != 0 && !IrqEnabled(kMsiIrq, 0)) RaiseLocked();
+}
+
+absl::Status GpioDevice::OnMigrationStateChange(MigrationState from, MigrationState to) {
+  absl::MutexLock lock(&mu_);
+  stopped_ = to != MigrationState::kRunning && to != MigrationState::kPreCopy;
+  if (!stopped_ && PendingLocked() != 0) RaiseLocked();
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::SaveState(SavePhase phase, std::string& out) {
+  if (phase == SavePhase::kPreCopy) return absl::OkStatus();  // 24 bytes: all at the end
+  gpio::GpioState state;
+  absl::MutexLock lock(&mu_);
+  state.set_output(regs_.output);
+  state.set_direction(regs_.direction);
+  state.set_irq_enable(regs_.irq_enable);
+  state.set_irq_status(regs_.irq_status);
+  state.set_control(regs_.control);
+  state.set_outside(outside_);
+  if (!state.SerializeToString(&out)) return absl::InternalError("gpio: state not serialized");
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::LoadState(absl::Span<const std::string> pieces) {
+  gpio::GpioState state;
+  if (pieces.size() != 1 || !state.ParseFromString(pieces.front())) {
+    return absl::InvalidArgumentError("gpio: migration state is not one GpioState");
+  }
+  constexpr uint32_t kLines = (1u << kNumLines) - 1;
+  for (uint32_t value : {state.output(), state.direction(), state.irq_enable(),
+                         state.irq_status(), state.outside()}) {
+    if ((value & ~kLines) != 0) {
+      return absl::InvalidArgumentError("gpio: migration state has bits beyond line 15");
+    }
+  }
+  if ((state.control() & ~kControlLoopback) != 0) {
+    return absl::InvalidArgumentError("gpio: migration state has unknown CONTROL bits");
+  }
+  absl::MutexLock lock(&mu_);
+  regs_ = Registers{.output = static_cast<uint16_t>(state.output()),
+                    .direction = static_cast<uint16_t>(state.direction()),
+                    .irq_enable = static_cast<uint16_t>(state.irq_enable()),
+                    .irq_status = static_cast<uint16_t>(state.irq_status()),
+                    .control = state.control()};
+  outside_ = static_cast<uint16_t>(state.outside());
+  return absl::OkStatus();
 }
 
 }  // namespace vfu::devices

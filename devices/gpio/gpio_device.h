@@ -42,6 +42,12 @@
 // ACTION_UNMASK; unless the raise made while it was masked is the one the
 // unmask delivers), installs its eventfd, or tears MSI down.
 //
+// Migration (device type "vfu-gpio", version 1): the registers and the
+// outside levels travel as a GpioState (gpio_state.proto). While the device
+// is stopped (STOP, STOP_COPY, RESUMING) input events still set IRQ_STATUS
+// but raise nothing; a line pending when it runs again interrupts then, as
+// a level-triggered line would.
+//
 // Reset (DEVICE_RESET) restores the reset values above; INPUT keeps showing
 // the outside levels, which reset does not change. State survives clients.
 //
@@ -53,6 +59,7 @@
 #define VFU_DEVICES_GPIO_GPIO_DEVICE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -108,6 +115,10 @@ class GpioDevice : public PciDevice {
   absl::Status OnReset() override ABSL_LOCKS_EXCLUDED(mu_);
   void OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
                          IrqController::Change change) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OnMigrationStateChange(MigrationState from, MigrationState to) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SaveState(SavePhase phase, std::string& out) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadState(absl::Span<const std::string> pieces) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // The writable state, all at its reset value when default-constructed.
@@ -152,6 +163,8 @@ class GpioDevice : public PciDevice {
   // next unmask, which a driver of a level-triggered line reads as
   // spurious.
   bool intx_masked_ ABSL_GUARDED_BY(mu_) = false;
+  // Migration stopped the device: no interrupt may be raised.
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool intx_raised_while_masked_ ABSL_GUARDED_BY(mu_) = false;
 };
 
