@@ -178,8 +178,8 @@ Session::Result Session::RunQuiesced(InboundMessage message, absl::Status quiesc
   if (!quiesced.ok()) {
     // No Unquiesce: the device never quiesced.
     return Run(std::move(message),
-               absl::Status(quiesced.code(),
-                            absl::StrCat("device quiesce failed: ", quiesced.message())),
+               WireError(wire::ReplyErrno(quiesced),
+                         absl::StrCat("device quiesce failed: ", quiesced.message())),
                std::move(result));
   }
   result = Run(std::move(message), absl::OkStatus(), std::move(result));
