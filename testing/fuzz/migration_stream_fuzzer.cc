@@ -2,8 +2,11 @@
 // its loading into a device (MigrationLoader, PciDevice's restore): the
 // input is what a hostile client could MIG_DATA_WRITE.
 //
-// Input: one selector byte (the size of the pieces the stream is written
-// in: 1, 7, 64, 4096 or all at once), then the stream.
+// Input: one selector byte, then the stream. Selector bits 0-6 (mod 5): the
+// size of the pieces the stream is written in (1, 7, 64, 4096 or all at
+// once). Bit 7: the rest is records of {u16 length, payload}, each framed
+// here with a correct length and CRC, so mutations reach the chunks'
+// contents instead of dying at the CRC.
 //
 // Checks:
 //  - the frame reader fed in pieces yields the same chunks as one decode of
@@ -46,10 +49,30 @@ std::vector<uint8_t> Config(PciDevice& device) {
   return config;
 }
 
+// Frames each {u16 length, payload} record of `in` (a payload that does not
+// parse as a chunk is framed as it is, and refused later).
+std::vector<uint8_t> Frame(InputReader& in) {
+  std::string framed;
+  while (!in.empty()) {
+    const uint16_t length = in.U16();
+    const absl::Span<const uint8_t> payload = in.Take(length);
+    proto::MigrationChunk chunk;
+    if (chunk.ParseFromArray(payload.data(), static_cast<int>(payload.size())) &&
+        chunk.kind_case() != proto::MigrationChunk::KIND_NOT_SET) {
+      AppendMigrationFrame(chunk, framed);
+    }
+  }
+  return std::vector<uint8_t>(framed.begin(), framed.end());
+}
+
 void Run(InputReader& in) {
   static constexpr size_t kPieces[] = {1, 7, 64, 4096, SIZE_MAX};
-  const size_t piece = kPieces[in.U8() % 5];
-  const absl::Span<const uint8_t> stream = in.Rest();
+  const uint8_t selector = in.U8();
+  const size_t piece = kPieces[(selector & 0x7f) % 5];
+  std::vector<uint8_t> framed;
+  if ((selector & 0x80) != 0) framed = Frame(in);
+  const absl::Span<const uint8_t> stream =
+      (selector & 0x80) != 0 ? absl::Span<const uint8_t>(framed) : in.Rest();
 
   // Framing: pieces and whole agree.
   const absl::StatusOr<std::vector<proto::MigrationChunk>> whole = DecodeMigrationFrames(stream);

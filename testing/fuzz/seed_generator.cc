@@ -866,6 +866,18 @@ Corpus MigrationStreamSeeds() {
     for (const auto& chunk : *chunks) AppendMigrationFrame(chunk, reframed);
     c["stream_other_device_type"] = Sel(4, Bytes(reframed.begin(), reframed.end()));
   }
+  // The same chunks as {u16 length, payload} records (selector bit 7).
+  if (auto whole = DecodeMigrationFrames(stream); whole.ok()) {
+    Bytes records;
+    for (const auto& chunk : *whole) {
+      const std::string payload = chunk.SerializeAsString();
+      if (payload.size() > 0xffff) continue;
+      records.push_back(static_cast<uint8_t>(payload.size()));
+      records.push_back(static_cast<uint8_t>(payload.size() >> 8));
+      records.insert(records.end(), payload.begin(), payload.end());
+    }
+    c["records_framed_by_the_fuzzer"] = Sel(0x80 | 4, records);
+  }
   c["length_above_bound"] = Sel(4, Builder().U32(0x7fffffff).U32(0).Done());
   c["empty"] = Sel(4, Bytes());
   return c;
