@@ -72,6 +72,8 @@ class PciDevice : public Device {
   // FLR in the PCI Express capability's Device Control, when the capability
   // advertises FLR), after config space and the MSI-X table are back to
   // their defaults; for an FLR the client's interrupts are disabled too.
+  // DEVICE_RESET also ends any migration: the stream is dropped and the
+  // device runs (migration_state() is RUNNING; no OnMigrationStateChange).
   virtual absl::Status OnReset() { return absl::OkStatus(); }
   // Stop touching client memory and raising interrupts, then call `done`
   // (now or later, from any thread; see Device::Quiesce). OnUnquiesce ends
