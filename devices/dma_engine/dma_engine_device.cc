@@ -319,8 +319,19 @@ void DmaEngineDevice::OnQuiesce(QuiesceReason reason, QuiesceDone done) {
   {
     absl::MutexLock lock(&mu_);
     quiesced_ = true;
-    quiesce_done_ = std::move(done);
-    now = TakeQuiesceDoneLocked();
+    if (reason == QuiesceReason::kMigration || reason == QuiesceReason::kDmaLogging) {
+      // The saved progress and the dirty log must count the chunk in
+      // flight: wait for it (its DMA messages are answered meanwhile).
+      quiesce_done_ = std::move(done);
+      now = TakeQuiesceDoneLocked();
+    } else {
+      // Reset and detach abandon the jobs; DMA_MAP / UNMAP are safe against
+      // a chunk in flight (an unmap waits for its pins). Waiting here for a
+      // chunk whose DMA message the client answers only after this command
+      // (QEMU, under its lock) would deadlock: done now, parked at the next
+      // step.
+      now = std::move(done);
+    }
   }
   // Otherwise the last channel to reach a step completes it.
   if (now) std::move(now)(absl::OkStatus());

@@ -29,10 +29,13 @@
 // fails it at its next chunk with ERROR_SOURCE_FAULT or
 // ERROR_DESTINATION_FAULT; the unmap itself waits for the chunk in flight.
 //
-// Quiesce and migration. Asked to quiesce (before DMA_MAP/UNMAP, reset,
-// a migration state change, ...), a channel stops at its next step, between
-// two chunks; the quiesce completes, from the last channel thread to stop,
-// once none is inside a chunk. The jobs stay paused until the unquiesce and
+// Quiesce and migration. Asked to quiesce, a channel stops at its next
+// step, between two chunks. For a migration state change or dirty-logging
+// start/stop the quiesce completes, from the last channel thread to stop,
+// once none is inside a chunk; for the other reasons at once (a reset or
+// detach abandons the jobs; an unmap waits for the chunk's pins itself;
+// waiting for a chunk whose DMA message a QEMU client answers only after
+// the command would deadlock). The jobs stay paused until the unquiesce and
 // for as long as migration keeps the device stopped (STOP, STOP_COPY,
 // RESUMING); a doorbell then starts nothing until the device runs. The
 // migration state (device type "vfu-dma-engine", version 1) is the
