@@ -47,7 +47,7 @@ vfu::PciDeviceSpec DemoSpec(uint64_t memory_bytes) {
 class DemoDevice : public vfu::PciDevice {
  public:
   DemoDevice(uint64_t memory_bytes, uint64_t state_bytes, uint64_t dirty_per_ms)
-      : PciDevice(DemoSpec(memory_bytes)), state_(state_bytes), dirty_per_ms_(dirty_per_ms) {
+      : PciDevice(DemoSpec(memory_bytes)), state_(state_bytes, 'a'), dirty_per_ms_(dirty_per_ms) {
     for (size_t i = 0; i < state_.size(); ++i) state_[i] = static_cast<char>('a' + i % 26);
     writer_ = std::thread([this] { Write(); });
   }

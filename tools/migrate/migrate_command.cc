@@ -94,7 +94,8 @@ std::string FormatReport(const MigrationReport& r) {
       "  stop-copy: ", Bytes(r.stop_copy_bytes), " in ", Millis(r.stop_copy_time), "\n",
       "  carried:   region memory ", Bytes(r.region_bytes), ", device state ",
       Bytes(r.device_state_bytes), " (", r.device_state_bytes, " bytes)\n",
-      "downtime (STOP_COPY to destination RUNNING): ", Millis(r.downtime), "\n",
+      "downtime (STOP_COPY to destination RUNNING): ", Millis(r.downtime),
+      " (destination check and restore ", Millis(r.restore_time), ")\n",
       "total: ", Millis(r.total_time), ", client pages reported dirty: ", r.dirty_pages, "\n");
 }
 

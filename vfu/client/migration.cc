@@ -312,8 +312,10 @@ absl::StatusOr<MigrationReport> Migrate(Client& source, Client& destination,
   absl::Time stop_copy_start;
   absl::Status status = saver.Run(report, stop_copy_start);
   // The destination judges the stream here.
+  const absl::Time restore_start = absl::Now();
   if (status.ok()) status = SetMigrationState(destination, MigrationState::kStop);
   if (status.ok()) status = SetMigrationState(destination, MigrationState::kRunning);
+  report.restore_time = absl::Now() - restore_start;
   if (!status.ok()) {
     saver.Recover();
     ResetDestination(destination);

@@ -108,6 +108,9 @@ struct MigrationReport {
   // From SET STOP_COPY on the source to the destination RUNNING: the time
   // the device ran nowhere.
   absl::Duration downtime;
+  // Of which the destination's RESUMING -> STOP (checking and restoring
+  // the stream) and STOP -> RUNNING.
+  absl::Duration restore_time;
   absl::Duration total_time;
   // What the stream carried (its chunks, decoded on the way through).
   uint64_t region_bytes = 0;        // memory-backed region pages

@@ -1,5 +1,6 @@
 #include "vfu/device/migration_loader.h"
 
+#include <cstring>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -89,9 +90,15 @@ absl::Status MigrationLoader::StagePages(const proto::MigrationRegionPages& page
                                ") do not fit region ", pages.region(), " of 0x", absl::Hex(size),
                                " bytes"));
   }
-  for (uint64_t done = 0; done < data.size(); done += kPageSize) {
-    const uint64_t n = std::min<uint64_t>(kPageSize, data.size() - done);
-    loaded_.pages[{pages.region(), offset + done}] = data.substr(done, n);
+  StagedRegion& staged = loaded_.regions[pages.region()];
+  if (staged.bytes.empty()) {
+    staged.bytes.resize(size);
+    staged.present.resize((size + kPageSize - 1) / kPageSize, false);
+  }
+  std::memcpy(staged.bytes.data() + offset, data.data(), data.size());
+  for (uint64_t page = offset / kPageSize; page * kPageSize < offset + data.size(); ++page) {
+    if (!staged.present[page]) ++staged.pages_present;
+    staged.present[page] = true;
   }
   return absl::OkStatus();
 }

@@ -14,8 +14,9 @@
 // kMaxDeviceStateBytes, one final; the end chunk last, counting the chunks
 // before it. The first violation is kept and every later byte dropped.
 //
-// Memory: one frame (16 MiB at most), the staged pages (at most the size
-// of the memory-backed regions: a page sent twice replaces its first copy)
+// Memory: one frame (16 MiB at most), the staged pages (one buffer the
+// size of each memory-backed region some page arrived for: a page sent
+// twice replaces its first copy)
 // and the device pieces (kMaxDeviceStateBytes).
 //
 // Thread-compatible: the device's command strand drives it.
@@ -50,10 +51,18 @@ class MigrationLoader {
     std::array<uint32_t, 3> irq_vectors = {};
   };
 
+  // A memory-backed region's pages as the stream left them: `bytes` is the
+  // region's size, `present[n]` says whether page n arrived (only those are
+  // restored).
+  struct StagedRegion {
+    std::vector<uint8_t> bytes;
+    std::vector<bool> present;
+    uint64_t pages_present = 0;
+  };
   // What an accepted stream restores.
   struct Loaded {
-    // (region, page offset) -> the page's bytes.
-    std::map<std::pair<uint32_t, uint64_t>, std::string> pages;
+    // By region index; only regions some page arrived for.
+    std::map<uint32_t, StagedRegion> regions;
     proto::MigrationFrameworkState framework;
     std::vector<std::string> device_pieces;  // in order; the last is final
     uint64_t stream_bytes = 0;

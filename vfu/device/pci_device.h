@@ -232,6 +232,10 @@ class PciDevice : public Device {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
   // Any half-done stream is dropped; the state is RUNNING (Reset).
   void EndMigration();
+  // Faults in the memory-backed regions' pages (contents kept) when a
+  // stream starts arriving, so restoring them at RESUMING -> STOP, inside
+  // the migration's downtime, copies instead of allocating page by page.
+  void PopulateRegionMemory();
 
   PciDeviceSpec spec_;
   absl::Status init_status_;

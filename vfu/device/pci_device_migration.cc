@@ -9,6 +9,9 @@
 //    live in config space and the MSI-X table and come back with them.
 //  - DMA mappings and dirty logging: client state of the session; the
 //    destination's client maps its memory and logs what it wants.
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -20,6 +23,7 @@
 #include "vfu/device/migration_loader.h"
 #include "vfu/device/migration_saver.h"
 #include "vfu/device/migration_stream.h"
+#include "vfu/device/region_dirty_tracker.h"
 #include "vfu/device/pci_device.h"
 #include "vfu/wire/errno_status.h"
 
@@ -128,12 +132,21 @@ absl::Status PciDevice::FinishResuming() {
     VFU_LOG_RATE_LIMITED(kWarning, "migration stream refused by the device: ", status.message());
     return status;
   }
-  for (const auto& [key, bytes] : loaded->pages) {
-    // The loader checked the pages against this device's own layout.
-    absl::Span<uint8_t> memory = region_memory(key.first);
-    VFU_CHECK(key.second <= memory.size() && bytes.size() <= memory.size() - key.second,
-              "migration page outside its region");
-    std::memcpy(memory.data() + key.second, bytes.data(), bytes.size());
+  for (const auto& [index, staged] : loaded->regions) {
+    // The loader sized the staging from this device's own layout.
+    absl::Span<uint8_t> memory = region_memory(index);
+    VFU_CHECK(memory.size() == staged.bytes.size(), "staged region of another size");
+    constexpr uint64_t kPage = RegionDirtyTracker::kPageSize;
+    if (staged.pages_present == staged.present.size()) {
+      std::memcpy(memory.data(), staged.bytes.data(), memory.size());
+      continue;
+    }
+    for (uint64_t page = 0; page < staged.present.size(); ++page) {
+      if (!staged.present[page]) continue;
+      const uint64_t offset = page * kPage;
+      std::memcpy(memory.data() + offset, staged.bytes.data() + offset,
+                  std::min<uint64_t>(kPage, memory.size() - offset));
+    }
   }
   const proto::MigrationFrameworkState& state = loaded->framework;
   absl::MutexLock lock(&config_mu_);
@@ -177,6 +190,15 @@ void PciDevice::DeliverRestoredPending() {
   });
 }
 
+void PciDevice::PopulateRegionMemory() {
+  for (uint32_t index = 0; index < regions_.size(); ++index) {
+    absl::Span<uint8_t> memory = region_memory(index);
+    if (memory.empty()) continue;
+    // Best effort (Linux 5.14+): an older kernel faults the pages in later.
+    (void)::madvise(memory.data(), memory.size(), MADV_POPULATE_WRITE);
+  }
+}
+
 void PciDevice::EndMigration() {
   saver_.reset();
   loader_.reset();
@@ -200,6 +222,7 @@ absl::Status PciDevice::OnMigrationArc(MigrationState from, MigrationState to) {
     saver_.reset();  // PRE_COPY -> RUNNING (cancelled) or STOP_COPY -> STOP (done)
   } else if (to == MigrationState::kResuming) {
     loader_ = NewLoader();
+    PopulateRegionMemory();
   }
   migration_state_.store(to, std::memory_order_release);
   if (to == MigrationState::kRunning) DeliverRestoredPending();
