@@ -181,7 +181,10 @@ class Device {
   // engine does not hold a thread meanwhile; that client's later commands
   // wait, in order. An error passed to `done` fails the command (the
   // client gets an error reply with its errno) and no Unquiesce follows.
-  // Never called twice without an Unquiesce (or a failure) in between.
+  // Not called again before Unquiesce() or a failed answer, except after a
+  // client left and the engine stopped waiting for this device's answer
+  // (RuntimeOptions::quiesce_wait_after_disconnect): its late answer is
+  // then ignored, and the next Quiesce() may come first.
   virtual void Quiesce(QuiesceReason reason, QuiesceDone done) {
     std::move(done)(absl::OkStatus());
   }
@@ -218,9 +221,11 @@ class Device {
   virtual absl::Status WriteMigrationData(absl::Span<const uint8_t> data) {
     return absl::UnimplementedError("device does not migrate");
   }
-  // Bytes still to read in PRE_COPY (or STOP_COPY), an estimate: DEVICE_FEATURE
-  // MIG_DATA_SIZE (9) reports it. QEMU takes a device that does not answer
-  // as having 100 GiB, so a migration with it might never converge.
+  // An estimate of the bytes STOP_COPY would still have to move (the
+  // kernel's stop_copy_length), asked in any state: DEVICE_FEATURE
+  // MIG_DATA_SIZE (9) reports it, and QEMU weighs it against its downtime
+  // budget. QEMU takes a device that does not answer as having 100 GiB, so
+  // a migration with it might never converge.
   virtual uint64_t MigrationDataEstimate() { return 0; }
 
   // DEVICE_SET_IRQS, decoded (the errno of a failure goes to the client).

@@ -1,6 +1,7 @@
 #include "vfu/device/migration_state.h"
 
 #include <cerrno>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -85,6 +86,56 @@ TEST(MigrationPathTest, NoInteriorCopyState) {
         }
         at = (*path)[i];
       }
+    }
+  }
+}
+
+// All 8 x 8 pairs against PROTOCOL.md section 6's table, written out: the
+// states a SET passes through, "-" for none, "EINVAL" for a refusal.
+TEST(MigrationPathTest, EveryPairMatchesTheSpecTable) {
+  // Rows: from 0..7; columns: to 0..7. S=STOP R=RUNNING C=STOP_COPY
+  // M=RESUMING P=PRE_COPY.
+  const char* const kTable[8][8] = {
+      // to: ERROR    STOP      RUNNING   STOP_COPY RESUMING  RUN_P2P   PRE_COPY  PRE_P2P
+      /*ERROR*/ {"EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL"},
+      /*STOP*/ {"EINVAL", "-", "R", "C", "M", "EINVAL", "RP", "EINVAL"},
+      /*RUNNING*/ {"EINVAL", "S", "-", "SC", "SM", "EINVAL", "P", "EINVAL"},
+      /*STOP_COPY*/ {"EINVAL", "S", "SR", "-", "SM", "EINVAL", "EINVAL", "EINVAL"},
+      /*RESUMING*/ {"EINVAL", "S", "SR", "SC", "-", "EINVAL", "SRP", "EINVAL"},
+      /*RUN_P2P*/ {"EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL"},
+      /*PRE_COPY*/ {"EINVAL", "RS", "R", "C", "RSM", "EINVAL", "-", "EINVAL"},
+      /*PRE_P2P*/ {"EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL"},
+  };
+  auto letter = [](MigrationState s) {
+    switch (s) {
+      case kStop:
+        return 'S';
+      case kRunning:
+        return 'R';
+      case kStopCopy:
+        return 'C';
+      case kResuming:
+        return 'M';
+      case kPreCopy:
+        return 'P';
+      default:
+        return '?';
+    }
+  };
+  for (uint32_t from = 0; from < 8; ++from) {
+    for (uint32_t to = 0; to < 8; ++to) {
+      absl::StatusOr<std::vector<MigrationState>> path =
+          MigrationPath(static_cast<MigrationState>(from), static_cast<MigrationState>(to));
+      std::string got;
+      if (!path.ok()) {
+        EXPECT_EQ(wire::ReplyErrno(path.status()), EINVAL);
+        got = "EINVAL";
+      } else if (path->empty()) {
+        got = "-";
+      } else {
+        for (MigrationState s : *path) got += letter(s);
+      }
+      EXPECT_EQ(got, kTable[from][to]) << from << " -> " << to;
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -190,6 +191,56 @@ TEST_F(QuiesceServerTest, DisconnectWhileAQuiesceIsPendingFinishesWhenTheDeviceA
               ::testing::ElementsAre("quiesce DMA unmap", "unmap (quiesced)", "unquiesce",
                                      "quiesce lost connection", "detach (quiesced)",
                                      "unquiesce"));
+}
+
+TEST_F(QuiesceServerTest, StopWithAQuiesceThatNeverEndsReturns) {
+  Start(RuntimeOptions{.quiesce_wait_after_disconnect = absl::Milliseconds(100)});
+  UniqueFd fd = Client();
+  device_.set_quiesce_mode(QuiesceMode::kDeferred);
+  testing::SendAll(fd.get(), Unmap(10));
+  device_.AwaitHeldQuiesce();
+  const absl::Time start = absl::Now();
+  server_->Stop();
+  server_.reset();
+  // Two bounded waits (the parked unmap, the detach's own quiesce), plus
+  // generous slack for a loaded machine.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  std::vector<std::string> events = device_.events();
+  EXPECT_NE(std::find(events.begin(), events.end(), "detach"), events.end());
+}
+
+// PROTOCOL.md section 8: a departing client leaves the device's migration
+// state as it was, for the next client to see.
+TEST_F(QuiesceServerTest, MigrationStateOutlivesTheClient) {
+  Start();
+  auto feature = [](uint16_t id, uint32_t ops, std::optional<uint32_t> state) {
+    std::vector<uint8_t> p;
+    wire::DeviceFeatureRequest request{
+        .argsz = 16, .flags = wire::DeviceFeatureFlags(wire::DeviceFeature::kMigDeviceState, ops)};
+    if (state) request.data = wire::FeatureMigState{.device_state = *state};
+    wire::EncodeDeviceFeatureRequest(request, p);
+    return Command(id, Command::kDeviceFeature, p);
+  };
+  {
+    UniqueFd fd = Client();
+    testing::SendAll(fd.get(), feature(10, wire::kDeviceFeatureSet, 1));
+    std::vector<InboundMessage> replies = testing::ReadMessages(fd.get(), 1);
+    ASSERT_EQ(replies.size(), 1u);
+    ASSERT_FALSE(replies[0].header.is_error());
+  }
+  // The first client's detach may still run: the next waits in the backlog.
+  UniqueFd next = testing::RawNegotiatedClient(dir_.File("dev.sock"));
+  ASSERT_EQ(testing::ReadMessages(next.get(), 1).size(), 1u);
+  testing::SendAll(next.get(), feature(20, wire::kDeviceFeatureGet, std::nullopt));
+  std::vector<InboundMessage> replies = testing::ReadMessages(next.get(), 1);
+  ASSERT_EQ(replies.size(), 1u);
+  ASSERT_FALSE(replies[0].header.is_error());
+  absl::StatusOr<wire::DeviceFeatureGetReply> get =
+      wire::DecodeDeviceFeatureGetReply(replies[0].payload(), 0);
+  ASSERT_TRUE(get.ok()) << get.status();
+  EXPECT_EQ(std::get<wire::FeatureMigState>(get->data).device_state, 1u) << "still STOP";
+  EXPECT_THAT(device_.arcs(), ::testing::ElementsAre(MigratingDevice::Arc{
+                                  MigrationState::kRunning, MigrationState::kStop}));
 }
 
 }  // namespace

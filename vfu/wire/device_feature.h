@@ -16,7 +16,8 @@
 //   7    DMA_LOGGING_STOP    SET, PROBE        ignored
 //   8    DMA_LOGGING_REPORT  GET, PROBE        logging report (below)
 //   9    MIG_DATA_SIZE       GET, PROBE        stop_copy_length u64 @0: bytes
-//                                              still to read (an estimate)
+//                                              STOP_COPY would still move
+//                                              (an estimate)
 //
 // Logging control (START):
 //    0   8   page_size   granularity hint (the server may pick another)
