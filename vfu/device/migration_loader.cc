@@ -3,6 +3,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "vfu/base/status_macros.h"
@@ -21,7 +22,9 @@ absl::Status Refuse(std::string_view why) {
 }
 
 std::string Identity(const proto::MigrationStreamHeader& h) {
-  return absl::StrCat("\"", h.device_type(), "\" version ", h.device_version(), " (PCI ",
+  // Escaped: the stream's bytes reach the log.
+  return absl::StrCat("\"", absl::CHexEscape(h.device_type()), "\" version ", h.device_version(),
+                      " (PCI ",
                       absl::Hex(h.vendor_id(), absl::kZeroPad4), ":",
                       absl::Hex(h.device_id(), absl::kZeroPad4), " subsystem ",
                       absl::Hex(h.subsystem_vendor_id(), absl::kZeroPad4), ":",
