@@ -28,6 +28,7 @@ constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
 
 Connection::Connection(UniqueFd socket, Environment env)
     : env_(std::move(env)),
+      observer_(std::move(env_.reporting)),
       socket_(std::move(socket)),
       reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
       twin_reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
@@ -68,6 +69,7 @@ absl::Status Connection::StartOnIoThread() {
 void Connection::CloseOnIoThread(std::string_view why) {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   VFU_LOG_RATE_LIMITED(kInfo, env_.name, ": client disconnected: ", why);
+  observer_.OnClosing(why);
   if (reply_polling_) {
     reply_polling_ = false;
     env_.reactor->RemovePoller(this);
@@ -90,6 +92,7 @@ void Connection::CloseOnIoThread(std::string_view why) {
   strand_.Post([this] {
     context_->Revoke();
     session_.Detach();
+    observer_.OnDetached();
     Outgoing done;
     done.kind = Outgoing::Kind::kFinished;
     outgoing_.enqueue(strand_producer_, std::move(done));
@@ -308,11 +311,13 @@ void Connection::WriteOnIoThread() {
   if (strand_paused_for_fds_.exchange(false, std::memory_order_acquire) && !strand_paused_) {
     // The strand paused itself (RunCommand): ours to resume now.
     strand_paused_ = true;
+    observer_.OnRepliesBackedUp();
     ArmStallTimerOnIoThread(true);
   }
   if (!strand_paused_ && (queued > env_.runtime.outbound_high_water ||
                           queued_fds > env_.runtime.outbound_fds_high_water)) {
     strand_paused_ = true;
+    observer_.OnRepliesBackedUp();
     strand_.Pause();
     ArmStallTimerOnIoThread(true);
   } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water &&
@@ -362,7 +367,7 @@ void Connection::UpdateInterestOnIoThread() {
     // finished before the store saw no pause and did not kick us, so its
     // decrement must be visible to the second look. (RunCommand decrements,
     // then reads the flag; both sides seq_cst.)
-    reading_paused_.store(true, std::memory_order_seq_cst);
+    if (!reading_paused_.exchange(true, std::memory_order_seq_cst)) observer_.OnCommandsBackedUp();
     read = below_limit();
   }
   if (read) reading_paused_.store(false, std::memory_order_seq_cst);
@@ -399,7 +404,9 @@ void Connection::ArmStallTimerOnIoThread(bool armed) {
 void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
   // Runs even after the connection closed: the client sent it before it
   // went away (its reply is dropped by the IO thread).
+  const ConnectionObserver::CommandStart start = observer_.BeforeCommand(message);
   Session::Result result = session_.Handle(std::move(message));
+  observer_.AfterCommand(start, result);
   if (result.negotiated) {
     {
       absl::MutexLock lock(&dma_mu_);

@@ -70,6 +70,7 @@
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
 #include "vfu/server/attachment_context.h"
+#include "vfu/server/connection_observer.h"
 #include "vfu/server/runtime_options.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/transport/message_writer.h"
@@ -93,6 +94,8 @@ class Connection : public ClientChannel,
     std::string name;
     // Runs on the IO thread once the connection is closed and idle.
     std::function<void(Connection*)> on_finished;
+    // Statistics and events (ConnectionObserver).
+    ConnectionReporting reporting;
   };
 
   Connection(UniqueFd socket, Environment env);
@@ -105,6 +108,10 @@ class Connection : public ClientChannel,
   // the device's DMA handle, detaches the device, then calls on_finished.
   // Idempotent. IO thread.
   void CloseOnIoThread(std::string_view why);
+
+  // Runs `task` on the strand after the commands received so far. IO
+  // thread, before the connection is closed.
+  void PostToStrandOnIoThread(std::function<void()> task) { strand_.Post(std::move(task)); }
 
   // ClientChannel: sends a command to the client and waits for its reply.
   // Any thread.
@@ -120,6 +127,7 @@ class Connection : public ClientChannel,
 
   bool closed() const { return closed_.load(std::memory_order_acquire); }
   const std::string& name() const { return env_.name; }
+  const ConnectionObserver& observer() const { return observer_; }
 
  private:
   // Something for the IO thread: a message to send, or a change of state
@@ -182,6 +190,7 @@ class Connection : public ClientChannel,
   void KickIoThread();
 
   Environment env_;
+  ConnectionObserver observer_;
   // IO thread only.
   UniqueFd socket_;
   UniqueFd twin_socket_;
