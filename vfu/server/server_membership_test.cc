@@ -1,0 +1,180 @@
+// Devices added, removed and reset while the server runs; statistics and
+// events the runtime records on the way.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "testing/memory_device.h"
+#include "testing/status_matchers.h"
+#include "vfu/client/client.h"
+#include "vfu/server/server.h"
+#include "vfu/server/server_test_util.h"
+#include "vfu/wire/constants.h"
+
+namespace vfu::testing {
+namespace {
+
+using ::testing::ElementsAre;
+
+class ServerMembershipTest : public ServerFixture {
+ protected:
+  // Every event published so far.
+  std::vector<ServerEvent> Events() {
+    return server_->events().WaitAfter(0, absl::Now()).events;
+  }
+  // Waits (bounded) until an event of `kind` for `device` is published.
+  ServerEvent AwaitEvent(ServerEvent::Kind kind, const std::string& device) {
+    uint64_t after = 0;
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < deadline) {
+      EventBus::Batch batch = server_->events().WaitAfter(after, deadline);
+      for (const ServerEvent& e : batch.events) {
+        after = e.sequence;
+        if (e.kind == kind && e.device == device) return e;
+      }
+    }
+    ADD_FAILURE() << "no event of kind " << static_cast<int>(kind) << " for " << device;
+    return {};
+  }
+};
+
+TEST_F(ServerMembershipTest, AddsAndRemovesDevicesWhileAnotherClientStaysAttached) {
+  StartServer();
+  std::unique_ptr<Client> first = Connect(0);
+  ASSERT_NE(first, nullptr);
+  ASSERT_OK(first->RegionWrite(0, 0, std::vector<uint8_t>{1, 2, 3, 4}));
+
+  MemoryDevice added(4096);
+  const std::string path = dir_.File("added.sock");
+  ASSERT_OK(server_->AddDevice(path, added, {.name = "added"}));
+  ASSERT_NE(server_->FindDevice("added"), nullptr);
+  ASSERT_NE(server_->FindDevice(path), nullptr);
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> second, Client::Connect(path, PatientClient()));
+    ASSERT_OK(second->RegionWrite(0, 8, std::vector<uint8_t>{9}));
+    AwaitEvent(ServerEvent::Kind::kClientAttached, "added");
+    // Removing detaches the client first; its connection ends.
+    ASSERT_OK(server_->RemoveDevice("added"));
+    EXPECT_EQ(server_->FindDevice("added"), nullptr);
+    EXPECT_FALSE(second->RegionRead(0, 8, 1).ok());
+  }
+  EXPECT_NE(::access(path.c_str(), F_OK), 0) << "socket left behind";
+  EXPECT_EQ(added.resets(), 0);
+  ServerEvent detached = AwaitEvent(ServerEvent::Kind::kClientDetached, "added");
+  EXPECT_EQ(detached.reason, "server shutting down");
+
+  // The first client never noticed.
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, first->RegionRead(0, 0, 4));
+  EXPECT_THAT(bytes, ElementsAre(1, 2, 3, 4));
+  EXPECT_EQ(server_->devices().size(), 1u);
+
+  std::vector<ServerEvent::Kind> kinds;
+  for (const ServerEvent& e : Events()) {
+    if (e.device == "added") kinds.push_back(e.kind);
+  }
+  EXPECT_THAT(kinds, ElementsAre(ServerEvent::Kind::kDeviceAdded,
+                                 ServerEvent::Kind::kClientAttached,
+                                 ServerEvent::Kind::kClientDetached,
+                                 ServerEvent::Kind::kDeviceRemoved));
+}
+
+TEST_F(ServerMembershipTest, RejectsDuplicatesAndUnknownDevices) {
+  StartServer();
+  MemoryDevice other;
+  EXPECT_EQ(server_->AddDevice(Path(0), other).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(server_->AddDevice(dir_.File("x.sock"), other, {.name = Path(0)}).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(server_->RemoveDevice("nope").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(server_->ResetDevice("nope", absl::Now() + absl::Seconds(5)).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(ServerMembershipTest, AddedSocketHasTheAskedMode) {
+  StartServer();
+  MemoryDevice added;
+  const std::string path = dir_.File("mode.sock");
+  ASSERT_OK(server_->AddDevice(path, added, {.socket_mode = 0640}));
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+}
+
+TEST_F(ServerMembershipTest, ResetRunsInOrderWithTheClientsCommands) {
+  StartServer();
+  std::unique_ptr<Client> client = Connect(0);
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK(client->RegionWrite(0, 0, std::vector<uint8_t>{7}));
+  ASSERT_OK(server_->ResetDevice(Path(0), absl::Now() + absl::Seconds(60)));
+  EXPECT_EQ(devices_[0]->resets(), 1);
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> bytes, client->RegionRead(0, 0, 1));
+  EXPECT_THAT(bytes, ElementsAre(0));
+  AwaitEvent(ServerEvent::Kind::kDeviceReset, Path(0));
+}
+
+TEST_F(ServerMembershipTest, ResetWithoutAClient) {
+  StartServer();
+  ASSERT_OK(server_->ResetDevice(Path(0), absl::Now() + absl::Seconds(60)));
+  EXPECT_EQ(devices_[0]->resets(), 1);
+  // Clients are accepted again afterwards.
+  std::unique_ptr<Client> client = Connect(0);
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK(client->RegionWrite(0, 0, std::vector<uint8_t>{1}));
+}
+
+TEST_F(ServerMembershipTest, StatisticsCountAKnownSequenceExactly) {
+  StartServer();
+  std::unique_ptr<Client> client = Connect(0);
+  ASSERT_NE(client, nullptr);
+  for (int i = 0; i < 3; ++i) ASSERT_OK(client->RegionRead(0, 0, 4).status());
+  ASSERT_OK(client->RegionWrite(0, 0, std::vector<uint8_t>{1, 2}));
+  // Past the end of BAR0: EINVAL.
+  EXPECT_FALSE(client->RegionRead(0, 64 * 1024, 4).ok());
+  const DeviceStatistics::Snapshot s = server_->FindDevice(Path(0))->statistics().snapshot();
+  if (!kStatisticsEnabled) GTEST_SKIP() << "statistics compiled out";
+  auto count_of = [&](wire::Command c) -> uint64_t {
+    for (const auto& cs : s.commands) {
+      if (cs.command == static_cast<uint32_t>(c)) return cs.count;
+    }
+    return 0;
+  };
+  EXPECT_EQ(count_of(wire::Command::kVersion), 1u);
+  EXPECT_EQ(count_of(wire::Command::kRegionRead), 4u);
+  EXPECT_EQ(count_of(wire::Command::kRegionWrite), 1u);
+  EXPECT_EQ(s.region_bytes_read, 12u);
+  EXPECT_EQ(s.region_bytes_written, 2u);
+  ASSERT_EQ(s.errors.size(), 1u);
+  EXPECT_EQ(s.errors[0].errno_value, static_cast<uint32_t>(EINVAL));
+  EXPECT_EQ(s.errors[0].count, 1u);
+  EXPECT_EQ(s.clients_connected, 1u);
+  EXPECT_EQ(s.clients_served, 1u);
+  EXPECT_EQ(s.clients_refused, 0u);
+}
+
+TEST_F(ServerMembershipTest, ConcurrentAddsAndRemovesAreSafe) {
+  StartServer();
+  constexpr int kThreads = 4;
+  std::vector<std::unique_ptr<MemoryDevice>> devices;
+  for (int i = 0; i < kThreads; ++i) devices.push_back(std::make_unique<MemoryDevice>());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string path = dir_.File("c" + std::to_string(t) + ".sock");
+      for (int round = 0; round < 5; ++round) {
+        EXPECT_OK(server_->AddDevice(path, *devices[t]));
+        EXPECT_NE(server_->FindDevice(path), nullptr);
+        EXPECT_OK(server_->RemoveDevice(path));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(server_->devices().size(), 1u);
+}
+
+}  // namespace
+}  // namespace vfu::testing
