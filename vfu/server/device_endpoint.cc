@@ -127,7 +127,9 @@ void DeviceEndpoint::OnRetryTimer() {
 }
 
 void DeviceEndpoint::ServeOnIoThread(UniqueFd client) {
-  ConnectionReporting reporting{.stats = &statistics_, .events = events_, .device = name_};
+  ConnectionReporting reporting{.stats = runtime_options_.statistics ? &statistics_ : nullptr,
+                                .events = events_,
+                                .device = name_};
   reporting.client.connected_at = absl::Now();
   struct ucred peer = {};
   socklen_t peer_size = sizeof peer;

@@ -58,6 +58,7 @@ absl::Status Server::AddDevice(const std::string& socket_path, Device& device,
   }
   RuntimeOptions runtime = options_.runtime;
   if (options.dma_layout) runtime.dma_layout = *options.dma_layout;
+  runtime.statistics = runtime.statistics && options.statistics;
   auto endpoint = std::make_shared<DeviceEndpoint>(
       socket_path, options.name, device, *reactor_, *pool_,
       SessionOptions{.version = options_.version}, runtime, &events_);

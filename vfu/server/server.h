@@ -89,6 +89,9 @@ struct DeviceOptions {
   // differ from the server's default (e.g. a device served to QEMU, whose
   // layout differs from the spec's, PROTOCOL.md 4.10).
   std::optional<wire::DmaTransferLayout> dma_layout;
+  // Per-command statistics for this device (RuntimeOptions::statistics);
+  // off only if either says so.
+  bool statistics = true;
 };
 
 class Server {
