@@ -2,14 +2,16 @@
 # The main job. Starts the sample device servers (devices/gpio and
 # devices/dma_engine), inspects the GPIO device the way lspci -vvv would,
 # toggles a GPIO line through vfio-user and shows its interrupt arriving,
-# then has the DMA engine copy client memory and checks the bytes. Installs
+# then has the DMA engine copy client memory and checks the bytes, and asks
+# both servers' control planes what they served (vfuctl). Installs
 # missing packages first; builds with Bazel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -n "${VFU_SKIP_INSTALL:-}" ]] || bash tools/install_deps.sh
 
 quiet=(--color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress)
-targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect)
+targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect
+         //tools/vfuctl)
 if [[ -z "${VFU_DEMO_BIN:-}" ]]; then
   bazel build "${quiet[@]}" "${targets[@]}"
   VFU_DEMO_BIN=$(bazel info bazel-bin 2>/dev/null)
@@ -26,17 +28,19 @@ cleanup() {
 trap cleanup EXIT
 
 # start_server NAME BINARY SOCKET: runs the server in the background with
-# its log relayed (prefixed) to stderr, and returns once it serves SOCKET.
+# its log relayed (prefixed) to stderr and its control plane at
+# $dir/NAME.control, and returns once it serves SOCKET.
 start_server() {
   local name=$1 binary=$2 socket=$3
   mkfifo "$dir/$name.log" "$dir/$name.ready"
-  "$binary" "$socket" 2>"$dir/$name.log" &
+  "$binary" --control="$dir/$name.control" "$socket" 2>"$dir/$name.log" &
   pids+=($!)
   {
     local served=0
     while IFS= read -r line; do
       echo "  [$name] $line" >&2
-      if [[ $served == 0 && $line == *"serving $socket"* ]]; then
+      # The control plane starts after the devices: wait for both.
+      if [[ $served == 0 && $line == *"serving 1 device(s) at $socket"* ]]; then
         served=1
         echo ready >"$dir/$name.ready"
       fi
@@ -77,6 +81,15 @@ step "inspect dma-check $dma_socket fd (client memory shared with an fd)"
 
 step "inspect dma-check $dma_socket messages (fd-less memory: DMA_READ/DMA_WRITE messages)"
 "$bin/tools/inspect/inspect" dma-check "$dma_socket" messages
+
+step "vfuctl list (each server's control plane, $dir/*.control)"
+"$bin/tools/vfuctl/vfuctl" --control="$dir/gpio.control" list
+"$bin/tools/vfuctl/vfuctl" --control="$dir/dma_engine.control" list
+
+step "vfuctl stats: what the clients above made each device do"
+"$bin/tools/vfuctl/vfuctl" --control="$dir/gpio.control" stats
+echo
+"$bin/tools/vfuctl/vfuctl" --control="$dir/dma_engine.control" stats
 
 step "stop the servers (SIGTERM)"
 kill -TERM "${pids[0]}"

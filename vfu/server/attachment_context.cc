@@ -66,6 +66,9 @@ absl::StatusOr<DmaSgList> AttachmentContext::DmaPin(uint64_t iova, uint64_t leng
   if (!BeginCall()) return RevokedError();
   absl::StatusOr<DmaSgList> list = memory_.Pin(iova, length, direction);
   EndCall();
+  // The device copies through the pinned mapping itself: counted as mapped
+  // DMA of the whole range.
+  if (list.ok()) RecordMapped(direction == DmaDirection::kWrite, length);
   return list;
 }
 
