@@ -15,8 +15,10 @@
 //    are about its own slots.
 // 3. Debian's gRPC (the control plane, vfu/control/) is not built with
 //    ThreadSanitizer, so TSan cannot see the synchronization inside it and
-//    reports its own threads' hand-offs (dozens per run). Suppressed by
-//    library and namespace only; the control plane's state on our side
+//    reports its own threads' hand-offs (dozens per run), including those
+//    inside Debian's Abseil, which gRPC's mutexes are (inline namespace
+//    absl::debian3; ours is absl::lts_20220623). Suppressed by library and
+//    namespace only; the control plane's state on our side
 //    (EventBus, DeviceStatistics, the server backend) is instrumented and
 //    tested under TSan through the Abseil-using side.
 #if defined(__SANITIZE_THREAD__)
@@ -39,6 +41,9 @@ __tsan_default_suppressions() {
          "race:libgrpc++_unsecure.so.1.51\n"
          "race:libgpr.so.29\n"
          "race:grpc::\n"
-         "race:grpc_core::\n";
+         "race:grpc_core::\n"
+         "called_from_lib:libabsl_synchronization.so.20220623\n"
+         "called_from_lib:libabsl_graphcycles_internal.so.20220623\n"
+         "race:absl::debian3::\n";
 }
 #endif

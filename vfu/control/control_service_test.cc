@@ -170,14 +170,18 @@ TEST_F(ControlServiceTest, EventFeedReportsInOrder) {
   const int client = server_->Connect(0);
   ASSERT_GT(client, 0);
   ASSERT_EQ(server_->Reset(client), 0);
+  ASSERT_EQ(server_->RegionRead(client, 64 * 1024, 4), EINVAL);  // past BAR0
   server_->Disconnect(client);
-  std::vector<v1::Event> events = ReadEvents(*feed, 3);
-  ASSERT_EQ(events.size(), 3u);
+  std::vector<v1::Event> events = ReadEvents(*feed, 4);
+  ASSERT_EQ(events.size(), 4u);
   EXPECT_EQ(events[0].kind(), v1::Event::CLIENT_ATTACHED);
   EXPECT_EQ(events[0].client().pid(), ::getpid());
   EXPECT_EQ(events[1].kind(), v1::Event::DEVICE_RESET);
-  EXPECT_EQ(events[2].kind(), v1::Event::CLIENT_DETACHED);
-  EXPECT_FALSE(events[2].reason().empty());
+  EXPECT_EQ(events[2].kind(), v1::Event::PROTOCOL_ERROR);
+  EXPECT_EQ(events[2].command(), "REGION_READ");
+  EXPECT_EQ(events[2].errno_value(), static_cast<uint32_t>(EINVAL));
+  EXPECT_EQ(events[3].kind(), v1::Event::CLIENT_DETACHED);
+  EXPECT_FALSE(events[3].reason().empty());
 
   // After the detach, so it cannot run on the departing client's strand.
   v1::ResetDeviceRequest reset;

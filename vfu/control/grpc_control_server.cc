@@ -3,11 +3,13 @@
 #include "vfu/control/grpc_control_server.h"
 
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -121,6 +123,24 @@ struct GrpcControlServer::State {
   std::unique_ptr<grpc::Server> server;
 };
 
+namespace {
+
+// A private directory beside `socket_path` to bind in, so the socket
+// appears at its path only once it has its mode: gRPC creates the file with
+// the umask's mode. Empty when the temporary path would not fit in
+// sockaddr_un (then the socket is bound in place and chmod()ed at once).
+std::string PrivateBindDir(const std::string& socket_path) {
+  constexpr size_t kMaxPath = sizeof(sockaddr_un{}.sun_path) - 1;
+  const size_t slash = socket_path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : socket_path.substr(0, slash);
+  std::string templ = dir + "/.vfu-XXXXXX";
+  if (templ.size() + 2 > kMaxPath) return "";
+  if (::mkdtemp(templ.data()) == nullptr) return "";
+  return templ;
+}
+
+}  // namespace
+
 std::unique_ptr<GrpcControlServer> GrpcControlServer::Start(ControlBackend& backend,
                                                             const std::string& socket_path,
                                                             unsigned socket_mode,
@@ -128,24 +148,34 @@ std::unique_ptr<GrpcControlServer> GrpcControlServer::Start(ControlBackend& back
   auto state = std::make_unique<State>();
   state->socket_path = socket_path;
   state->service = std::make_unique<Service>(backend);
+  const std::string private_dir = PrivateBindDir(socket_path);
+  const std::string bind_path = private_dir.empty() ? socket_path : private_dir + "/s";
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort("unix:" + bind_path, grpc::InsecureServerCredentials(), &bound_port);
   builder.RegisterService(state->service.get());
   state->server = builder.BuildAndStart();
-  if (state->server == nullptr) {
-    *error = "cannot serve the control plane at " + socket_path;
+  auto fail = [&](std::string why) -> std::unique_ptr<GrpcControlServer> {
+    *error = std::move(why);
+    if (state->server != nullptr) {
+      state->service->BeginShutdown();
+      state->server->Shutdown();
+      state->server->Wait();
+    }
+    ::unlink(bind_path.c_str());
+    if (!private_dir.empty()) ::rmdir(private_dir.c_str());
     return nullptr;
+  };
+  if (state->server == nullptr) return fail("cannot serve the control plane at " + socket_path);
+  if (::chmod(bind_path.c_str(), static_cast<mode_t>(socket_mode)) != 0) {
+    return fail("chmod " + bind_path + ": " + std::strerror(errno));
   }
-  // gRPC created the file with the umask's mode: narrow it before anyone
-  // is told the socket exists.
-  if (::chmod(socket_path.c_str(), static_cast<mode_t>(socket_mode)) != 0) {
-    *error = "chmod " + socket_path + ": " + std::strerror(errno);
-    state->service->BeginShutdown();
-    state->server->Shutdown();
-    state->server->Wait();
-    ::unlink(socket_path.c_str());
-    return nullptr;
+  if (!private_dir.empty()) {
+    // Replaces a stale file as gRPC's own bind would.
+    if (::rename(bind_path.c_str(), socket_path.c_str()) != 0) {
+      return fail("rename to " + socket_path + ": " + std::strerror(errno));
+    }
+    ::rmdir(private_dir.c_str());
   }
   return std::unique_ptr<GrpcControlServer>(new GrpcControlServer(std::move(state)));
 }

@@ -7,8 +7,10 @@
 //   ...
 //   server.reset();   // stops: feeds end, in-flight requests finish
 //
-// The socket file gets `socket_mode` before Start() returns (gRPC creates
-// it with the umask's mode). At most kMaxEventFeeds WatchEvents streams at
+// The socket appears at its path with `socket_mode` already set: it is
+// bound in a private directory beside it, chmod()ed, then renamed into
+// place (gRPC creates it with the umask's mode). A stale file at the path
+// is replaced. At most kMaxEventFeeds WatchEvents streams at
 // once; more get RESOURCE_EXHAUSTED. SaveState, LoadState and
 // SetMigrationState answer UNIMPLEMENTED (device migration has not landed).
 //
