@@ -42,8 +42,11 @@ __tsan_default_suppressions() {
          "race:libgpr.so.29\n"
          "race:grpc::\n"
          "race:grpc_core::\n"
+         // Debian's Abseil (soname-versioned; ours is linked in unversioned).
          "called_from_lib:libabsl_synchronization.so.20220623\n"
          "called_from_lib:libabsl_graphcycles_internal.so.20220623\n"
+         "called_from_lib:libabsl_status.so.20220623\n"
+         "race:libabsl_*.so.20220623\n"
          "race:absl::debian3::\n";
 }
 #endif
