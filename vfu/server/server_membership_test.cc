@@ -1,5 +1,7 @@
 // Devices added, removed and reset while the server runs; statistics and
 // events the runtime records on the way.
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,8 @@
 #include "vfu/server/server.h"
 #include "vfu/server/server_test_util.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/header.h"
+#include "vfu/wire/region_access.h"
 
 namespace vfu::testing {
 namespace {
@@ -174,6 +178,45 @@ TEST_F(ServerMembershipTest, ConcurrentAddsAndRemovesAreSafe) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(server_->devices().size(), 1u);
+}
+
+}  // namespace
+}  // namespace vfu::testing
+
+namespace vfu::testing {
+namespace {
+
+// A client that sends reads and never reads the replies: the server stops
+// running its commands (replies backed up), then stops reading them
+// (commands queued); each counts as one back-pressure episode.
+TEST_F(ServerMembershipTest, BackPressureEpisodesAreCounted) {
+  ServerOptions options;
+  options.runtime.outbound_high_water = 4096;
+  options.runtime.outbound_low_water = 1024;
+  options.runtime.max_queued_commands = 16;
+  StartServer(options);
+  UniqueFd fd = RawNegotiatedClient(Path(0));
+  ASSERT_TRUE(fd);
+  std::vector<uint8_t> read = wire::StartMessage();
+  wire::EncodeRegionReadRequest({.offset = 0, .region = 0, .count = 4}, read);
+  wire::FinishMessage(wire::CommandHeader(2, wire::Command::kRegionRead), read);
+  const DeviceStatistics& stats = server_->FindDevice(Path(0))->statistics();
+  if (!kStatisticsEnabled) GTEST_SKIP() << "statistics compiled out";
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  DeviceStatistics::Snapshot s;
+  size_t sent = 0;  // of the current message: a partial send is finished first
+  while (absl::Now() < deadline) {
+    s = stats.snapshot();
+    if (s.backpressure_reply_episodes > 0 && s.backpressure_command_episodes > 0) break;
+    // A full socket just means the server stopped reading: look again.
+    struct pollfd p = {fd.get(), POLLOUT, 0};
+    if (::poll(&p, 1, 10) != 1) continue;
+    const ssize_t n = ::send(fd.get(), read.data() + sent, read.size() - sent,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) sent = (sent + static_cast<size_t>(n)) % read.size();
+  }
+  EXPECT_GE(s.backpressure_reply_episodes, 1u);
+  EXPECT_GE(s.backpressure_command_episodes, 1u);
 }
 
 }  // namespace
