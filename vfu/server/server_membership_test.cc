@@ -2,6 +2,7 @@
 // events the runtime records on the way.
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,6 +218,38 @@ TEST_F(ServerMembershipTest, BackPressureEpisodesAreCounted) {
   }
   EXPECT_GE(s.backpressure_reply_episodes, 1u);
   EXPECT_GE(s.backpressure_command_episodes, 1u);
+}
+
+// Device DMA by path: through a mapping the client shared with an fd, and
+// as DMA_READ/DMA_WRITE messages for memory it mapped without one.
+TEST_F(ServerMembershipTest, DmaIsCountedByPath) {
+  StartServer();
+  std::unique_ptr<Client> client = Connect(0);
+  ASSERT_NE(client, nullptr);
+  constexpr uint64_t kMapped = 0x100000, kMessages = 0x200000, kSize = 4096;
+  UniqueFd memfd(::memfd_create("client-page", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(memfd.get(), kSize), 0);
+  ASSERT_OK(client->DmaMap(kMapped, kSize, wire::kDmaMapFlagRead | wire::kDmaMapFlagWrite,
+                           UniqueFd(::dup(memfd.get()))));
+  std::vector<uint8_t> ram(kSize);
+  ASSERT_OK(client->DmaMapMemory(kMessages, absl::MakeSpan(ram)));
+  ASSERT_OK(client->StartServingThread());
+  std::shared_ptr<DeviceContext> context = devices_[0]->context();
+  ASSERT_NE(context, nullptr);
+  std::vector<uint8_t> buffer(100);
+  ASSERT_OK(context->DmaRead(kMapped, absl::MakeSpan(buffer)));
+  ASSERT_OK(context->DmaWrite(kMapped, std::vector<uint8_t>(30, 1)));
+  ASSERT_OK(context->DmaRead(kMessages, absl::MakeSpan(buffer)));
+  ASSERT_OK(context->DmaWrite(kMessages, std::vector<uint8_t>(50, 2)));
+  client->StopServingThread();
+  const DeviceStatistics::Snapshot s = server_->FindDevice(Path(0))->statistics().snapshot();
+  if (!kStatisticsEnabled) GTEST_SKIP() << "statistics compiled out";
+  EXPECT_EQ(s.dma_mapped_bytes_read, 100u);
+  EXPECT_EQ(s.dma_mapped_bytes_written, 30u);
+  EXPECT_EQ(s.dma_message_bytes_read, 100u);
+  EXPECT_EQ(s.dma_message_bytes_written, 50u);
+  EXPECT_EQ(s.dma_messages, 2u);
+  EXPECT_EQ(ram[0], 2);
 }
 
 }  // namespace
