@@ -367,8 +367,9 @@ void Connection::UpdateInterestOnIoThread() {
     // finished before the store saw no pause and did not kick us, so its
     // decrement must be visible to the second look. (RunCommand decrements,
     // then reads the flag; both sides seq_cst.)
-    if (!reading_paused_.exchange(true, std::memory_order_seq_cst)) observer_.OnCommandsBackedUp();
+    const bool was_paused = reading_paused_.exchange(true, std::memory_order_seq_cst);
     read = below_limit();
+    if (!read && !was_paused) observer_.OnCommandsBackedUp();
   }
   if (read) reading_paused_.store(false, std::memory_order_seq_cst);
   uint32_t events = (read ? uint32_t{EPOLLIN} : 0u) | (writer_.empty() ? 0u : uint32_t{EPOLLOUT});
