@@ -23,6 +23,10 @@ packages=(
   libclang-rt-14-dev     # clang's sanitizer and fuzzer runtimes
   g++                    # the default compiler
   dpkg-dev               # apt-get source (Abseil's source package)
+  libgrpc++-dev          # gRPC C++ (the control-plane service, vfu/control/)
+  protobuf-compiler-grpc # grpc_cpp_plugin and grpc_python_plugin (service stubs)
+  python3-grpcio         # Python gRPC runtime (the Python control-plane test)
+  python3-protobuf       # Python protobuf runtime (the same test)
 )
 
 missing=()
