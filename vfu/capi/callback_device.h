@@ -1,0 +1,71 @@
+// CallbackDevice: a vfu::Device served by the C callbacks and setup of one
+// vfu_ctx. vfu's protocol engine (Session) calls it; it calls the user.
+//
+// Region accesses go to the region callbacks (config space through
+// ConfigSpace), DEVICE_RESET to the reset callback, SET_IRQS to vfu's
+// IrqController (mask changes to the IRQ state callbacks), DMA map changes
+// to the DMA callbacks with libvfio-user's vfu_dma_info_t.
+//
+// DMA unregistration happens before the engine unmaps (BeforeUnmap), as in
+// libvfio-user: the device must drop its use of the range inside the
+// callback, and the unmap then finds the range idle.
+//
+// Thread-compatible: one driver thread calls it.
+#ifndef VFU_CAPI_CALLBACK_DEVICE_H_
+#define VFU_CAPI_CALLBACK_DEVICE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "vfu/capi/context.h"
+#include "vfu/device/device.h"
+#include "vfu/dma/dma_map_table.h"
+#include "vfu/irq/irq_controller.h"
+#include "vfu/wire/dma_unmap.h"
+
+namespace vfu::capi {
+
+class CallbackDevice : public Device {
+ public:
+  // `ctx` and `dma` outlive the device.
+  CallbackDevice(vfu_ctx& ctx, DmaMapTable& dma);
+
+  uint32_t num_regions() const override { return VFU_PCI_DEV_NUM_REGIONS; }
+  uint32_t num_irqs() const override { return VFU_DEV_NUM_IRQS; }
+  RegionDescription DescribeRegion(uint32_t index) const override;
+  uint32_t IrqCount(uint32_t index) const override;
+  absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) override;
+  absl::Status WriteRegion(uint32_t index, uint64_t offset,
+                           absl::Span<const uint8_t> data) override;
+  absl::Status Reset() override;
+  absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) override;
+  void OnDmaMapped(const DmaRange& range) override;
+  void OnDmaUnmapped(const DmaRange& range) override;
+  void OnDetach() override;
+
+  // The client asks to unmap `request`: calls the unregister callback for
+  // each registered range it names (all of them for ALL).
+  void BeforeUnmap(const wire::DmaUnmapRequest& request);
+  // The client is gone: unregisters every range.
+  void UnregisterAll();
+
+  // vfu_irq_trigger(): any thread.
+  absl::Status Trigger(uint32_t vector);
+
+ private:
+  absl::Status Access(uint32_t index, uint64_t offset, uint8_t* buf, size_t count, bool write);
+  void Unregister(std::map<uint64_t, vfu_dma_info_t>::iterator it);
+
+  vfu_ctx& ctx_;
+  DmaMapTable& dma_;
+  IrqController irqs_;
+  // Ranges told to the register callback and not yet unregistered.
+  std::map<uint64_t, vfu_dma_info_t> registered_;
+};
+
+}  // namespace vfu::capi
+
+#endif  // VFU_CAPI_CALLBACK_DEVICE_H_
