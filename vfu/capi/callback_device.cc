@@ -100,9 +100,10 @@ absl::Status CallbackDevice::ReadRegion(uint32_t index, uint64_t offset, absl::S
 absl::Status CallbackDevice::WriteRegion(uint32_t index, uint64_t offset,
                                          absl::Span<const uint8_t> data) {
   // The callback takes a non-const buffer (libvfio-user's signature); a
-  // copy keeps the engine's bytes untouched.
-  std::vector<uint8_t> copy(data.begin(), data.end());
-  return Access(index, offset, copy.data(), copy.size(), /*write=*/true);
+  // copy keeps the engine's bytes untouched. The buffer is reused: no
+  // allocation per write once it has grown.
+  write_scratch_.assign(data.begin(), data.end());
+  return Access(index, offset, write_scratch_.data(), write_scratch_.size(), /*write=*/true);
 }
 
 absl::Status CallbackDevice::Reset() {

@@ -64,6 +64,8 @@ class CallbackDevice : public Device {
   IrqController irqs_;
   // Ranges told to the register callback and not yet unregistered.
   std::map<uint64_t, vfu_dma_info_t> registered_;
+  // The bytes of the write being handed to a region callback.
+  std::vector<uint8_t> write_scratch_;
 };
 
 }  // namespace vfu::capi

@@ -25,6 +25,13 @@ namespace {
 
 // Before negotiation: a VERSION message with its JSON, and some headroom.
 constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
+// Most bytes of commands kept back while one DMA request waits for its
+// reply; a client that sends more instead of answering is disconnected.
+constexpr size_t kMaxKeptBackBytes = 64 << 20;
+// Replies queued for a client that does not read them: past this, no more
+// commands are read from it until it has read some (the socket's own buffer
+// then holds its further commands, and its sends block).
+constexpr size_t kMaxQueuedReplyBytes = 16 << 20;
 
 int Fail(int error) {
   errno = error;
@@ -138,7 +145,7 @@ int PollDriver::Run() {
 int PollDriver::RunOnce() {
   if (parked_) return Fail(EBUSY);
   if (!peer_gone_) FlushWriter();
-  if (!peer_gone_) ReadInbound();
+  if (!peer_gone_ && writer_.queued_bytes() < kMaxQueuedReplyBytes) ReadInbound();
   const int handled = ProcessInbound();
   if (!peer_gone_) FlushWriter();
   // The device is unquiesced when vfu_run_ctx() returns.
@@ -279,7 +286,9 @@ void PollDriver::UpdateReadiness() {
     wake_signalled_ = pending;
   }
   if (!client_fd_) return;
-  const uint32_t interest = EPOLLIN | (writer_.empty() ? 0u : uint32_t{EPOLLOUT});
+  const uint32_t interest =
+      (writer_.queued_bytes() < kMaxQueuedReplyBytes ? uint32_t{EPOLLIN} : 0u) |
+      (writer_.empty() ? 0u : uint32_t{EPOLLOUT});
   if (interest != interest_) {
     epoll_event event = {};
     event.events = interest;
@@ -382,6 +391,7 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       return absl::DeadlineExceededError("the client does not read our DMA request");
     }
   }
+  size_t kept_bytes = 0;
   for (;;) {
     scratch_.clear();
     absl::Status status =
@@ -393,11 +403,17 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       } else {
         // Commands are kept for vfu_run_ctx(); stray replies are dropped
         // there.
+        kept_bytes += received.bytes.size();
         inbound_.push_back(std::move(received));
       }
     }
     scratch_.clear();
     if (!status.ok()) peer_gone_ = true;
+    if (kept_bytes > kMaxKeptBackBytes && !reply) {
+      VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": the client sent ", kept_bytes,
+                           " bytes of commands instead of a DMA reply; disconnecting");
+      peer_gone_ = true;
+    }
     if (reply) {
       UpdateReadiness();
       return std::move(*reply);

@@ -25,9 +25,10 @@
 // reports EBUSY until vfu_device_quiesced(). A failed quiesce fails the
 // command with an error reply (libvfio-user leaves the client waiting).
 //
-// Bounds: the kept-back commands are what the client sent while we waited
-// for one DMA reply, at most one read budget (MessageReader::kReadBudget)
-// per wait, plus the writer's queue of replies the client does not read.
+// Bounds: the commands kept back during one DMA wait are at most 64 MiB
+// (more, and the client is disconnected); replies the client does not read
+// stay queued up to 16 MiB, past which no more of its commands are read
+// until it reads (its further commands wait in the socket).
 //
 // Thread-compatible: the caller's thread (one at a time), like libvfio-user.
 #ifndef VFU_CAPI_POLL_DRIVER_H_
