@@ -24,6 +24,9 @@ def main():
               if name != "LIBVFIO_USER_0" and not name.startswith("vfu_") and name != "dma_sg_size"]
     assert not strays, "unexpected exports: %s" % strays[:20]
     assert "vfu_run_ctx" in exported and "dma_sg_size" in exported, exported
+    if "--exports-only" in sys.argv[2:]:
+        print("ok (exports only)")
+        return
 
     lib = ctypes.CDLL(os.path.abspath(library), mode=os.RTLD_LOCAL)
     lib.dma_sg_size.restype = ctypes.c_size_t

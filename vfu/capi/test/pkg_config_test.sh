@@ -23,8 +23,11 @@ cc -std=gnu11 -Wall -Werror $cflags -I"$dir" -o "$dir/gpio" "$gpio_c" "$loop_c" 
   -Wl,-rpath,"$dir/prefix/lib" || fail "the sample does not build against the installed library"
 ldd "$dir/gpio" | grep -q "$dir/prefix/lib/libvfio-user.so.0" || fail "not linked to ours"
 
+# Under a sanitizer configuration the library needs its runtime first.
+runtime=$(ldd "$library" | sed -n 's/.*=> \(\/[^ ]*lib[at]san\.so[^ ]*\).*/\1/p' | head -n 1)
+
 mkfifo "$dir/ready"
-"$dir/gpio" "$dir/gpio.sock" 1 >"$dir/ready" &
+LD_PRELOAD="$runtime" "$dir/gpio" "$dir/gpio.sock" 1 >"$dir/ready" &
 pid=$!
 read -r line <"$dir/ready"
 [ "$line" = "serving $dir/gpio.sock" ] || fail "server said: $line"
