@@ -10,6 +10,7 @@
 #include "vfu/capi/api_errno.h"
 #include "vfu/capi/context.h"
 #include "vfu/capi/poll_driver.h"
+#include "vfu/capi/threaded_driver.h"
 
 using vfu::capi::FailWith;
 using vfu::capi::FailWithErrno;
@@ -36,7 +37,7 @@ vfu_ctx_t* vfu_create_ctx(vfu_trans_t trans, const char* path, int flags, void* 
     errno = ENOTSUP;
     return nullptr;
   }
-  if (path == nullptr || (flags & ~LIBVFIO_USER_FLAG_ATTACH_NB) != 0) {
+  if (path == nullptr || (flags & ~(LIBVFIO_USER_FLAG_ATTACH_NB | VFU_FLAG_THREADED)) != 0) {
     errno = EINVAL;
     return nullptr;
   }
@@ -44,13 +45,23 @@ vfu_ctx_t* vfu_create_ctx(vfu_trans_t trans, const char* path, int flags, void* 
   ctx->flags = flags;
   ctx->pvt = pvt;
   ctx->path = path;
-  absl::StatusOr<std::unique_ptr<vfu::capi::PollDriver>> driver =
-      vfu::capi::PollDriver::Listen(*ctx);
-  if (!driver.ok()) {
-    FailWith(driver.status());
-    return nullptr;
+  if (flags & VFU_FLAG_THREADED) {
+    absl::StatusOr<std::unique_ptr<vfu::capi::ThreadedDriver>> driver =
+        vfu::capi::ThreadedDriver::Create(*ctx);
+    if (!driver.ok()) {
+      FailWith(driver.status());
+      return nullptr;
+    }
+    ctx->driver = std::move(*driver);
+  } else {
+    absl::StatusOr<std::unique_ptr<vfu::capi::PollDriver>> driver =
+        vfu::capi::PollDriver::Listen(*ctx);
+    if (!driver.ok()) {
+      FailWith(driver.status());
+      return nullptr;
+    }
+    ctx->driver = std::move(*driver);
   }
-  ctx->driver = std::move(*driver);
   return ctx.release();
 }
 
@@ -72,7 +83,7 @@ int vfu_realize_ctx(vfu_ctx_t* vfu_ctx) {
     }
   }
   config.set_rom_size(vfu_ctx->regions[VFU_PCI_DEV_ROM_REGION_IDX].size);
-  vfu_ctx->driver->Realize();
+  if (absl::Status status = vfu_ctx->driver->Realize(); !status.ok()) return FailWith(status);
   vfu_ctx->realized = true;
   return 0;
 }

@@ -4,7 +4,7 @@
 #include "libvfio-user.h"
 #include "vfu/capi/api_errno.h"
 #include "vfu/capi/context.h"
-#include "vfu/capi/poll_driver.h"
+#include "vfu/capi/driver.h"
 
 using vfu::capi::FailWithErrno;
 

@@ -9,7 +9,7 @@
 #include "vfu/capi/api_errno.h"
 #include "vfu/capi/context.h"
 #include "vfu/capi/dma_sg.h"
-#include "vfu/capi/poll_driver.h"
+#include "vfu/capi/driver.h"
 #include "vfu/dma/dma_sg_list.h"
 
 using vfu::DmaDirection;
@@ -44,7 +44,7 @@ int vfu_addr_to_sgl(vfu_ctx_t* vfu_ctx, vfu_dma_addr_t dma_addr, size_t len, dma
                     size_t max_nr_sgs, int prot) {
   if (!Usable(vfu_ctx) || (prot & ~(PROT_READ | PROT_WRITE)) != 0) return FailWithErrno(EINVAL);
   const uint64_t iova = reinterpret_cast<uint64_t>(dma_addr);
-  vfu::DmaMapTable& table = vfu_ctx->driver->dma();
+  vfu::capi::Driver& table = *vfu_ctx->driver;
   // Every access asked for must be granted; a write-only check stands for
   // PROT_NONE too.
   absl::StatusOr<DmaSgList> list =
@@ -82,7 +82,7 @@ int vfu_sgl_get(vfu_ctx_t* vfu_ctx, dma_sg_t* sgl, struct iovec* iov, size_t cnt
       failure = absl::InvalidArgumentError("entry not mappable, or taken already");
     } else {
       absl::StatusOr<DmaSgList> list =
-          vfu_ctx->driver->dma().Translate(sg.iova, sg.length, DirectionOf(sg));
+          vfu_ctx->driver->Translate(sg.iova, sg.length, DirectionOf(sg));
       if (!list.ok()) {
         failure = list.status();
       } else if (list->segments().size() != 1 || list->segments()[0].host == nullptr) {
@@ -130,7 +130,7 @@ int vfu_sgl_read(vfu_ctx_t* vfu_ctx, dma_sg_t* sg, size_t cnt, void* data) {
   }
   auto* out = static_cast<uint8_t*>(data);
   for (size_t i = 0; i < cnt; ++i) {
-    absl::Status status = vfu_ctx->driver->DmaRead(sg[i].iova, absl::MakeSpan(out, sg[i].length));
+    absl::Status status = vfu_ctx->driver->ReadMemory(sg[i].iova, absl::MakeSpan(out, sg[i].length));
     if (!status.ok()) return FailWith(status);
     out += sg[i].length;
   }
@@ -144,7 +144,7 @@ int vfu_sgl_write(vfu_ctx_t* vfu_ctx, dma_sg_t* sg, size_t cnt, void* data) {
   const auto* in = static_cast<const uint8_t*>(data);
   for (size_t i = 0; i < cnt; ++i) {
     absl::Status status =
-        vfu_ctx->driver->DmaWrite(sg[i].iova, absl::MakeConstSpan(in, sg[i].length));
+        vfu_ctx->driver->WriteMemory(sg[i].iova, absl::MakeConstSpan(in, sg[i].length));
     if (!status.ok()) return FailWith(status);
     in += sg[i].length;
   }

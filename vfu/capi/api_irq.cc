@@ -5,7 +5,7 @@
 #include "vfu/capi/api_errno.h"
 #include "vfu/capi/callback_device.h"
 #include "vfu/capi/context.h"
-#include "vfu/capi/poll_driver.h"
+#include "vfu/capi/driver.h"
 
 using vfu::capi::FailWith;
 using vfu::capi::FailWithErrno;

@@ -21,8 +21,8 @@ std::array<uint32_t, IrqController::kNumIndexes> IrqCounts(const vfu_ctx& ctx) {
 
 }  // namespace
 
-CallbackDevice::CallbackDevice(vfu_ctx& ctx, DmaMapTable& dma)
-    : ctx_(ctx), dma_(dma), irqs_(IrqCounts(ctx)) {
+CallbackDevice::CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks)
+    : ctx_(ctx), translate_(std::move(translate)), hooks_(std::move(hooks)), irqs_(IrqCounts(ctx)) {
   irqs_.set_listener([this](uint32_t index, uint32_t start, uint32_t count,
                             IrqController::Change change) {
     if (index >= VFU_DEV_NUM_IRQS) return;
@@ -139,7 +139,7 @@ void CallbackDevice::OnDmaMapped(const DmaRange& range) {
     // The engine mapped the client's fd: find where.
     const DmaDirection direction = (range.flags & wire::kDmaMapFlagRead) ? DmaDirection::kRead
                                                                           : DmaDirection::kWrite;
-    absl::StatusOr<DmaSgList> list = dma_.Translate(range.iova, range.size, direction);
+    absl::StatusOr<DmaSgList> list = translate_(range.iova, range.size, direction);
     if (list.ok() && !list->segments().empty() && list->segments()[0].host != nullptr) {
       info.vaddr = list->segments()[0].host;
       info.mapping.iov_base = info.vaddr;
@@ -178,6 +178,13 @@ void CallbackDevice::OnDmaUnmapped(const DmaRange& range) {
   if (it != registered_.end()) Unregister(it);
 }
 
-void CallbackDevice::OnDetach() { irqs_.ReleaseClientResources(); }
+void CallbackDevice::OnAttach(std::shared_ptr<DeviceContext> context) {
+  if (hooks_.attached) hooks_.attached(std::move(context));
+}
+
+void CallbackDevice::OnDetach() {
+  irqs_.ReleaseClientResources();
+  if (hooks_.detached) hooks_.detached();
+}
 
 }  // namespace vfu::capi

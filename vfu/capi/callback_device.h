@@ -15,6 +15,7 @@
 #define VFU_CAPI_CALLBACK_DEVICE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -30,8 +31,18 @@ namespace vfu::capi {
 
 class CallbackDevice : public Device {
  public:
-  // `ctx` and `dma` outlive the device.
-  CallbackDevice(vfu_ctx& ctx, DmaMapTable& dma);
+  // Finds where client memory is mapped in this process (for
+  // vfu_dma_info_t's vaddr); called from the DMA map hook.
+  using Translator =
+      std::function<absl::StatusOr<DmaSgList>(uint64_t iova, uint64_t length, DmaDirection)>;
+  // Told when a client attaches (with its memory handle) and detaches.
+  struct AttachHooks {
+    std::function<void(std::shared_ptr<DeviceContext>)> attached;
+    std::function<void()> detached;
+  };
+
+  // `ctx` outlives the device.
+  CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks = {});
 
   uint32_t num_regions() const override { return VFU_PCI_DEV_NUM_REGIONS; }
   uint32_t num_irqs() const override { return VFU_DEV_NUM_IRQS; }
@@ -44,6 +55,7 @@ class CallbackDevice : public Device {
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) override;
   void OnDmaMapped(const DmaRange& range) override;
   void OnDmaUnmapped(const DmaRange& range) override;
+  void OnAttach(std::shared_ptr<DeviceContext> context) override;
   void OnDetach() override;
 
   // The client asks to unmap `request`: calls the unregister callback for
@@ -60,7 +72,8 @@ class CallbackDevice : public Device {
   void Unregister(std::map<uint64_t, vfu_dma_info_t>::iterator it);
 
   vfu_ctx& ctx_;
-  DmaMapTable& dma_;
+  Translator translate_;
+  AttachHooks hooks_;
   IrqController irqs_;
   // Ranges told to the register callback and not yet unregistered.
   std::map<uint64_t, vfu_dma_info_t> registered_;

@@ -19,7 +19,7 @@
 
 namespace vfu::capi {
 class CallbackDevice;
-class PollDriver;
+class Driver;
 
 // vfu_setup_region()'s arguments, for one region index.
 struct RegionSetup {
@@ -75,9 +75,10 @@ struct vfu_ctx {
 
   std::vector<vfu::capi::IoEventFd> ioeventfds;
 
-  // Made by vfu_create_ctx() (it listens from then on); builds the device
-  // adapter in vfu_realize_ctx().
-  std::unique_ptr<vfu::capi::PollDriver> driver;
+  // Made by vfu_create_ctx(); builds the device adapter in
+  // vfu_realize_ctx(). A PollDriver (listening from vfu_create_ctx() on),
+  // or a ThreadedDriver with VFU_FLAG_THREADED.
+  std::unique_ptr<vfu::capi::Driver> driver;
 };
 
 #endif  // VFU_CAPI_CONTEXT_H_

@@ -83,7 +83,13 @@ PollDriver::~PollDriver() {
   unlink(ctx_.path.c_str());
 }
 
-void PollDriver::Realize() { device_ = std::make_unique<CallbackDevice>(ctx_, dma_); }
+absl::Status PollDriver::Realize() {
+  device_ = std::make_unique<CallbackDevice>(
+      ctx_, [this](uint64_t iova, uint64_t length, DmaDirection direction) {
+        return dma_.Translate(iova, length, direction);
+      });
+  return absl::OkStatus();
+}
 
 int PollDriver::GetPollFd() const { return attached() ? epoll_fd_.get() : listen_fd_.get(); }
 

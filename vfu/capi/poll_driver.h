@@ -45,6 +45,7 @@
 #include "vfu/base/unique_fd.h"
 #include "vfu/capi/callback_device.h"
 #include "vfu/capi/context.h"
+#include "vfu/capi/driver.h"
 #include "vfu/device/device.h"
 #include "vfu/dma/dma_map_table.h"
 #include "vfu/engine/client_channel.h"
@@ -55,25 +56,32 @@
 
 namespace vfu::capi {
 
-class PollDriver : public DeviceContext, public ClientChannel {
+class PollDriver : public Driver, public DeviceContext, public ClientChannel {
  public:
   // Creates, binds and listens on the socket at ctx.path (which must not
   // exist). Errors carry an errno (wire::ReplyErrno).
   static absl::StatusOr<std::unique_ptr<PollDriver>> Listen(vfu_ctx& ctx);
   ~PollDriver() override;
 
-  // vfu_realize_ctx(): builds the device adapter from the context's setup.
-  void Realize();
-
-  // The C calls; each returns what the C function returns and sets errno.
-  int Attach();
-  int GetPollFd() const;
-  int Run();
-  int QuiesceDone(int quiesce_errno);
+  // Driver.
+  absl::Status Realize() override;
+  int Attach() override;
+  int GetPollFd() const override;
+  int Run() override;
+  int QuiesceDone(int quiesce_errno) override;
+  CallbackDevice* device() override { return device_.get(); }
+  absl::StatusOr<DmaSgList> Translate(uint64_t iova, uint64_t length,
+                                      DmaDirection direction) override {
+    return dma_.Translate(iova, length, direction);
+  }
+  absl::Status ReadMemory(uint64_t iova, absl::Span<uint8_t> out) override {
+    return DmaRead(iova, out);
+  }
+  absl::Status WriteMemory(uint64_t iova, absl::Span<const uint8_t> data) override {
+    return DmaWrite(iova, data);
+  }
 
   bool attached() const { return session_ != nullptr; }
-  CallbackDevice* device() { return device_.get(); }
-  DmaMapTable& dma() { return dma_; }
 
   // DeviceContext: the device's DMA (vfu_sgl_read / vfu_sgl_write).
   absl::Status DmaRead(uint64_t iova, absl::Span<uint8_t> out) override;

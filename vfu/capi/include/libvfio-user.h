@@ -57,6 +57,16 @@ size_t dma_sg_size(void);
  */
 #define LIBVFIO_USER_FLAG_ATTACH_NB (1 << 0)
 
+/*
+ * vfu extension: vfu's threaded server serves the context. Its IO thread
+ * handles the socket and its worker threads run the callbacks, one command
+ * at a time. vfu_attach_ctx() reports a client's arrival, vfu_run_ctx() its
+ * departure (-1/ENOTCONN; 0 while it is served, when non-blocking), and
+ * vfu_get_poll_fd() is readable while either waits to be reported. The
+ * socket is created by vfu_realize_ctx(); quiesce callbacks are not called.
+ */
+#define VFU_FLAG_THREADED (1 << 16)
+
 typedef enum {
     VFU_TRANS_SOCK,
     /* Reserved by libvfio-user for its own tests; not supported here. */
