@@ -52,7 +52,8 @@ void CheckRequest(const DeviceFeatureRequest& r, absl::Span<const uint8_t> paylo
                  absl::Hex(r.flags), " accepted");
   VFU_FUZZ_CHECK(r.is_probe() || !(r.is_get() && r.is_set()), "GET|SET without PROBE");
   const DeviceFeature f = r.feature();
-  const bool get_only = f == DeviceFeature::kMigration || f == DeviceFeature::kDmaLoggingReport;
+  const bool get_only = f == DeviceFeature::kMigration || f == DeviceFeature::kDmaLoggingReport ||
+                        f == DeviceFeature::kMigDataSize;
   const bool set_only = f == DeviceFeature::kDmaLoggingStart || f == DeviceFeature::kDmaLoggingStop;
   VFU_FUZZ_CHECK(get_only || set_only || f == DeviceFeature::kMigDeviceState, "feature ",
                  static_cast<int>(f), " accepted");
@@ -106,6 +107,9 @@ void CheckRequest(const DeviceFeatureRequest& r, absl::Span<const uint8_t> paylo
       break;
     case DeviceFeature::kMigDeviceState:
       reply.data = FeatureMigState{.device_state = 2};
+      break;
+    case DeviceFeature::kMigDataSize:
+      reply.data = wire::FeatureMigDataSize{.stop_copy_length = 4096};
       break;
     case DeviceFeature::kDmaLoggingReport: {
       DmaLoggingReport report = std::get<DmaLoggingReport>(r.data);

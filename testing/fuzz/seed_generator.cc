@@ -821,6 +821,86 @@ Corpus SessionSeeds() {
       Sel(1, Cat({Msg(60, Command::kDmaRead, Builder().U64(0).U64(0).Done(), wire::kTypeReply),
                   Msg(61, Command::kDeviceGetInfo, GetInfoReq(), 2), get_info}));
   c["migration_negotiated"] = Sel(0x40, Cat({version, get_info}));
+  {
+    // Migration with a device that migrates (control bit 6): its stream is
+    // BAR0 (4096 bytes; half in PRE_COPY). With bit 6 set, msg_id bit 2
+    // makes the device quiesce later and bit 3 makes its quiesce fail:
+    // N() ids have neither, D() ids defer, F() ids fail.
+    auto N = [](uint16_t n) { return static_cast<uint16_t>(0x1000 + n * 16); };
+    auto D = [&N](uint16_t n) { return static_cast<uint16_t>(N(n) | 4); };
+    auto F = [&N](uint16_t n) { return static_cast<uint16_t>(N(n) | 8); };
+    auto set_state = [](uint16_t id, uint32_t state) {
+      Bytes p;
+      wire::EncodeDeviceFeatureRequest(
+          {.argsz = 16,
+           .flags = wire::DeviceFeatureFlags(wire::DeviceFeature::kMigDeviceState,
+                                             wire::kDeviceFeatureSet),
+           .data = wire::FeatureMigState{.device_state = state}},
+          p);
+      return Msg(id, Command::kDeviceFeature, p);
+    };
+    auto get = [](uint16_t id, wire::DeviceFeature feature, uint32_t ops) {
+      Bytes p;
+      wire::EncodeDeviceFeatureRequest(
+          {.argsz = 16, .flags = wire::DeviceFeatureFlags(feature, ops)}, p);
+      return Msg(id, Command::kDeviceFeature, p);
+    };
+    auto mig_read = [](uint16_t id, uint32_t size) {
+      Bytes p;
+      wire::EncodeMigDataReadRequest({.argsz = 8 + size, .size = size}, p);
+      return Msg(id, Command::kMigDataRead, p);
+    };
+    auto mig_write = [](uint16_t id, const Bytes& data) {
+      Bytes p;
+      wire::EncodeMigDataWriteRequest(
+          {.argsz = static_cast<uint32_t>(8 + data.size()), .data = data}, p);
+      return Msg(id, Command::kMigDataWrite, p);
+    };
+    const Bytes state = get(N(0), wire::DeviceFeature::kMigDeviceState, wire::kDeviceFeatureGet);
+    const Bytes data_size = get(N(1), wire::DeviceFeature::kMigDataSize, wire::kDeviceFeatureGet);
+    const Bytes bar_write = Msg(N(2), Command::kRegionWrite, WriteReq(0, 0x10, eight));
+    const Bytes bar_read = Msg(N(3), Command::kRegionRead, ReadReq(0, 0x0c, 16));
+    c["migration_save_pre_copy_then_stop_copy"] = Sel(
+        1 | 64,
+        Cat({bar_write, get(N(4), wire::DeviceFeature::kMigration, wire::kDeviceFeatureGet),
+             set_state(N(5), 6), data_size, mig_read(N(6), 1000), mig_read(N(7), 2000),
+             data_size, Msg(N(8), Command::kRegionWrite, WriteReq(0, 0x800, {5, 5, 5, 5})),
+             set_state(N(9), 3), state, mig_read(N(10), 1024), mig_read(N(11), 4096),
+             mig_read(N(12), 16), set_state(N(13), 1), set_state(N(14), 2), state}));
+    c["migration_resume"] = Sel(
+        1 | 64, Cat({set_state(N(20), 4), state, mig_write(N(21), Bytes(2048, 0x33)),
+                     set_state(N(22), 2), mig_write(N(23), Bytes(2048, 0x44)),
+                     mig_write(N(24), Bytes(1, 0x55)), set_state(N(25), 2), state, bar_read}));
+    c["migration_state_gating"] = Sel(
+        1 | 64,
+        Cat({set_state(N(30), 1), get_info, bar_read, bar_write, Msg(N(31), Command::kDeviceReset, {}),
+             Msg(N(32), Command::kDmaMap, DmaMapPayload(32, 3, 0, 0x10000, 4096)),
+             mig_read(N(33), 8), set_state(N(34), 3), bar_read, mig_read(N(35), 8),
+             set_state(N(36), 6), set_state(N(37), 0), set_state(N(38), 5), set_state(N(39), 7),
+             set_state(N(40), 8), set_state(N(41), 1), set_state(N(42), 6),
+             Msg(N(43), Command::kDeviceReset, {}), state}));
+    c["migration_probe_and_unsupported"] = Sel(
+        1 | 64,
+        Cat({get(N(50), wire::DeviceFeature::kMigDeviceState,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet | wire::kDeviceFeatureSet),
+             get(N(51), wire::DeviceFeature::kMigration,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet),
+             get(N(52), wire::DeviceFeature::kMigDataSize,
+                 wire::kDeviceFeatureProbe | wire::kDeviceFeatureGet),
+             mig_write(N(53), {1}), mig_read(N(54), 4)}));
+    c["quiesce_deferred_and_failed"] = Sel(
+        1 | 64,
+        Cat({Msg(D(60), Command::kDmaMap, DmaMapPayload(32, 3, 0, 0x10000, 4096)),
+             Msg(F(61), Command::kDmaMap, DmaMapPayload(32, 3, 0, 0x20000, 4096)),
+             set_state(D(62), 1), set_state(F(63), 2), state, set_state(D(64), 1),
+             Msg(D(65), Command::kDmaUnmap, Builder().U32(24).U32(0).U64(0x10000).U64(4096).Done()),
+             set_state(N(66), 2), bar_write, Msg(F(67), Command::kDeviceReset, {}), bar_read,
+             Msg(D(68) | F(68), Command::kDeviceReset, {}), bar_read,
+             Msg(D(69), Command::kDeviceReset, {}), bar_read}));
+    c["migration_device_does_not_migrate"] =
+        Sel(1, Cat({set_state(N(70), 1), state, data_size, mig_read(N(71), 4),
+                    mig_write(N(72), {1}), get_info}));
+  }
   c["small_bar_out_of_bounds"] =
       Sel(1 | 128, Cat({Msg(70, Command::kRegionWrite, WriteReq(0, 12, Bytes(8, 3))),
                         Msg(71, Command::kRegionWrite, WriteReq(0, 12, Bytes(4, 3))),

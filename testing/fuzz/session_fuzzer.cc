@@ -10,7 +10,12 @@
 //   3  the server's max_data_xfer_size is 256 (else 1 MiB)
 //   4  commands whose msg_id has bit 0 set carry an eventfd
 //   5  commands whose msg_id has bit 1 set report MSG_CTRUNC
-//   6  the device migrates (pgsize 4096) and the VERSION offers migration
+//   6  the device migrates (its stream is BAR0: half of a snapshot in
+//      PRE_COPY, the rest in STOP_COPY; RESUMING takes exactly BAR0's size),
+//      the server offers migration (pgsize 4096) and so does the VERSION;
+//      and the device quiesces later (the fuzzer answers, then continues
+//      the command) for commands whose msg_id has bit 2 set, and fails its
+//      quiesce (EAGAIN) for those with bit 3 set
 //   7  BAR0 is 16 bytes (else 4096)
 // The stream is framed with SplitFrame() under the server's limits (64 KiB
 // before negotiation, the negotiated one after). Oversized messages reach
@@ -24,8 +29,17 @@
 //    19, 20, 22-28, 35; SET_IRQS fails, as MemoryDevice has no
 //    interrupts; DMA_MAP succeeds exactly for an fd-less, aligned map that
 //    overlaps no model mapping, DMA_UNMAP exactly for a model mapping or
-//    ALL; DEVICE_FEATURE: migration is ENOTSUP, dirty logging is checked
-//    for shape only, as the model does not keep logging state);
+//    ALL; DEVICE_FEATURE: dirty logging is checked for shape only, as the
+//    model does not keep logging state; migration features are ENOTSUP
+//    for a device that does not migrate, else PROBE echoes, GETs answer
+//    from the model, and SET MIG_DEVICE_STATE succeeds exactly for an
+//    enterable target other than STOP_COPY -> PRE_COPY, except that
+//    leaving RESUMING with an incomplete stream fails with EBADMSG and
+//    stays; in STOP only region access, DEVICE_FEATURE and MIG_DATA_READ
+//    run and in STOP_COPY only the last two (else EINVAL);
+//    MIG_DATA_READ runs in PRE_COPY/STOP_COPY only and returns exactly the
+//    model's next stream bytes, MIG_DATA_WRITE in RESUMING only;
+//    DEVICE_RESET returns the state to RUNNING);
 //  - a NO_REPLY command gets no reply; any other gets a well-formed one:
 //    reply type, msg_id and command echoed, msg_size equal to its length,
 //    no reserved flag bits, no fds; an error reply is exactly the 16-byte
@@ -39,6 +53,11 @@
 //  - after every command BAR0 equals the model's copy (writes, partial
 //    WRITE_MULTI batches and resets applied exactly once, NO_REPLY ones
 //    included);
+//  - a command the device is asked to quiesce for (DMA_MAP, DMA_UNMAP,
+//    DEVICE_RESET, a real migration state change, DMA logging start or
+//    stop) fails with EAGAIN and has no effect when the quiesce fails; a
+//    deferred quiesce parks the command without a reply until it is
+//    answered; quiesce and unquiesce alternate, and none is left open;
 //  - the device is attached once after negotiation and detached at the
 //    end; every fd sent with a command is closed.
 #include <linux/vfio.h>
@@ -57,7 +76,9 @@
 #include "testing/local_dma_context.h"
 #include "testing/memory_device.h"
 #include "vfu/base/unique_fd.h"
+#include "vfu/base/status_macros.h"
 #include "vfu/device/device.h"
+#include "vfu/device/migration_state.h"
 #include "vfu/engine/session.h"
 #include "vfu/transport/message.h"
 #include "vfu/wire/byte_io.h"
@@ -65,11 +86,13 @@
 #include "vfu/wire/constants.h"
 #include "vfu/wire/device_feature.h"
 #include "vfu/wire/device_info.h"
+#include "vfu/wire/errno_status.h"
 #include "vfu/wire/dma_map.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/frame_splitter.h"
 #include "vfu/wire/header.h"
 #include "vfu/wire/irq.h"
+#include "vfu/wire/migration_data.h"
 #include "vfu/wire/negotiation.h"
 #include "vfu/wire/region_access.h"
 #include "vfu/wire/region_info.h"
@@ -98,6 +121,127 @@ struct Model {
   std::vector<uint8_t> bar0;
   // Live fd-less DMA mappings: iova -> size.
   std::map<uint64_t, uint64_t> dma_maps;
+
+  // Migration (control bit 6), as the device below defines its stream.
+  bool migrates = false;
+  uint32_t mig_state = kRunning;
+  bool saving = false;
+  std::vector<uint8_t> snapshot;  // what the save stream serves
+  size_t cursor = 0;
+  size_t limit = 0;
+  std::vector<uint8_t> incoming;  // what RESUMING received
+  // The bytes the last successful MIG_DATA_READ must return.
+  std::vector<uint8_t> expected_read;
+  // The device fails the quiesce of the command being predicted.
+  bool fail_quiesce = false;
+
+  static constexpr uint32_t kStop = 1, kRunning = 2, kStopCopy = 3, kResuming = 4,
+                            kPreCopy = 6;
+};
+
+// A MemoryDevice that migrates (when asked to): its stream is BAR0 (half
+// of a snapshot in PRE_COPY, the rest of a fresh snapshot in STOP_COPY); in
+// RESUMING it takes at most BAR0's size and applies it at RESUMING -> STOP
+// when it got exactly that much.
+class FuzzMigratingDevice : public testing::MemoryDevice {
+ public:
+  FuzzMigratingDevice(uint64_t bar0_size, bool migrates)
+      : MemoryDevice(bar0_size), size_(bar0_size), migrates_(migrates) {}
+
+  bool SupportsMigration() const override { return migrates_; }
+  absl::Status OnMigrationArc(MigrationState from, MigrationState to) override {
+    if (from == MigrationState::kResuming) {
+      if (incoming_.size() != size_) return wire::WireError(EBADMSG, "incomplete stream");
+      VFU_RETURN_IF_ERROR(WriteRegion(0, 0, incoming_));
+    }
+    if (to == MigrationState::kPreCopy) {
+      Snapshot(/*keep_cursor=*/false, size_ / 2);
+    } else if (to == MigrationState::kStopCopy) {
+      Snapshot(/*keep_cursor=*/from == MigrationState::kPreCopy, size_);
+    } else if (to == MigrationState::kResuming) {
+      incoming_.clear();
+    } else {
+      saving_ = false;
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<size_t> ReadMigrationData(absl::Span<uint8_t> out) override {
+    VFU_FUZZ_CHECK(saving_, "MIG_DATA_READ reached the device while it does not save");
+    const size_t n = std::min(out.size(), limit_ - cursor_);
+    std::copy_n(snapshot_.begin() + cursor_, n, out.begin());
+    cursor_ += n;
+    return n;
+  }
+  absl::Status WriteMigrationData(absl::Span<const uint8_t> data) override {
+    if (data.size() > size_ - incoming_.size()) {
+      return wire::WireError(EFBIG, "stream longer than BAR0");
+    }
+    incoming_.insert(incoming_.end(), data.begin(), data.end());
+    return absl::OkStatus();
+  }
+  uint64_t MigrationDataEstimate() override { return saving_ ? limit_ - cursor_ : 0; }
+
+  // How the next quiesces go: answered later (CompleteHeld) and/or failed.
+  void set_quiesce_behavior(bool defer, bool fail) {
+    defer_ = defer;
+    fail_ = fail;
+  }
+  void Quiesce(QuiesceReason, QuiesceDone done) override {
+    VFU_FUZZ_CHECK(!quiesced_ && !held_, "quiesce while quiesced or quiescing");
+    if (defer_) {
+      held_.emplace(std::move(done));
+      return;
+    }
+    Answer(std::move(done));
+  }
+  // Answers a held quiesce; false if none is held.
+  bool CompleteHeld() {
+    if (!held_) return false;
+    QuiesceDone done = std::move(*held_);
+    held_.reset();
+    Answer(std::move(done));
+    return true;
+  }
+  void Unquiesce() override {
+    VFU_FUZZ_CHECK(quiesced_, "unquiesce without a successful quiesce");
+    quiesced_ = false;
+  }
+  bool quiesce_open() const { return quiesced_ || held_.has_value(); }
+
+  absl::Status Reset() override {
+    saving_ = false;
+    incoming_.clear();
+    return MemoryDevice::Reset();
+  }
+
+ private:
+  void Snapshot(bool keep_cursor, size_t limit) {
+    snapshot_ = bar0();
+    if (!keep_cursor) cursor_ = 0;
+    limit_ = limit;
+    saving_ = true;
+  }
+
+  void Answer(QuiesceDone done) {
+    if (fail_) {
+      std::move(done)(wire::WireError(EAGAIN, "fuzzed quiesce failure"));
+      return;
+    }
+    quiesced_ = true;
+    std::move(done)(absl::OkStatus());
+  }
+
+  const size_t size_;
+  const bool migrates_;
+  bool defer_ = false;
+  bool fail_ = false;
+  bool quiesced_ = false;
+  std::optional<QuiesceDone> held_;
+  bool saving_ = false;
+  std::vector<uint8_t> snapshot_;
+  size_t cursor_ = 0;
+  size_t limit_ = 0;
+  std::vector<uint8_t> incoming_;
 };
 
 // Region access as MemoryDevice allows it: BAR0 read-write, config space
@@ -161,7 +305,43 @@ Prediction PredictDmaUnmap(absl::Span<const uint8_t> payload, size_t fds, Model&
   return {.ok = true};
 }
 
-Prediction PredictDeviceFeature(absl::Span<const uint8_t> payload, size_t fds) {
+// SET MIG_DEVICE_STATE, with the model's own reading of PROTOCOL.md
+// section 6 (any enterable target is reachable except STOP_COPY ->
+// PRE_COPY) and of the device's stream.
+Prediction PredictSetState(uint32_t target, Model& model) {
+  const bool enterable = target == Model::kStop || target == Model::kRunning ||
+                         target == Model::kStopCopy || target == Model::kResuming ||
+                         target == Model::kPreCopy;
+  if (!enterable || (model.mig_state == Model::kStopCopy && target == Model::kPreCopy)) {
+    return {};
+  }
+  if (target == model.mig_state) return {.ok = true};
+  if (model.mig_state == Model::kResuming) {
+    // Every path out of RESUMING starts with RESUMING -> STOP.
+    if (model.incoming.size() != model.bar0.size()) return {.errnos = {EBADMSG}};
+    model.bar0 = model.incoming;
+  }
+  if (target == Model::kPreCopy) {
+    // Always entered from RUNNING: a fresh snapshot, half of it offered.
+    model.snapshot = model.bar0;
+    model.cursor = 0;
+    model.limit = model.bar0.size() / 2;
+    model.saving = true;
+  } else if (target == Model::kStopCopy) {
+    // Straight from PRE_COPY the stream goes on; otherwise through STOP.
+    if (model.mig_state != Model::kPreCopy) model.cursor = 0;
+    model.snapshot = model.bar0;
+    model.limit = model.bar0.size();
+    model.saving = true;
+  } else {
+    model.saving = false;
+    if (target == Model::kResuming) model.incoming.clear();
+  }
+  model.mig_state = target;
+  return {.ok = true};
+}
+
+Prediction PredictDeviceFeature(absl::Span<const uint8_t> payload, size_t fds, Model& model) {
   const absl::StatusOr<wire::DeviceFeatureRequest> r =
       wire::DecodeDeviceFeatureRequest(payload, fds);
   if (!r.ok()) return {};
@@ -172,8 +352,53 @@ Prediction PredictDeviceFeature(absl::Span<const uint8_t> payload, size_t fds) {
       if (r->is_probe()) return {.ok = true};
       return {.either = true};
     default:
-      return {.errnos = {ENOTSUP}};  // no migration in this device
+      if (!model.migrates) return {.errnos = {ENOTSUP}};
+      if (r->is_probe() || r->is_get()) return {.ok = true};
+      return PredictSetState(std::get<wire::FeatureMigState>(r->data).device_state, model);
   }
+}
+
+// Whether the engine must quiesce the device for `m` (admitted already):
+// DMA_MAP, DMA_UNMAP and DEVICE_RESET always; DEVICE_FEATURE for a SET
+// (not PROBE) of logging start/stop, or of a migration state the device
+// can reach and is not in.
+bool NeedsQuiesce(const InboundMessage& m, const Model& model) {
+  switch (static_cast<Command>(m.header.command)) {
+    case Command::kDmaMap:
+    case Command::kDmaUnmap:
+    case Command::kDeviceReset:
+      return true;
+    case Command::kDeviceFeature: {
+      const absl::StatusOr<wire::DeviceFeatureRequest> r =
+          wire::DecodeDeviceFeatureRequest(m.payload(), m.fds.size());
+      if (!r.ok() || r->is_probe() || !r->is_set()) return false;
+      if (r->feature() == wire::DeviceFeature::kDmaLoggingStart ||
+          r->feature() == wire::DeviceFeature::kDmaLoggingStop) {
+        return true;
+      }
+      if (r->feature() != wire::DeviceFeature::kMigDeviceState || !model.migrates) return false;
+      const uint32_t target = std::get<wire::FeatureMigState>(r->data).device_state;
+      const bool enterable = target == Model::kStop || target == Model::kRunning ||
+                             target == Model::kStopCopy || target == Model::kResuming ||
+                             target == Model::kPreCopy;
+      return enterable && target != model.mig_state &&
+             !(model.mig_state == Model::kStopCopy && target == Model::kPreCopy);
+    }
+    default:
+      return false;
+  }
+}
+
+// The commands STOP and STOP_COPY allow (PROTOCOL.md section 6).
+bool AllowedInState(const Model& model, uint16_t command) {
+  const Command c = static_cast<Command>(command);
+  const bool feature_or_read = c == Command::kDeviceFeature || c == Command::kMigDataRead;
+  if (model.mig_state == Model::kStopCopy) return feature_or_read;
+  if (model.mig_state == Model::kStop) {
+    return feature_or_read || c == Command::kRegionRead || c == Command::kRegionWrite ||
+           c == Command::kRegionWriteMulti;
+  }
+  return true;
 }
 
 // What handling `m` must do, updating the model with its side effects
@@ -188,6 +413,10 @@ Prediction Predict(const InboundMessage& m, Model& model) {
   }
   if (!model.negotiated && h.command != static_cast<uint16_t>(Command::kVersion)) {
     return {.ok = false, .close = true};
+  }
+  if (model.negotiated && !AllowedInState(model, h.command)) return {};
+  if (model.negotiated && model.fail_quiesce && NeedsQuiesce(m, model)) {
+    return {.errnos = {EAGAIN}};  // and nothing changes
   }
   switch (static_cast<Command>(h.command)) {
     case Command::kVersion: {
@@ -239,13 +468,38 @@ Prediction Predict(const InboundMessage& m, Model& model) {
     case Command::kDeviceReset:
       if (!payload.empty()) return {};
       std::fill(model.bar0.begin(), model.bar0.end(), 0);
+      // A reset device runs; any migration is over.
+      model.mig_state = Model::kRunning;
+      model.saving = false;
+      model.incoming.clear();
       return {.ok = true};
+    case Command::kMigDataRead: {
+      const absl::StatusOr<wire::MigDataReadRequest> r =
+          wire::DecodeMigDataReadRequest(payload, fds, model.max_data_xfer_size);
+      if (!r.ok() || !model.migrates ||
+          (model.mig_state != Model::kPreCopy && model.mig_state != Model::kStopCopy)) {
+        return {};
+      }
+      const size_t n = std::min<size_t>(r->size, model.limit - model.cursor);
+      model.expected_read.assign(model.snapshot.begin() + model.cursor,
+                                 model.snapshot.begin() + model.cursor + n);
+      model.cursor += n;
+      return {.ok = true};
+    }
+    case Command::kMigDataWrite: {
+      const absl::StatusOr<wire::MigDataWriteRequest> r =
+          wire::DecodeMigDataWriteRequest(payload, fds, model.max_data_xfer_size);
+      if (!r.ok() || !model.migrates || model.mig_state != Model::kResuming) return {};
+      if (r->data.size() > model.bar0.size() - model.incoming.size()) return {.errnos = {EFBIG}};
+      model.incoming.insert(model.incoming.end(), r->data.begin(), r->data.end());
+      return {.ok = true};
+    }
     case Command::kDmaMap:
       return PredictDmaMap(payload, fds, model);
     case Command::kDmaUnmap:
       return PredictDmaUnmap(payload, fds, model);
     case Command::kDeviceFeature:
-      return PredictDeviceFeature(payload, fds);
+      return PredictDeviceFeature(payload, fds, model);
     default:
       return {};  // Not implemented by this engine, or server-to-client.
   }
@@ -377,11 +631,34 @@ void CheckReplyPayload(const InboundMessage& request, const Session::Result& res
         VFU_FUZZ_CHECK(wire::CheckDeviceFeatureEchoReply(reply, payload).ok(),
                        "DEVICE_FEATURE echo ", Hex(reply));
       } else {
-        VFU_FUZZ_CHECK(wire::DecodeDeviceFeatureGetReply(reply, 0).ok(),
-                       "DEVICE_FEATURE GET reply ", Hex(reply));
+        const absl::StatusOr<wire::DeviceFeatureGetReply> get =
+            wire::DecodeDeviceFeatureGetReply(reply, 0);
+        VFU_FUZZ_CHECK(get.ok(), "DEVICE_FEATURE GET reply ", Hex(reply));
+        if (const auto* state = std::get_if<wire::FeatureMigState>(&get->data)) {
+          VFU_FUZZ_CHECK(state->device_state == model.mig_state, "GET MIG_DEVICE_STATE says ",
+                         state->device_state, ", model ", model.mig_state);
+        } else if (const auto* size = std::get_if<wire::FeatureMigDataSize>(&get->data)) {
+          const uint64_t want = model.saving ? model.limit - model.cursor : 0;
+          VFU_FUZZ_CHECK(size->stop_copy_length == want, "MIG_DATA_SIZE says ",
+                         size->stop_copy_length, ", model ", want);
+        } else if (const auto* migration = std::get_if<wire::FeatureMigration>(&get->data)) {
+          VFU_FUZZ_CHECK(migration->flags == (wire::kMigrationStopCopy | wire::kMigrationPreCopy),
+                         "MIGRATION flags 0x", absl::Hex(migration->flags));
+        }
       }
       break;
     }
+    case Command::kMigDataRead: {
+      const uint32_t size = wire::LoadU32(payload, 4);
+      const absl::StatusOr<wire::MigDataReadReply> r = wire::DecodeMigDataReadReply(reply, 0, size);
+      VFU_FUZZ_CHECK(r.ok(), "MIG_DATA_READ reply rejected: ", r.status().ToString());
+      VFU_FUZZ_CHECK(r->data == absl::MakeConstSpan(model.expected_read), "MIG_DATA_READ returned ",
+                     Hex(r->data), ", model expects ", Hex(model.expected_read));
+      break;
+    }
+    case Command::kMigDataWrite:
+      VFU_FUZZ_CHECK(reply.empty(), "MIG_DATA_WRITE reply with ", reply.size(), " bytes");
+      break;
     default:
       VFU_FUZZ_CHECK(false, "command ", request.header.command, " succeeded");
   }
@@ -391,10 +668,11 @@ class SessionFuzzer {
  public:
   explicit SessionFuzzer(uint8_t control)
       : control_(control),
-        device_((control & 128) ? 16 : 4096),
+        device_((control & 128) ? 16 : 4096, (control & 64) != 0),
         session_(device_, context_, context_.table(), SessionOptions{.version = Policy(control)}, "fuzz") {
     model_.policy = Policy(control);
     model_.bar0.assign((control & 128) ? 16 : 4096, 0);
+    model_.migrates = (control & 64) != 0;
   }
 
   // A well-formed VERSION command as QEMU would send it.
@@ -438,7 +716,9 @@ class SessionFuzzer {
 
   // The client goes away: the device is detached, no fd is left open.
   void Finish() {
+    device_.set_quiesce_behavior(false, false);
     session_.Detach();
+    VFU_FUZZ_CHECK(!device_.quiesce_open(), "quiesce left open after the detach");
     const int attached = model_.negotiated ? 1 : 0;
     VFU_FUZZ_CHECK(device_.attaches() == attached && device_.detaches() == attached, "attaches ",
                    device_.attaches(), " detaches ", device_.detaches());
@@ -459,14 +739,37 @@ class SessionFuzzer {
       m.fds.emplace_back(tracker_.NewEventFd());
     }
     if ((control_ & 32) && (m.header.msg_id & 2)) m.fds_truncated = true;
+    const bool quiesce_games = (control_ & 64) != 0;
+    const bool defer = quiesce_games && (m.header.msg_id & 4) != 0;
+    const bool fail = quiesce_games && (m.header.msg_id & 8) != 0;
+    device_.set_quiesce_behavior(defer, fail);
+    model_.fail_quiesce = fail;
 
     const bool was_negotiated = model_.negotiated;
+    const bool needs_quiesce = model_.negotiated && !m.oversized && !m.fds_truncated &&
+                               wire::IsKnownCommand(m.header.command) &&
+                               AllowedInState(model_, m.header.command) &&
+                               NeedsQuiesce(m, model_);
     const Prediction want = Predict(m, model_);
     const wire::Header header = m.header;
     InboundMessage request;  // what the checks need, without the fds
     request.header = m.header;
     request.bytes = m.bytes;
     Session::Result result = session_.Handle(std::move(m));
+    VFU_FUZZ_CHECK((result.device_wait != nullptr) == (needs_quiesce && defer),
+                   "command ", header.command, " parked ", result.device_wait != nullptr,
+                   ", model ", needs_quiesce && defer);
+    if (result.device_wait != nullptr) {
+      VFU_FUZZ_CHECK(!result.reply.has_value() && !result.close_connection &&
+                         session_.waiting_for_device(),
+                     "a parked command has a result already");
+      VFU_FUZZ_CHECK(device_.CompleteHeld() && result.device_wait->ready(),
+                     "the device's answer did not reach the wait");
+      result = session_.Continue();
+      VFU_FUZZ_CHECK(result.device_wait == nullptr && !session_.waiting_for_device(),
+                     "Continue() parked again");
+    }
+    VFU_FUZZ_CHECK(!device_.quiesce_open(), "quiesce left open after command ", header.command);
 
     VFU_FUZZ_CHECK(result.close_connection == want.close, "command ", header.command,
                    " close_connection ", result.close_connection, ", model ", want.close);
@@ -485,6 +788,9 @@ class SessionFuzzer {
     }
     VFU_FUZZ_CHECK(device_.bar0() == model_.bar0, "BAR0 differs from the model after command ",
                    header.command, " (", wire::CommandName(header.command), ")");
+    VFU_FUZZ_CHECK(static_cast<uint32_t>(session_.migration().state()) == model_.mig_state,
+                   "migration state ", static_cast<uint32_t>(session_.migration().state()),
+                   ", model ", model_.mig_state, " after ", wire::CommandName(header.command));
 
     if (negotiated_now) {
       // As the connection does: apply the limits, then attach the device.
@@ -497,7 +803,7 @@ class SessionFuzzer {
   const uint8_t control_;
   FdTracker tracker_;
   Model model_;
-  testing::MemoryDevice device_;
+  FuzzMigratingDevice device_;
   testing::LocalDmaContext context_;
   Session session_;
   size_t limit_ = kPreNegotiationMaxMessage;

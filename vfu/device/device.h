@@ -19,13 +19,17 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/dma/dma_map_table.h"
+#include "vfu/device/migration_state.h"
 #include "vfu/dma/dma_sg_list.h"
 #include "vfu/wire/constants.h"
 #include "vfu/wire/irq.h"
@@ -92,6 +96,43 @@ class DeviceContext {
                                            DmaDirection direction) = 0;
 };
 
+// Why the engine asks a device to quiesce (Device::Quiesce).
+enum class QuiesceReason {
+  kDmaMap,          // DMA_MAP
+  kDmaUnmap,        // DMA_UNMAP
+  kReset,           // DEVICE_RESET
+  kFunctionReset,   // a config write that initiates a function-level reset
+  kMigration,       // a MIG_DEVICE_STATE change
+  kDmaLogging,      // DMA logging start or stop
+  kLostConnection,  // the client went away (detach)
+};
+
+constexpr std::string_view QuiesceReasonName(QuiesceReason reason) {
+  switch (reason) {
+    case QuiesceReason::kDmaMap:
+      return "DMA map";
+    case QuiesceReason::kDmaUnmap:
+      return "DMA unmap";
+    case QuiesceReason::kReset:
+      return "reset";
+    case QuiesceReason::kFunctionReset:
+      return "function-level reset";
+    case QuiesceReason::kMigration:
+      return "migration state change";
+    case QuiesceReason::kDmaLogging:
+      return "DMA logging";
+    case QuiesceReason::kLostConnection:
+      return "lost connection";
+  }
+  return "unknown";
+}
+
+// Completes a quiesce: call it exactly once, from any thread, with OK once
+// the device has stopped touching client memory and raising interrupts, or
+// with the error (its errno goes to the client, vfu/wire/errno_status.h)
+// that fails the command which asked.
+using QuiesceDone = absl::AnyInvocable<void(absl::Status) &&>;
+
 // What a device author implements.
 class Device {
  public:
@@ -115,8 +156,77 @@ class Device {
     return absl::UnimplementedError("region has no write handler");
   }
 
-  // DEVICE_RESET.
+  // DEVICE_RESET (after Quiesce(kReset)). Also ends any migration: the
+  // engine's migration state is RUNNING afterwards whatever it was, as
+  // QEMU's recovery path (SET RUNNING, DEVICE_RESET, then assume RUNNING)
+  // needs, so a device drops any half-read or half-written migration stream
+  // here and runs.
   virtual absl::Status Reset() { return absl::OkStatus(); }
+
+  // True when a config-space REGION_WRITE (region `region`, at `offset`,
+  // of `data`) initiates a function-level reset. The engine then quiesces
+  // the device (kFunctionReset) before WriteRegion and unquiesces after.
+  virtual bool IsFunctionLevelReset(uint32_t region, uint64_t offset,
+                                    absl::Span<const uint8_t> data) const {
+    return false;
+  }
+
+  // ---- Quiesce ----
+  //
+  // Before an operation that changes what the device may touch (see
+  // QuiesceReason), the engine asks the device to quiesce: to stop touching
+  // client memory and raising interrupts until Unquiesce(). The device
+  // calls `done` when it has (at once from inside Quiesce, the default, or
+  // later from any thread, e.g. when its in-flight jobs finish). The
+  // engine does not hold a thread meanwhile; that client's later commands
+  // wait, in order. An error passed to `done` fails the command (the
+  // client gets an error reply with its errno) and no Unquiesce follows.
+  // Not called again before Unquiesce() or a failed answer, except after a
+  // client left and the engine stopped waiting for this device's answer
+  // (RuntimeOptions::quiesce_wait_after_disconnect): its late answer is
+  // then ignored, and the next Quiesce() may come first.
+  virtual void Quiesce(QuiesceReason reason, QuiesceDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+  // The operation that needed the quiesce is over (whether it succeeded or
+  // not): the device may touch memory and raise interrupts again.
+  virtual void Unquiesce() {}
+
+  // ---- Migration (VFIO migration v2, PROTOCOL.md section 6) ----
+  //
+  // The device starts RUNNING. The engine keeps the state, walks the arcs
+  // (vfu/device/migration_state.h) and judges which commands each state
+  // allows; the device implements the arcs and the data stream.
+
+  // When false (the default) DEVICE_FEATURE MIGRATION and MIG_DEVICE_STATE
+  // fail (ENOTSUP) and no migration hook is called.
+  virtual bool SupportsMigration() const { return false; }
+  // One direct arc, `from` -> `to` (IsMigrationArc), called once per arc of
+  // a state change's path after the device quiesced (kMigration). An error
+  // stops the walk: the state stays `from` and the client gets the error's
+  // errno unchanged. RESUMING -> STOP is where the device checks the stream
+  // it was given is complete and valid, and fails if not.
+  virtual absl::Status OnMigrationArc(MigrationState from, MigrationState to) {
+    return absl::UnimplementedError("device does not migrate");
+  }
+  // MIG_DATA_READ in PRE_COPY or STOP_COPY: fills the front of `out` with
+  // the next bytes of the stream and returns how many. Fewer than
+  // out.size() means no more for now (PRE_COPY) or the end of the stream
+  // (STOP_COPY).
+  virtual absl::StatusOr<size_t> ReadMigrationData(absl::Span<uint8_t> out) {
+    return absl::UnimplementedError("device does not migrate");
+  }
+  // MIG_DATA_WRITE in RESUMING: the next bytes of the stream; the device
+  // takes them all (or fails the command).
+  virtual absl::Status WriteMigrationData(absl::Span<const uint8_t> data) {
+    return absl::UnimplementedError("device does not migrate");
+  }
+  // An estimate of the bytes STOP_COPY would still have to move (the
+  // kernel's stop_copy_length), asked in any state: DEVICE_FEATURE
+  // MIG_DATA_SIZE (9) reports it, and QEMU weighs it against its downtime
+  // budget. QEMU takes a device that does not answer as having 100 GiB, so
+  // a migration with it might never converge.
+  virtual uint64_t MigrationDataEstimate() { return 0; }
 
   // DEVICE_SET_IRQS, decoded (the errno of a failure goes to the client).
   // Takes the fds it keeps out of `fds`; the rest are closed.

@@ -328,7 +328,33 @@ absl::Status PciDevice::ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> ou
   return absl::OkStatus();
 }
 
+std::optional<uint32_t> PciDevice::FlrByteOffset() const {
+  absl::MutexLock lock(&config_mu_);
+  if (!config_) return std::nullopt;
+  std::optional<uint16_t> express = config_->FindCapability(PCI_CAP_ID_EXP);
+  if (!express || (config_->Get32(*express + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR) == 0) {
+    return std::nullopt;
+  }
+  return *express + PCI_EXP_DEVCTL + 1;
+}
+
+bool PciDevice::IsFunctionLevelReset(uint32_t region, uint64_t offset,
+                                     absl::Span<const uint8_t> data) const {
+  if (region != kConfigRegion) return false;
+  const std::optional<uint32_t> flr_byte = FlrByteOffset();
+  if (!flr_byte || *flr_byte < offset || *flr_byte - offset >= data.size()) return false;
+  constexpr uint8_t kInitiateFlrInHighByte = PCI_EXP_DEVCTL_BCR_FLR >> 8;
+  return (data[*flr_byte - offset] & kInitiateFlrInHighByte) != 0;
+}
+
 absl::Status PciDevice::WriteConfigRegion(uint64_t offset, absl::Span<const uint8_t> data) {
+  if (IsFunctionLevelReset(kConfigRegion, offset, data)) {
+    // The reset replaces whatever else the write said: every register
+    // returns to its default, and the bit itself always reads 0.
+    ResetConfig();
+    irqs_.ReleaseClientResources();
+    return OnReset();
+  }
   {
     absl::MutexLock lock(&config_mu_);
     config_->Write(static_cast<uint32_t>(offset), data);
@@ -366,14 +392,16 @@ void PciDevice::UpdateDeviceMasks() {
   }
 }
 
+void PciDevice::ResetConfig() {
+  absl::MutexLock lock(&config_mu_);
+  if (config_) config_->Reset();
+  if (msix_table_) msix_table_->Reset();
+  msix_table_driven_ = false;
+  UpdateDeviceMasks();
+}
+
 absl::Status PciDevice::Reset() {
-  {
-    absl::MutexLock lock(&config_mu_);
-    if (config_) config_->Reset();
-    if (msix_table_) msix_table_->Reset();
-    msix_table_driven_ = false;
-    UpdateDeviceMasks();
-  }
+  ResetConfig();
   return OnReset();
 }
 

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -59,8 +60,18 @@ class PciDevice : public Device {
   // A config-space write the framework has applied (read-only bits already
   // dropped). `offset` and `data` are what the client wrote.
   virtual void OnConfigWrite(uint32_t offset, absl::Span<const uint8_t> data) {}
-  // DEVICE_RESET, after config space is back to its defaults.
+  // DEVICE_RESET, or a function-level reset (a config write of Initiate
+  // FLR in the PCI Express capability's Device Control, when the capability
+  // advertises FLR), after config space and the MSI-X table are back to
+  // their defaults; for an FLR the client's interrupts are disabled too.
   virtual absl::Status OnReset() { return absl::OkStatus(); }
+  // Stop touching client memory and raising interrupts, then call `done`
+  // (now or later, from any thread; see Device::Quiesce). OnUnquiesce ends
+  // it. Default: nothing in flight, done at once.
+  virtual void OnQuiesce(QuiesceReason reason, QuiesceDone done) {
+    std::move(done)(absl::OkStatus());
+  }
+  virtual void OnUnquiesce() {}
   // A client attached / went away (its interrupts and DMA mappings are
   // already released when OnClientDetached runs).
   virtual void OnClientAttached() {}
@@ -117,6 +128,15 @@ class PciDevice : public Device {
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) final;
   absl::Status Reset() final;
+  bool IsFunctionLevelReset(uint32_t region, uint64_t offset,
+                            absl::Span<const uint8_t> data) const final;
+  void Quiesce(QuiesceReason reason, QuiesceDone done) final {
+    OnQuiesce(reason, std::move(done));
+  }
+  void Unquiesce() final { OnUnquiesce(); }
+  // The migration hooks (SupportsMigration, OnMigrationArc,
+  // ReadMigrationData, WriteMigrationData, MigrationDataEstimate) keep
+  // Device's defaults for now: a PciDevice does not migrate.
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) final;
   void OnAttach(std::shared_ptr<DeviceContext> context) final;
   void OnDetach() final;
@@ -138,6 +158,11 @@ class PciDevice : public Device {
       ABSL_LOCKS_EXCLUDED(config_mu_);
   absl::Status WriteConfigRegion(uint64_t offset, absl::Span<const uint8_t> data)
       ABSL_LOCKS_EXCLUDED(config_mu_);
+  // Config space, the MSI-X table and the masks back to their defaults.
+  void ResetConfig() ABSL_LOCKS_EXCLUDED(config_mu_);
+  // The config-space offset of the byte holding Initiate FLR (Device
+  // Control bit 15) when the PCI Express capability advertises FLR.
+  std::optional<uint32_t> FlrByteOffset() const ABSL_LOCKS_EXCLUDED(config_mu_);
   // Recomputes the device-level interrupt masks from config space and the
   // MSI-X table after either changed (delivers what became unmasked).
   void UpdateDeviceMasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);

@@ -169,6 +169,75 @@ TEST(PciDeviceTest, ResetRestoresConfigSpaceAndCallsHook) {
   EXPECT_EQ(device.resets, 1);
 }
 
+// A function-level reset: Initiate FLR (Device Control bit 15 of the PCI
+// Express capability) written through config space resets the function.
+TEST(PciDeviceTest, InitiateFlrResetsTheFunction) {
+  PciDeviceSpec spec = TestSpec();
+  spec.express = true;
+  RecordingDevice device(std::move(spec));
+  ASSERT_THAT(device.Validate(), IsOk());
+  const uint32_t exp = FindCap(device, PCI_CAP_ID_EXP);
+  ASSERT_NE(exp, 0u);
+  EXPECT_NE(Config32(device, exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR, 0u) << "advertised";
+  const uint16_t devctl_default = Config16(device, exp + PCI_EXP_DEVCTL);
+
+  WriteConfig16(device, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+  WriteConfig16(device, exp + PCI_EXP_DEVCTL, devctl_default | PCI_EXP_DEVCTL_URRE);
+  UniqueFd fd = AssignEventfd(device, kMsiIrq, 0);
+  ASSERT_TRUE(device.IrqEnabled(kMsiIrq, 0));
+  const std::vector<uint8_t> unrelated = {0x00};
+  EXPECT_FALSE(device.IsFunctionLevelReset(kConfigRegion, exp + PCI_EXP_DEVCTL + 1, unrelated));
+  ASSERT_EQ(device.resets, 0);
+
+  // A 16-bit write of Device Control with the bit set, as a driver does.
+  const uint16_t flr = devctl_default | PCI_EXP_DEVCTL_BCR_FLR;
+  const std::vector<uint8_t> write = {static_cast<uint8_t>(flr), static_cast<uint8_t>(flr >> 8)};
+  EXPECT_TRUE(device.IsFunctionLevelReset(kConfigRegion, exp + PCI_EXP_DEVCTL, write));
+  EXPECT_FALSE(device.IsFunctionLevelReset(0, exp + PCI_EXP_DEVCTL, write)) << "not config";
+  ASSERT_THAT(device.WriteRegion(kConfigRegion, exp + PCI_EXP_DEVCTL, write), IsOk());
+
+  EXPECT_EQ(device.resets, 1);
+  EXPECT_EQ(Config16(device, PCI_COMMAND), 0) << "config space back to defaults";
+  EXPECT_EQ(Config16(device, exp + PCI_EXP_DEVCTL), devctl_default) << "the bit reads 0";
+  EXPECT_FALSE(device.IrqEnabled(kMsiIrq, 0)) << "interrupts disabled";
+  EXPECT_FALSE(device.TriggerIrq(kMsiIrq, 0).ok());
+  EXPECT_EQ(Drain(fd), 0u);
+}
+
+TEST(PciDeviceTest, NoFlrWithoutTheExpressCapability) {
+  RecordingDevice device;
+  const std::vector<uint8_t> ones(256, 0xff);
+  for (uint32_t offset = 0; offset < 256; offset += 2) {
+    EXPECT_FALSE(device.IsFunctionLevelReset(kConfigRegion, offset,
+                                             absl::MakeConstSpan(ones).subspan(0, 2)));
+  }
+}
+
+TEST(PciDeviceTest, QuiesceHooksReachTheAuthor) {
+  class Quiescing : public PciDevice {
+   public:
+    Quiescing() : PciDevice(TestSpec()) {}
+    void OnQuiesce(QuiesceReason reason, QuiesceDone done) override {
+      reasons.push_back(reason);
+      held = std::move(done);
+    }
+    void OnUnquiesce() override { ++unquiesced; }
+    std::vector<QuiesceReason> reasons;
+    QuiesceDone held;
+    int unquiesced = 0;
+  };
+  Quiescing device;
+  absl::Status answered = absl::UnknownError("not answered");
+  Device& as_device = device;
+  as_device.Quiesce(QuiesceReason::kDmaUnmap, [&answered](absl::Status s) { answered = s; });
+  EXPECT_THAT(device.reasons, ElementsAre(QuiesceReason::kDmaUnmap));
+  EXPECT_THAT(answered, StatusIs(absl::StatusCode::kUnknown)) << "the author answers later";
+  std::move(device.held)(absl::OkStatus());
+  EXPECT_THAT(answered, IsOk());
+  as_device.Unquiesce();
+  EXPECT_EQ(device.unquiesced, 1);
+}
+
 TEST(PciDeviceTest, MemoryBackedRegionIsSharedWithTheMmapFd) {
   RecordingDevice device;
   RegionDescription bar0 = device.DescribeRegion(0);

@@ -8,8 +8,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "vfu/base/check.h"
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
+#include "vfu/wire/device_feature.h"
 #include "vfu/wire/device_info.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/errno_status.h"
@@ -41,6 +43,9 @@ Session::Session(Device& device, std::shared_ptr<DeviceContext> context, DmaMapT
                  SessionOptions options, std::string name)
     : device_(device),
       context_(std::move(context)),
+      own_migration_(options.migration == nullptr ? std::make_unique<MigrationEngine>(device)
+                                                  : nullptr),
+      migration_(options.migration != nullptr ? options.migration : own_migration_.get()),
       dma_(dma),
       options_(std::move(options)),
       name_(std::move(name)) {}
@@ -51,72 +56,142 @@ Session::Session(Device& device, DeviceContext& context, DmaMapTable& dma,
     : Session(device, std::shared_ptr<DeviceContext>(std::shared_ptr<void>(), &context), dma,
               std::move(options), std::move(name)) {}
 
+absl::Status Session::Admit(const InboundMessage& message, Result& result) const {
+  const wire::Header& header = message.header;
+  if (message.oversized) {
+    return WireError(EINVAL, absl::StrCat("message of ", header.msg_size,
+                                          " bytes exceeds the limit"));
+  }
+  if (message.fds_truncated) {
+    return WireError(EINVAL, "more fds than the server accepts in one message");
+  }
+  if (!wire::IsKnownCommand(header.command)) {
+    return WireError(EINVAL, absl::StrCat("unknown command ", header.command));
+  }
+  if (!negotiated_ && header.command != static_cast<uint16_t>(Command::kVersion)) {
+    result.close_connection = true;
+    return WireError(EINVAL, "the first command must be VERSION");
+  }
+  if (negotiated_) return migration_->CheckAllowed(static_cast<Command>(header.command));
+  return absl::OkStatus();
+}
+
+std::optional<QuiesceReason> Session::QuiesceFor(const InboundMessage& message) const {
+  switch (static_cast<Command>(message.header.command)) {
+    case Command::kDmaMap:
+      return QuiesceReason::kDmaMap;
+    case Command::kDmaUnmap:
+      return QuiesceReason::kDmaUnmap;
+    case Command::kDeviceReset:
+      return QuiesceReason::kReset;
+    case Command::kRegionWrite: {
+      absl::StatusOr<wire::RegionAccessData> write = wire::DecodeRegionWriteRequest(
+          message.payload(), message.fds.size(),
+          negotiated_->reply.capabilities.max_data_xfer_size);
+      if (write.ok() && device_.IsFunctionLevelReset(write->region, write->offset, write->data)) {
+        return QuiesceReason::kFunctionReset;
+      }
+      return std::nullopt;
+    }
+    case Command::kRegionWriteMulti: {
+      if (!negotiated_->write_multiple()) return std::nullopt;
+      absl::StatusOr<std::vector<wire::RegionWriteMultiEntry>> entries =
+          wire::DecodeRegionWriteMultiRequest(message.payload(), message.fds.size());
+      if (!entries.ok()) return std::nullopt;
+      for (const wire::RegionWriteMultiEntry& e : *entries) {
+        if (device_.IsFunctionLevelReset(e.region, e.offset, e.data)) {
+          return QuiesceReason::kFunctionReset;
+        }
+      }
+      return std::nullopt;
+    }
+    case Command::kDeviceFeature: {
+      absl::StatusOr<wire::DeviceFeatureRequest> request =
+          wire::DecodeDeviceFeatureRequest(message.payload(), message.fds.size());
+      if (!request.ok() || request->is_probe() || !request->is_set()) return std::nullopt;
+      switch (request->feature()) {
+        case wire::DeviceFeature::kDmaLoggingStart:
+        case wire::DeviceFeature::kDmaLoggingStop:
+          return QuiesceReason::kDmaLogging;
+        case wire::DeviceFeature::kMigDeviceState: {
+          // Only a real change: a same-state SET or a refused one does not
+          // disturb the device.
+          absl::StatusOr<std::vector<MigrationState>> path = migration_->Plan(
+              std::get<wire::FeatureMigState>(request->data).device_state);
+          if (path.ok() && !path->empty()) return QuiesceReason::kMigration;
+          return std::nullopt;
+        }
+        default:
+          return std::nullopt;
+      }
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 Session::Result Session::Handle(InboundMessage message) {
   Result result;
+  if (pending_) {
+    // The runtime must wait for the device; answer rather than reorder.
+    return Run(std::move(message),
+               WireError(EBUSY, "a command is still waiting for the device"), std::move(result));
+  }
+  absl::Status status = Admit(message, result);
+  if (status.ok()) {
+    if (std::optional<QuiesceReason> reason = QuiesceFor(message)) {
+      auto wait = std::make_shared<DeviceWait>();
+      device_.Quiesce(*reason, DeviceWait::MakeDone(wait));
+      if (!wait->ready()) {
+        pending_.emplace(PendingCommand{std::move(message), wait});
+        result.device_wait = std::move(wait);
+        return result;
+      }
+      return RunQuiesced(std::move(message), wait->status(), std::move(result));
+    }
+  }
+  return Run(std::move(message), std::move(status), std::move(result));
+}
+
+Session::Result Session::Continue() {
+  VFU_CHECK(pending_.has_value() && pending_->wait->ready(),
+            "Continue() without a command whose device wait is ready");
+  PendingCommand pending = std::move(*pending_);
+  pending_.reset();
+  return RunQuiesced(std::move(pending.message), pending.wait->status(), Result{});
+}
+
+Session::Result Session::Abandon() {
+  VFU_CHECK(pending_.has_value(), "Abandon() without a command waiting for the device");
+  PendingCommand pending = std::move(*pending_);
+  pending_.reset();
+  pending.wait->DropCallback();
+  VFU_LOG_RATE_LIMITED(kWarning, name_, ": the device did not quiesce for ",
+                       wire::CommandName(pending.message.header.command),
+                       " in time; giving up on it");
+  return Run(std::move(pending.message),
+             WireError(ETIMEDOUT, "the device did not quiesce in time"), Result{});
+}
+
+Session::Result Session::RunQuiesced(InboundMessage message, absl::Status quiesced,
+                                     Result result) {
+  if (!quiesced.ok()) {
+    // No Unquiesce: the device never quiesced.
+    return Run(std::move(message),
+               WireError(wire::ReplyErrno(quiesced),
+                         absl::StrCat("device quiesce failed: ", quiesced.message())),
+               std::move(result));
+  }
+  result = Run(std::move(message), absl::OkStatus(), std::move(result));
+  device_.Unquiesce();
+  return result;
+}
+
+Session::Result Session::Run(InboundMessage message, absl::Status status, Result result) {
   const wire::Header header = message.header;
   std::vector<uint8_t> reply = wire::StartMessage();
   std::vector<UniqueFd> reply_fds;
-  absl::Status status;
-
-  if (message.oversized) {
-    status = WireError(EINVAL, absl::StrCat("message of ", header.msg_size,
-                                            " bytes exceeds the limit"));
-  } else if (message.fds_truncated) {
-    status = WireError(EINVAL, "more fds than the server accepts in one message");
-  } else if (!wire::IsKnownCommand(header.command)) {
-    status = WireError(EINVAL, absl::StrCat("unknown command ", header.command));
-  } else if (!negotiated_ && header.command != static_cast<uint16_t>(Command::kVersion)) {
-    status = WireError(EINVAL, "the first command must be VERSION");
-    result.close_connection = true;
-  } else {
-    switch (static_cast<Command>(header.command)) {
-      case Command::kVersion:
-        status = HandleVersion(message, result, reply);
-        break;
-      case Command::kDeviceGetInfo:
-        status = HandleGetInfo(message, reply);
-        break;
-      case Command::kDeviceGetRegionInfo:
-        status = HandleGetRegionInfo(message, reply, reply_fds);
-        break;
-      case Command::kDeviceGetIrqInfo:
-        status = HandleGetIrqInfo(message, reply);
-        break;
-      case Command::kRegionRead:
-        status = HandleRegionRead(message, reply);
-        break;
-      case Command::kRegionWrite:
-        status = HandleRegionWrite(message, reply);
-        break;
-      case Command::kRegionWriteMulti:
-        status = HandleRegionWriteMulti(message, reply);
-        break;
-      case Command::kDeviceReset:
-        status = HandleReset(message);
-        break;
-      case Command::kDeviceSetIrqs:
-        status = HandleSetIrqs(message);
-        break;
-      case Command::kDmaMap:
-        status = HandleDmaMap(message);
-        break;
-      case Command::kDmaUnmap:
-        status = HandleDmaUnmap(message, reply);
-        break;
-      case Command::kDeviceFeature:
-        status = HandleDeviceFeature(message, reply);
-        break;
-      case Command::kDmaRead:
-      case Command::kDmaWrite:
-        status = WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
-                                                " is a server-to-client command"));
-        break;
-      default:
-        status = WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
-                                                " is not supported by this server"));
-        break;
-    }
-  }
+  if (status.ok()) status = Dispatch(message, result, reply, reply_fds);
 
   if (!message.fds.empty() && !TakesFds(header.command) &&
       header.command != static_cast<uint16_t>(Command::kVersion)) {
@@ -147,6 +222,48 @@ Session::Result Session::Handle(InboundMessage message) {
   result.reply->bytes = std::move(reply);
   for (UniqueFd& fd : reply_fds) result.reply->fds.push_back(std::move(fd));
   return result;
+}
+
+absl::Status Session::Dispatch(InboundMessage& message, Result& result,
+                               std::vector<uint8_t>& reply, std::vector<UniqueFd>& reply_fds) {
+  const wire::Header& header = message.header;
+  switch (static_cast<Command>(header.command)) {
+    case Command::kVersion:
+      return HandleVersion(message, result, reply);
+    case Command::kDeviceGetInfo:
+      return HandleGetInfo(message, reply);
+    case Command::kDeviceGetRegionInfo:
+      return HandleGetRegionInfo(message, reply, reply_fds);
+    case Command::kDeviceGetIrqInfo:
+      return HandleGetIrqInfo(message, reply);
+    case Command::kRegionRead:
+      return HandleRegionRead(message, reply);
+    case Command::kRegionWrite:
+      return HandleRegionWrite(message, reply);
+    case Command::kRegionWriteMulti:
+      return HandleRegionWriteMulti(message, reply);
+    case Command::kDeviceReset:
+      return HandleReset(message);
+    case Command::kDeviceSetIrqs:
+      return HandleSetIrqs(message);
+    case Command::kDmaMap:
+      return HandleDmaMap(message);
+    case Command::kDmaUnmap:
+      return HandleDmaUnmap(message, reply);
+    case Command::kDeviceFeature:
+      return HandleDeviceFeature(message, reply);
+    case Command::kMigDataRead:
+      return HandleMigDataRead(message, reply);
+    case Command::kMigDataWrite:
+      return HandleMigDataWrite(message);
+    case Command::kDmaRead:
+    case Command::kDmaWrite:
+      return WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
+                                            " is a server-to-client command"));
+    default:
+      return WireError(EINVAL, absl::StrCat(wire::CommandName(header.command),
+                                            " is not supported by this server"));
+  }
 }
 
 absl::Status Session::HandleVersion(InboundMessage& message, Result& result,
@@ -192,8 +309,28 @@ void Session::Attach() {
 }
 
 void Session::Detach() {
+  if (pending_) {
+    // The runtime normally finishes it first; the client is gone, so its
+    // reply goes nowhere.
+    if (pending_->wait->WaitFor(options_.detach_quiesce_timeout)) {
+      Continue();
+    } else {
+      Abandon();
+    }
+  }
   if (!attached_) return;
   attached_ = false;
+  auto wait = std::make_shared<DeviceWait>();
+  device_.Quiesce(QuiesceReason::kLostConnection, DeviceWait::MakeDone(wait));
+  if (!wait->WaitFor(options_.detach_quiesce_timeout)) {
+    VFU_LOG_RATE_LIMITED(kWarning, name_, ": the device did not quiesce within ",
+                         absl::FormatDuration(options_.detach_quiesce_timeout),
+                         " of its client leaving; releasing the client's resources anyway");
+  } else if (!wait->status().ok()) {
+    VFU_LOG_RATE_LIMITED(kWarning, name_, ": the device failed to quiesce as its client left: ",
+                         wait->status().message());
+  }
+  const bool quiesced = wait->ready() && wait->status().ok();
   // PROTOCOL.md section 8: the client's mappings go with it (after any
   // device thread still copying has finished with them).
   absl::StatusOr<std::vector<DmaRange>> removed =
@@ -203,6 +340,7 @@ void Session::Detach() {
   }
   dma_.UnmapAll();  // also stops dirty logging
   device_.OnDetach();
+  if (quiesced) device_.Unquiesce();
 }
 
 absl::Status Session::HandleGetInfo(const InboundMessage& message, std::vector<uint8_t>& reply) {
@@ -341,7 +479,10 @@ absl::Status Session::HandleReset(const InboundMessage& message) {
   if (!message.payload().empty()) {
     return WireError(EINVAL, "DEVICE_RESET carries no payload");
   }
-  return device_.Reset();
+  VFU_RETURN_IF_ERROR(device_.Reset());
+  // A reset device runs: any migration is over (see the header).
+  migration_->ResetToRunning();
+  return absl::OkStatus();
 }
 
 absl::Status Session::HandleSetIrqs(InboundMessage& message) {

@@ -1,6 +1,7 @@
 // The engine with a PciDevice behind it: interrupts, DMA mappings, dirty
 // logging and mappable regions, each through the command that sets it up.
 #include <fcntl.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -8,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -21,6 +23,7 @@
 #include "vfu/wire/dma_map.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/irq.h"
+#include "vfu/wire/region_access.h"
 #include "vfu/wire/region_info.h"
 
 namespace vfu {
@@ -282,6 +285,62 @@ TEST_F(SessionDeviceTest, TruncatedRegionInfoCarriesNoFd) {
   ASSERT_TRUE(info.ok());
   EXPECT_GT(info->argsz, wire::kRegionInfoSize) << "tells the client the size to ask for";
   EXPECT_EQ(ReplyPayload(r).size(), wire::kRegionInfoSize);
+}
+
+}  // namespace
+}  // namespace vfu
+
+namespace vfu {
+namespace {
+
+// A function-level reset arrives as a config-space REGION_WRITE: the
+// engine quiesces the device around it, and the device resets.
+TEST(SessionFlrTest, ConfigWriteOfInitiateFlrIsQuiescedAndResets) {
+  class FlrDevice : public PciDevice {
+   public:
+    FlrDevice() : PciDevice([] {
+        PciDeviceSpec spec = Spec();
+        spec.express = true;
+        return spec;
+      }()) {}
+    void OnQuiesce(QuiesceReason reason, QuiesceDone done) override {
+      events.push_back(reason == QuiesceReason::kFunctionReset ? "quiesce flr" : "quiesce");
+      std::move(done)(absl::OkStatus());
+    }
+    void OnUnquiesce() override { events.push_back("unquiesce"); }
+    absl::Status OnReset() override {
+      events.push_back("reset");
+      return absl::OkStatus();
+    }
+    std::vector<std::string> events;
+  };
+  FlrDevice device;
+  testing::LocalDmaContext context;
+  Session session(device, context, context.table(), SessionOptions{}, "t");
+  ASSERT_EQ(ReplyErrno(session.Handle(
+                MakeCommand(1, Command::kVersion, VersionPayload(R"({"capabilities":{}})")))),
+            0);
+  session.Attach();
+  auto write_config = [&](uint16_t id, uint32_t offset, std::vector<uint8_t> data) {
+    std::vector<uint8_t> p;
+    wire::EncodeRegionWriteRequest({.offset = offset, .region = kConfigRegion, .data = data}, p);
+    return ReplyErrno(session.Handle(MakeCommand(id, Command::kRegionWrite, p)));
+  };
+  ASSERT_EQ(write_config(2, PCI_COMMAND, {PCI_COMMAND_MEMORY, 0}), 0);
+  ASSERT_EQ(device.ReadConfig16(PCI_COMMAND), PCI_COMMAND_MEMORY);
+  EXPECT_TRUE(device.events.empty()) << "an ordinary config write is not quiesced";
+
+  uint32_t exp = device.ReadConfig16(PCI_CAPABILITY_LIST) & 0xfc;
+  while (exp != 0 && (device.ReadConfig16(exp) & 0xff) != PCI_CAP_ID_EXP) {
+    exp = (device.ReadConfig16(exp) >> 8) & 0xfc;
+  }
+  ASSERT_NE(exp, 0u);
+  const uint16_t devctl = device.ReadConfig16(exp + PCI_EXP_DEVCTL) | PCI_EXP_DEVCTL_BCR_FLR;
+  ASSERT_EQ(write_config(3, exp + PCI_EXP_DEVCTL,
+                         {static_cast<uint8_t>(devctl), static_cast<uint8_t>(devctl >> 8)}),
+            0);
+  EXPECT_EQ(device.events, (std::vector<std::string>{"quiesce flr", "reset", "unquiesce"}));
+  EXPECT_EQ(device.ReadConfig16(PCI_COMMAND), 0);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-// Session's DMA commands: DMA_MAP, DMA_UNMAP and the dirty-logging
-// features of DEVICE_FEATURE. The mappings themselves live in DmaMapTable,
+// Session's DMA commands: DMA_MAP, DMA_UNMAP and DEVICE_FEATURE (the
+// dirty-logging features here, the migration ones in MigrationEngine). The mappings themselves live in DmaMapTable,
 // shared with the device's threads.
 #include <cerrno>
 #include <utility>
@@ -45,13 +45,12 @@ absl::Status Session::HandleDeviceFeature(const InboundMessage& message,
   VFU_ASSIGN_OR_RETURN(wire::DeviceFeatureRequest request,
                        wire::DecodeDeviceFeatureRequest(message.payload(), message.fds.size()));
   const wire::DeviceFeature feature = request.feature();
-  const bool logging = feature == wire::DeviceFeature::kDmaLoggingStart ||
-                       feature == wire::DeviceFeature::kDmaLoggingStop ||
-                       feature == wire::DeviceFeature::kDmaLoggingReport;
-  if (!logging) {
-    // Migration arrives with its own issue; until then the device does not
-    // migrate, and says so as the kernel would.
-    return WireError(ENOTSUP, "this device does not support migration");
+  if (MigrationEngine::IsMigrationFeature(feature)) {
+    if (feature == wire::DeviceFeature::kMigDeviceState && request.is_set() &&
+        !request.is_probe()) {
+      return HandleSetMigrationState(request, message, reply);
+    }
+    return migration_->HandleFeature(request, message.payload(), reply);
   }
   if (request.is_probe()) {
     wire::EncodeDeviceFeatureEchoReply(message.payload(), reply);

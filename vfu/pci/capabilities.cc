@@ -178,7 +178,8 @@ absl::StatusOr<Capability> PciExpress(const PciExpressOptions& options) {
   Capability cap = NewCapability(PCI_CAP_ID_EXP, kPciExpressV2Size);
   Put(cap, PCI_EXP_FLAGS, 2, kPciExpressVersion | static_cast<uint32_t>(options.type) << 4);
   // Role-based error reporting is mandatory since PCIe 1.1.
-  Put(cap, PCI_EXP_DEVCAP, 4, (Log2(mps) - 7) | PCI_EXP_DEVCAP_RBER);
+  // Function-level reset is supported: PciDevice resets on Initiate FLR.
+  Put(cap, PCI_EXP_DEVCAP, 4, (Log2(mps) - 7) | PCI_EXP_DEVCAP_RBER | PCI_EXP_DEVCAP_FLR);
   constexpr uint32_t kDevctlWritable = PCI_EXP_DEVCTL_CERE | PCI_EXP_DEVCTL_NFERE |
                                        PCI_EXP_DEVCTL_FERE | PCI_EXP_DEVCTL_URRE |
                                        PCI_EXP_DEVCTL_RELAX_EN | PCI_EXP_DEVCTL_PAYLOAD |

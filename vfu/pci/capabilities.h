@@ -73,7 +73,9 @@ struct PciExpressOptions {
   uint8_t link_width = 1;
 };
 
-// PCI Express capability, version 2, for an endpoint. Device control:
+// PCI Express capability, version 2, for an endpoint, advertising
+// function-level reset (Initiate FLR reads 0; the device model acts on its
+// write, see PciDevice). Device control:
 // error-reporting enables, relaxed ordering, no snoop, max payload and max
 // read request size writable (defaults as after reset: relaxed ordering and
 // no snoop on, 512-byte read requests). Device status error bits RW1C.

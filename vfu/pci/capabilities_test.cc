@@ -270,6 +270,7 @@ TEST(CapabilitiesTest, PciExpressRegisters) {
   EXPECT_EQ(config.Get16(exp + PCI_EXP_FLAGS), 0x0002);
   EXPECT_EQ(config.Get32(exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_PAYLOAD, 2u);
   EXPECT_NE(config.Get32(exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_RBER, 0u);
+  EXPECT_NE(config.Get32(exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR, 0u) << "FLR advertised";
   EXPECT_EQ(config.Get16(exp + PCI_EXP_DEVCTL), PCI_EXP_DEVCTL_RELAX_EN |
                                                     PCI_EXP_DEVCTL_NOSNOOP_EN |
                                                     PCI_EXP_DEVCTL_READRQ_512B);

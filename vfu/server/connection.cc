@@ -84,12 +84,22 @@ void Connection::CloseOnIoThread(std::string_view why) {
   // Commands already received still run (their replies go nowhere); the
   // last task revokes the device's DMA handle, detaches the device and
   // tells the IO thread the strand is done. Resumed unconditionally: the
-  // strand may have paused itself (fds in unsent replies, RunCommand).
+  // strand may have paused itself (fds in unsent replies, or a command
+  // waiting for the device).
   strand_paused_ = false;
-  strand_.Resume();
+  {
+    absl::MutexLock lock(&hold_mu_);
+    holds_ = 0;
+    strand_.Resume();
+  }
   strand_.Post([this] {
+    FinishWaitingCommand();
     context_->Revoke();
     session_.Detach();
+    {
+      absl::MutexLock lock(&hold_mu_);
+      strand_finished_ = true;
+    }
     Outgoing done;
     done.kind = Outgoing::Kind::kFinished;
     outgoing_.enqueue(strand_producer_, std::move(done));
@@ -313,12 +323,12 @@ void Connection::WriteOnIoThread() {
   if (!strand_paused_ && (queued > env_.runtime.outbound_high_water ||
                           queued_fds > env_.runtime.outbound_fds_high_water)) {
     strand_paused_ = true;
-    strand_.Pause();
+    HoldStrand(kHoldBackPressure);
     ArmStallTimerOnIoThread(true);
   } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water &&
              queued_fds <= env_.runtime.outbound_fds_low_water) {
     strand_paused_ = false;
-    strand_.Resume();
+    ReleaseStrand(kHoldBackPressure);
     ArmStallTimerOnIoThread(false);
   } else if (strand_paused_ && queued < queued_before) {
     // A slow client that reads is not stalled: the clock measures time
@@ -398,8 +408,66 @@ void Connection::ArmStallTimerOnIoThread(bool armed) {
 
 void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
   // Runs even after the connection closed: the client sent it before it
-  // went away (its reply is dropped by the IO thread).
+  // went away (its reply is dropped by the IO thread). A command parked
+  // before it finishes first, keeping the replies in order.
+  FinishWaitingCommand();
   Session::Result result = session_.Handle(std::move(message));
+  if (result.device_wait) {
+    AwaitDevice(std::move(result.device_wait), queued_charge);
+    return;
+  }
+  FinishCommand(std::move(result), queued_charge);
+}
+
+void Connection::AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge) {
+  device_wait_ = wait;
+  device_wait_charge_ = queued_charge;
+  // From inside this task: it is the last to run until the device answers.
+  HoldStrand(kHoldDevice);
+  wait->OnReady([weak = weak_from_this()] {
+    if (std::shared_ptr<Connection> self = weak.lock()) self->OnDeviceAnswered();
+  });
+}
+
+void Connection::OnDeviceAnswered() {
+  absl::MutexLock lock(&hold_mu_);
+  // After the last task the parked command was finished or given up on.
+  if (strand_finished_) return;
+  // Usually a later command's task finishes the parked one first; this
+  // task does it when none is queued.
+  strand_.Post([this] { FinishWaitingCommand(); });
+  if ((holds_ & kHoldDevice) != 0) {
+    holds_ &= ~kHoldDevice;
+    if (holds_ == 0) strand_.Resume();
+  }
+}
+
+void Connection::FinishWaitingCommand() {
+  if (device_wait_ == nullptr) return;
+  std::shared_ptr<DeviceWait> wait = std::move(device_wait_);
+  device_wait_ = nullptr;
+  // Not ready only once the client is gone (nothing holds the strand then).
+  const bool answered =
+      wait->ready() || wait->WaitFor(env_.runtime.quiesce_wait_after_disconnect);
+  FinishCommand(answered ? session_.Continue() : session_.Abandon(), device_wait_charge_);
+}
+
+void Connection::HoldStrand(uint32_t reason) {
+  absl::MutexLock lock(&hold_mu_);
+  // A close resumed the strand for good: its remaining tasks must run.
+  if (closed()) return;
+  if (holds_ == 0) strand_.Pause();
+  holds_ |= reason;
+}
+
+void Connection::ReleaseStrand(uint32_t reason) {
+  absl::MutexLock lock(&hold_mu_);
+  if ((holds_ & reason) == 0) return;
+  holds_ &= ~reason;
+  if (holds_ == 0) strand_.Resume();
+}
+
+void Connection::FinishCommand(Session::Result result, size_t queued_charge) {
   if (result.negotiated) {
     {
       absl::MutexLock lock(&dma_mu_);
@@ -428,14 +496,10 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
     outgoing_.enqueue(strand_producer_, std::move(reply));
     if (too_many_fds) {
       // Run nothing more until the client reads; this reply's kick below
-      // lets the IO thread take the pause over.
-      strand_.Pause();
+      // lets the IO thread take the pause over. (After a close the hold is
+      // refused: the detach must run.)
+      HoldStrand(kHoldBackPressure);
       strand_paused_for_fds_.store(true, std::memory_order_release);
-      // A close that resumed the strand before this pause would leave its
-      // last task (the detach) waiting forever. Resume() is always a
-      // read-modify-write of the queue's state, so a close's Resume()
-      // either follows this Pause() or this closed() sees the close.
-      if (closed()) strand_.Resume();
     }
   }
   if (result.close_connection) {

@@ -36,6 +36,14 @@
 // their replies are dropped. Data still in the socket when the peer hung up
 // is read first (the kernel bounds it: the peer can send no more).
 //
+// A command that waits for the device to quiesce (Session::Result::
+// device_wait) holds no thread: the strand holds itself (no later command
+// of this client starts) until the device answers, then the command
+// finishes first and its reply leaves in order. After a disconnect the
+// strand no longer holds; the next task waits for the device's answer at
+// most RuntimeOptions::quiesce_wait_after_disconnect, then gives up on the
+// command (Session::Abandon).
+//
 // The device's DMA handle (AttachmentContext) belongs to this connection:
 // the strand's last task revokes it (waiting for calls in progress), then
 // detaches the session, which unmaps the client's memory.
@@ -176,6 +184,22 @@ class Connection : public ClientChannel,
 
   // Strand. `queued_charge`: what the command added to queued_bytes_.
   void RunCommand(InboundMessage message, size_t queued_charge);
+  // Queues what a command produced and counts it done.
+  void FinishCommand(Session::Result result, size_t queued_charge);
+  // Parks the command that waits for `wait` until the device answers.
+  void AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge);
+  // Finishes the parked command, if any (waiting for the device, bounded,
+  // only once the client is gone).
+  void FinishWaitingCommand();
+  // The device answered the parked command's quiesce. Any thread.
+  void OnDeviceAnswered() ABSL_LOCKS_EXCLUDED(hold_mu_);
+
+  // Why the strand is held: no task starts while any reason is set.
+  static constexpr uint32_t kHoldBackPressure = 1;  // IO thread: replies pile up
+  static constexpr uint32_t kHoldDevice = 2;        // a command waits for the device
+  // Any thread; ignored once closed (the close resumes the strand for good).
+  void HoldStrand(uint32_t reason) ABSL_LOCKS_EXCLUDED(hold_mu_);
+  void ReleaseStrand(uint32_t reason) ABSL_LOCKS_EXCLUDED(hold_mu_);
 
   // Any thread.
   void Push(Outgoing item);
@@ -237,6 +261,16 @@ class Connection : public ClientChannel,
 
   PendingReplies pending_;
   SerialQueue strand_;
+
+  // Serializes the strand's Pause/Resume among its reasons, and a device's
+  // late answer against the strand's last task.
+  absl::Mutex hold_mu_;
+  uint32_t holds_ ABSL_GUARDED_BY(hold_mu_) = 0;
+  // Set by the strand's last task: nothing may be posted to it any more.
+  bool strand_finished_ ABSL_GUARDED_BY(hold_mu_) = false;
+  // Strand only: the command waiting for the device, and its charge.
+  std::shared_ptr<DeviceWait> device_wait_;
+  size_t device_wait_charge_ = 0;
 
   mutable absl::Mutex dma_mu_;
   MessageDmaConfig dma_config_ ABSL_GUARDED_BY(dma_mu_);

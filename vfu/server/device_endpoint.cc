@@ -24,7 +24,10 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor&
       pool_(pool),
       session_options_(std::move(session)),
       runtime_options_(runtime),
-      dma_table_(runtime.dma_limits) {
+      dma_table_(runtime.dma_limits),
+      migration_(device) {
+  session_options_.migration = &migration_;
+  session_options_.detach_quiesce_timeout = runtime_options_.quiesce_wait_after_disconnect;
   // A client whose memory faults under a DMA copy (it shrank the file behind
   // a mapping) is disconnected: its memory can no longer be trusted.
   dma_table_.set_fault_handler([this](uint64_t iova, uint64_t length) {

@@ -38,6 +38,7 @@
 #include "vfu/device/device.h"
 #include "vfu/dma/dma_map_table.h"
 #include "vfu/dispatch/worker_pool.h"
+#include "vfu/engine/migration_engine.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
 #include "vfu/server/connection.h"
@@ -89,7 +90,8 @@ class DeviceEndpoint : private Reactor::Handler {
   Device& device_;
   Reactor& reactor_;
   WorkerPool& pool_;
-  const SessionOptions session_options_;
+  // Fixed once constructed (it points at migration_).
+  SessionOptions session_options_;
   const RuntimeOptions runtime_options_;
   // IO thread only.
   UniqueFd listen_fd_;
@@ -109,6 +111,8 @@ class DeviceEndpoint : private Reactor::Handler {
   // The client's DMA mappings (filled by its Session, used by its
   // AttachmentContext on any thread).
   DmaMapTable dma_table_;
+  // The device's migration state, kept from one client to the next.
+  MigrationEngine migration_;
 };
 
 }  // namespace vfu

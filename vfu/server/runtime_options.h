@@ -62,6 +62,13 @@ struct RuntimeOptions {
   // vfu/dma/dma_map_table.h). `max_maps` and `page_sizes` are replaced by
   // what VERSION negotiated (ServerOptions::version).
   DmaMapLimits dma_limits;
+  // How long a departed client's device gets to quiesce: a command that
+  // still waits for the device (Device::Quiesce answered later) and the
+  // quiesce of the detach itself each wait at most this long, holding one
+  // worker, before the detach goes on without it (logged). While the client
+  // is connected, a quiesce holds no thread and has no time limit: the
+  // client's commands simply wait, bounded by max_queued_commands.
+  absl::Duration quiesce_wait_after_disconnect = absl::Seconds(5);
   // How long a server-initiated command (DMA_READ/WRITE) waits for its reply.
   absl::Duration dma_timeout = absl::Seconds(5);
   // After handing a client's command to a worker, the IO thread polls for

@@ -32,6 +32,10 @@ static_assert(kMigrationP2p == VFIO_MIGRATION_P2P);
 static_assert(sizeof(vfio_device_feature) == kDeviceFeatureHeaderSize);
 static_assert(sizeof(vfio_device_feature_migration) == kFeatureMigrationSize);
 static_assert(sizeof(vfio_device_feature_mig_state) == kFeatureMigStateSize);
+#ifdef VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
+static_assert(static_cast<int>(DeviceFeature::kMigDataSize) == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE);
+static_assert(sizeof(vfio_device_feature_mig_data_size) == kFeatureMigDataSizeSize);
+#endif
 #ifdef VFIO_MIGRATION_PRE_COPY
 static_assert(kMigrationPreCopy == VFIO_MIGRATION_PRE_COPY);
 #endif
@@ -46,7 +50,8 @@ static_assert(sizeof(vfio_device_feature_dma_logging_range) == kDmaLoggingRangeS
 #endif
 
 constexpr uint32_t kOperations = kDeviceFeatureGet | kDeviceFeatureSet | kDeviceFeatureProbe;
-// GET reply of MIGRATION and MIG_DEVICE_STATE: header + 8 bytes of data.
+// GET reply of MIGRATION, MIG_DEVICE_STATE and MIG_DATA_SIZE: header + 8
+// bytes of data.
 constexpr uint64_t kSmallGetReplySize = kDeviceFeatureHeaderSize + 8;
 
 // The GET/SET bits `index` supports (PROTOCOL.md 4.12), 0 if unknown.
@@ -54,6 +59,7 @@ uint32_t SupportedOperations(uint32_t index) {
   switch (index) {
     case static_cast<uint32_t>(DeviceFeature::kMigration):
     case static_cast<uint32_t>(DeviceFeature::kDmaLoggingReport):
+    case static_cast<uint32_t>(DeviceFeature::kMigDataSize):
       return kDeviceFeatureGet;
     case static_cast<uint32_t>(DeviceFeature::kMigDeviceState):
       return kDeviceFeatureGet | kDeviceFeatureSet;
@@ -124,6 +130,7 @@ absl::Status CheckArgsz(uint32_t argsz, uint64_t need, std::string_view what) {
 
 void WriteData(ByteWriter&, std::monostate) {}
 void WriteData(ByteWriter& w, const FeatureMigration& m) { w.U64(m.flags); }
+void WriteData(ByteWriter& w, const FeatureMigDataSize& d) { w.U64(d.stop_copy_length); }
 void WriteData(ByteWriter& w, const FeatureMigState& s) { w.U32(s.device_state).U32(s.data_fd); }
 void WriteData(ByteWriter& w, const DmaLoggingControl& c) {
   VFU_CHECK(c.ranges.size() <= std::numeric_limits<uint32_t>::max(),
@@ -175,6 +182,9 @@ absl::StatusOr<DeviceFeatureRequest> DecodeDeviceFeatureRequest(
   switch (r.feature()) {
     case DeviceFeature::kMigration:  // GET only
       VFU_RETURN_IF_ERROR(CheckArgsz(r.argsz, kSmallGetReplySize, "GET MIGRATION"));
+      return r;
+    case DeviceFeature::kMigDataSize:  // GET only
+      VFU_RETURN_IF_ERROR(CheckArgsz(r.argsz, kSmallGetReplySize, "GET MIG_DATA_SIZE"));
       return r;
     case DeviceFeature::kMigDeviceState:
       if (r.is_get()) {
@@ -244,13 +254,15 @@ absl::StatusOr<DeviceFeatureGetReply> DecodeDeviceFeatureGetReply(
     reply.data = fixed.report;
     return reply;
   }
-  // MIGRATION and MIG_DEVICE_STATE: 8 bytes of data.
+  // MIGRATION, MIG_DEVICE_STATE and MIG_DATA_SIZE: 8 bytes of data.
   if (data.size() != 8) {
     return WireError(EINVAL, absl::StrCat("DEVICE_FEATURE GET reply for feature ", index,
                                           " with ", data.size(), " data bytes, need 8"));
   }
   if (index == static_cast<uint32_t>(DeviceFeature::kMigration)) {
     reply.data = FeatureMigration{.flags = LoadU64(data, 0)};
+  } else if (index == static_cast<uint32_t>(DeviceFeature::kMigDataSize)) {
+    reply.data = FeatureMigDataSize{.stop_copy_length = LoadU64(data, 0)};
   } else {
     reply.data = FeatureMigState{.device_state = LoadU32(data, 0), .data_fd = LoadU32(data, 4)};
   }

@@ -15,6 +15,9 @@
 //   6    DMA_LOGGING_START   SET, PROBE        logging control (below)
 //   7    DMA_LOGGING_STOP    SET, PROBE        ignored
 //   8    DMA_LOGGING_REPORT  GET, PROBE        logging report (below)
+//   9    MIG_DATA_SIZE       GET, PROBE        stop_copy_length u64 @0: bytes
+//                                              STOP_COPY would still move
+//                                              (an estimate)
 //
 // Logging control (START):
 //    0   8   page_size   granularity hint (the server may pick another)
@@ -62,6 +65,9 @@ enum class DeviceFeature : uint16_t {
   kDmaLoggingStart = 6,
   kDmaLoggingStop = 7,
   kDmaLoggingReport = 8,
+  // The kernel's VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, which vfio-user does not
+  // name; QEMU asks for it (and assumes 100 GiB without an answer).
+  kMigDataSize = 9,
 };
 
 // MIGRATION data flags.
@@ -71,6 +77,7 @@ inline constexpr uint64_t kMigrationPreCopy = 1u << 2;
 
 inline constexpr size_t kFeatureMigrationSize = 8;
 inline constexpr size_t kFeatureMigStateSize = 8;
+inline constexpr size_t kFeatureMigDataSizeSize = 8;
 inline constexpr size_t kDmaLoggingControlFixedSize = 16;
 inline constexpr size_t kDmaLoggingRangeSize = 16;
 inline constexpr size_t kDmaLoggingReportFixedSize = 24;
@@ -95,6 +102,13 @@ struct FeatureMigState {
   uint32_t data_fd = 0;  // unused by vfio-user; 0
 
   friend bool operator==(const FeatureMigState&, const FeatureMigState&) = default;
+};
+
+// MIG_DATA_SIZE (GET reply data).
+struct FeatureMigDataSize {
+  uint64_t stop_copy_length = 0;
+
+  friend bool operator==(const FeatureMigDataSize&, const FeatureMigDataSize&) = default;
 };
 
 struct DmaLoggingRange {
@@ -128,7 +142,8 @@ struct DeviceFeatureRequest {
   uint32_t argsz = 0;
   uint32_t flags = 0;
   // The decoded feature data: monostate when the operation carries none
-  // (PROBE, GET of MIGRATION or MIG_DEVICE_STATE, SET of DMA_LOGGING_STOP);
+  // (PROBE, GET of MIGRATION, MIG_DEVICE_STATE or MIG_DATA_SIZE, SET of
+  // DMA_LOGGING_STOP);
   // otherwise FeatureMigState (SET MIG_DEVICE_STATE), DmaLoggingControl
   // (SET DMA_LOGGING_START) or DmaLoggingReport (GET DMA_LOGGING_REPORT).
   std::variant<std::monostate, FeatureMigState, DmaLoggingControl, DmaLoggingReport> data;
@@ -150,7 +165,8 @@ struct DeviceFeatureRequest {
 //   SET together without PROBE; a known feature index; only operations the
 //   feature has (table above) (row 30);
 // - PROBE and SET: argsz >= payload size, so the echo fits (row 5);
-// - GET: argsz >= the reply size, 16 for MIGRATION and MIG_DEVICE_STATE,
+// - GET: argsz >= the reply size, 16 for MIGRATION, MIG_DEVICE_STATE and
+//   MIG_DATA_SIZE,
 //   32 + bitmap for DMA_LOGGING_REPORT (row 5);
 // - feature data at least as long as its structure: 8 for SET
 //   MIG_DEVICE_STATE, 24 for GET DMA_LOGGING_REPORT, 16 for SET
@@ -169,14 +185,14 @@ void EncodeDeviceFeatureRequest(const DeviceFeatureRequest& request, std::vector
 // GET reply. argsz is not stored: the encoder writes the payload size.
 struct DeviceFeatureGetReply {
   uint32_t flags = 0;  // the request's flags
-  std::variant<FeatureMigration, FeatureMigState, DmaLoggingReport> data;
+  std::variant<FeatureMigration, FeatureMigState, DmaLoggingReport, FeatureMigDataSize> data;
 
   friend bool operator==(const DeviceFeatureGetReply&, const DeviceFeatureGetReply&) = default;
 };
 
 // Client side, all EINVAL: payload >= 8; flags with GET and without SET or
-// PROBE, for a feature that has GET; payload exactly 16 for MIGRATION and
-// MIG_DEVICE_STATE; for DMA_LOGGING_REPORT at least 32, page_size a power of
+// PROBE, for a feature that has GET; payload exactly 16 for MIGRATION,
+// MIG_DEVICE_STATE and MIG_DATA_SIZE; for DMA_LOGGING_REPORT at least 32, page_size a power of
 // two and exactly DirtyBitmapSize(length, page_size) bitmap bytes; argsz
 // equal to the payload size.
 absl::StatusOr<DeviceFeatureGetReply> DecodeDeviceFeatureGetReply(

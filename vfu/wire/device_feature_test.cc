@@ -273,13 +273,33 @@ TEST(DeviceFeatureTest, SetOrProbeArgszBelowRequestSizeIsEinval) {
 
 // Section 10 row 30: unknown feature indexes are EINVAL.
 TEST(DeviceFeatureTest, UnknownFeatureIsEinval) {
-  for (uint32_t index : {0u, 3u, 5u, 9u, 0xffffu}) {
+  for (uint32_t index : {0u, 3u, 5u, 10u, 0xffffu}) {
     SCOPED_TRACE(index);
     EXPECT_THAT(DecodeDeviceFeatureRequest(Request(64, index | kProbe), 0),
                 FailsWithErrno(EINVAL));
     EXPECT_THAT(DecodeDeviceFeatureRequest(Request(64, index | kGet), 0),
                 FailsWithErrno(EINVAL));
   }
+}
+
+// MIG_DATA_SIZE (9, the kernel's feature): GET with a 16-byte reply, no SET.
+TEST(DeviceFeatureTest, MigDataSizeGetRoundTrips) {
+  const uint32_t get = DeviceFeatureFlags(DeviceFeature::kMigDataSize, kGet);
+  ASSERT_OK_AND_ASSIGN(DeviceFeatureRequest r,
+                       DecodeDeviceFeatureRequest(Request(16, get), 0));
+  EXPECT_EQ(r.feature(), DeviceFeature::kMigDataSize);
+  EXPECT_THAT(DecodeDeviceFeatureRequest(Request(15, get), 0), FailsWithErrno(EINVAL));
+  EXPECT_THAT(DecodeDeviceFeatureRequest(
+                  Request(64, DeviceFeatureFlags(DeviceFeature::kMigDataSize, kSet),
+                          HexBytes("0000000000000000")),
+                  0),
+              FailsWithErrno(EINVAL));
+  const DeviceFeatureGetReply reply{.flags = get,
+                                    .data = FeatureMigDataSize{.stop_copy_length = 0x123456789}};
+  const std::vector<uint8_t> bytes = Encoded(reply);
+  EXPECT_EQ(bytes.size(), 16u);
+  ASSERT_OK_AND_ASSIGN(DeviceFeatureGetReply back, DecodeDeviceFeatureGetReply(bytes, 0));
+  EXPECT_EQ(back, reply);
 }
 
 // Section 10 row 30: an operation the feature does not have is EINVAL, also
