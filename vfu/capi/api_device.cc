@@ -33,9 +33,10 @@ int vfu_setup_device_migration_callbacks(vfu_ctx_t* vfu_ctx, uint64_t flags,
       callbacks->read_data == nullptr || callbacks->write_data == nullptr) {
     return FailWithErrno(EINVAL);
   }
-  // The engine this library runs on does not drive migration yet: say so
-  // rather than accept callbacks that would never be called.
-  return FailWithErrno(ENOTSUP);
+  vfu_ctx->migration_enabled = true;
+  vfu_ctx->migration_flags = flags;
+  vfu_ctx->migration = *callbacks;
+  return 0;
 }
 
 }  // extern "C"

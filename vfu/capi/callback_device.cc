@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +112,60 @@ absl::Status CallbackDevice::Reset() {
   errno = 0;
   if (ctx_.reset(&ctx_, VFU_RESET_DEVICE) != 0) {
     return WireError(errno != 0 ? errno : EIO, "device reset callback failed");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The libvfio-user state a migration arc ends in. The P2P states are never
+// entered (the engine does not offer them).
+std::optional<vfu_migr_state_t> CState(MigrationState state) {
+  switch (state) {
+    case MigrationState::kStop:
+      return VFU_MIGR_STATE_STOP;
+    case MigrationState::kRunning:
+      return VFU_MIGR_STATE_RUNNING;
+    case MigrationState::kStopCopy:
+      return VFU_MIGR_STATE_STOP_AND_COPY;
+    case MigrationState::kPreCopy:
+      return VFU_MIGR_STATE_PRE_COPY;
+    case MigrationState::kResuming:
+      return VFU_MIGR_STATE_RESUME;
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace
+
+absl::Status CallbackDevice::OnMigrationArc(MigrationState from, MigrationState to) {
+  std::optional<vfu_migr_state_t> state = CState(to);
+  if (!state) return WireError(EINVAL, "migration state the C API cannot name");
+  errno = 0;
+  if (ctx_.migration.transition(&ctx_, *state) != 0) {
+    return WireError(errno != 0 ? errno : EIO, "migration transition callback failed");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> CallbackDevice::ReadMigrationData(absl::Span<uint8_t> out) {
+  errno = 0;
+  const ssize_t n = ctx_.migration.read_data(&ctx_, out.data(), out.size());
+  if (n < 0) return WireError(errno != 0 ? errno : EIO, "migration read_data callback failed");
+  if (static_cast<size_t>(n) > out.size()) {
+    return WireError(EINVAL, "migration read_data callback returned more than asked");
+  }
+  return static_cast<size_t>(n);
+}
+
+absl::Status CallbackDevice::WriteMigrationData(absl::Span<const uint8_t> data) {
+  write_scratch_.assign(data.begin(), data.end());
+  errno = 0;
+  const ssize_t n = ctx_.migration.write_data(&ctx_, write_scratch_.data(), write_scratch_.size());
+  if (n < 0) return WireError(errno != 0 ? errno : EIO, "migration write_data callback failed");
+  if (static_cast<size_t>(n) != data.size()) {
+    return WireError(EINVAL, "migration write_data callback took only part of the data");
   }
   return absl::OkStatus();
 }

@@ -2,7 +2,8 @@
 // vfu_ctx. vfu's protocol engine (Session) calls it; it calls the user.
 //
 // Region accesses go to the region callbacks (config space through
-// ConfigSpace), DEVICE_RESET to the reset callback, SET_IRQS to vfu's
+// ConfigSpace), DEVICE_RESET to the reset callback, migration (the engine
+// walks the arcs of a state change) to the migration callbacks, SET_IRQS to vfu's
 // IrqController (mask changes to the IRQ state callbacks), DMA map changes
 // to the DMA callbacks with libvfio-user's vfu_dma_info_t.
 //
@@ -52,6 +53,11 @@ class CallbackDevice : public Device {
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) override;
   absl::Status Reset() override;
+  // Migration v2: the C transition / read_data / write_data callbacks.
+  bool SupportsMigration() const override { return ctx_.migration_enabled; }
+  absl::Status OnMigrationArc(MigrationState from, MigrationState to) override;
+  absl::StatusOr<size_t> ReadMigrationData(absl::Span<uint8_t> out) override;
+  absl::Status WriteMigrationData(absl::Span<const uint8_t> data) override;
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) override;
   void OnDmaMapped(const DmaRange& range) override;
   void OnDmaUnmapped(const DmaRange& range) override;

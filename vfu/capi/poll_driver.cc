@@ -16,6 +16,7 @@
 #include "vfu/base/log.h"
 #include "vfu/base/syscalls.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/device_feature.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/header.h"
@@ -199,6 +200,15 @@ bool PollDriver::NeedsQuiesce(const InboundMessage& message) const {
     case wire::Command::kDmaUnmap:
     case wire::Command::kDeviceReset:
       return session_->negotiated();
+    case wire::Command::kDeviceFeature: {
+      // A SET (migration state, DMA logging start/stop) changes what the
+      // device may do; GET and PROBE do not.
+      absl::Span<const uint8_t> payload = message.payload();
+      if (payload.size() < 8) return false;
+      uint32_t flags;
+      std::memcpy(&flags, payload.data() + 4, sizeof(flags));
+      return session_->negotiated() && (flags & wire::kDeviceFeatureSet) != 0;
+    }
     default:
       return false;
   }

@@ -20,8 +20,8 @@
 // the caller's thread for the reply with that message ID; commands that
 // arrive meanwhile are kept, in order, for the next vfu_run_ctx().
 //
-// Quiesce. Before DMA_MAP, DMA_UNMAP and DEVICE_RESET the quiesce callback
-// is asked; when it defers (EBUSY), that command waits and vfu_run_ctx()
+// Quiesce. Before DMA_MAP, DMA_UNMAP, DEVICE_RESET and a DEVICE_FEATURE SET
+// (migration state, DMA logging) the quiesce callback is asked; when it defers (EBUSY), that command waits and vfu_run_ctx()
 // reports EBUSY until vfu_device_quiesced(). A failed quiesce fails the
 // command with an error reply (libvfio-user leaves the client waiting).
 //
