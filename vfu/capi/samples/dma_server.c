@@ -11,6 +11,10 @@
  * (the client may be blocked on that access). MSI-X vector n signals the
  * end of channel n's job.
  *
+ * Migration (v2 callbacks): the saved state is the register file; jobs do
+ * not run while the device is stopped, and a loaded state replaces the
+ * registers when the device leaves RESUME with a whole stream.
+ *
  *   dma_server SOCKET [CLIENTS]
  */
 #include <errno.h>
@@ -44,6 +48,20 @@ static struct {
     dma_sg_t *sgl;
     uint8_t buffer[CHUNK];
 } dev;
+
+/* What a save streams and a load restores. */
+struct saved_state {
+    struct channel channels[CHANNELS];
+    uint32_t irq_status;
+};
+
+static struct {
+    vfu_migr_state_t state;
+    struct saved_state outgoing;
+    size_t read_at;
+    struct saved_state incoming;
+    size_t incoming_len;
+} mig = {.state = VFU_MIGR_STATE_RUNNING};
 
 static uint32_t channel_reg(const struct channel *c, unsigned reg) {
     switch (reg) {
@@ -150,6 +168,9 @@ static uint32_t copy_chunk(vfu_ctx_t *ctx, struct channel *c, size_t n) {
 /* The event loop's idle work: one chunk of each busy channel. */
 static int run_jobs(vfu_ctx_t *ctx) {
     int busy = 0;
+    if (mig.state != VFU_MIGR_STATE_RUNNING && mig.state != VFU_MIGR_STATE_PRE_COPY) {
+        return 0; /* stopped: jobs wait */
+    }
     for (unsigned i = 0; i < CHANNELS; i++) {
         struct channel *c = &dev.channels[i];
         if (c->status != BUSY) continue;
@@ -176,6 +197,48 @@ static int reset(vfu_ctx_t *ctx, vfu_reset_type_t type) {
     return 0;
 }
 
+static int migr_transition(vfu_ctx_t *ctx, vfu_migr_state_t state) {
+    if (mig.state == VFU_MIGR_STATE_RESUME && state != VFU_MIGR_STATE_RESUME) {
+        if (mig.incoming_len != sizeof(mig.incoming)) {
+            errno = EINVAL; /* an incomplete stream */
+            return -1;
+        }
+        memcpy(dev.channels, mig.incoming.channels, sizeof(dev.channels));
+        dev.irq_status = mig.incoming.irq_status;
+    }
+    if (state == VFU_MIGR_STATE_STOP_AND_COPY) {
+        memcpy(mig.outgoing.channels, dev.channels, sizeof(dev.channels));
+        mig.outgoing.irq_status = dev.irq_status;
+        mig.read_at = 0;
+    }
+    if (state == VFU_MIGR_STATE_RESUME) {
+        mig.incoming_len = 0;
+    }
+    mig.state = state;
+    return 0;
+}
+
+static ssize_t migr_read(vfu_ctx_t *ctx, void *buf, uint64_t count) {
+    if (mig.state != VFU_MIGR_STATE_STOP_AND_COPY) {
+        return 0; /* nothing to send before stop-and-copy */
+    }
+    size_t left = sizeof(mig.outgoing) - mig.read_at;
+    size_t n = count < left ? (size_t)count : left;
+    memcpy(buf, (const uint8_t *)&mig.outgoing + mig.read_at, n);
+    mig.read_at += n;
+    return (ssize_t)n;
+}
+
+static ssize_t migr_write(vfu_ctx_t *ctx, void *buf, uint64_t count) {
+    if (count > sizeof(mig.incoming) - mig.incoming_len) {
+        errno = EINVAL; /* more than a saved state */
+        return -1;
+    }
+    memcpy((uint8_t *)&mig.incoming + mig.incoming_len, buf, count);
+    mig.incoming_len += count;
+    return (ssize_t)count;
+}
+
 static void dma_register(vfu_ctx_t *ctx, vfu_dma_info_t *info) {}
 static void dma_unregister(vfu_ctx_t *ctx, vfu_dma_info_t *info) {}
 
@@ -191,6 +254,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vfu_create_ctx: %s\n", strerror(errno));
         return 1;
     }
+    const vfu_migration_callbacks_t migration = {
+        .version = VFU_MIGR_CALLBACKS_VERS,
+        .transition = migr_transition,
+        .read_data = migr_read,
+        .write_data = migr_write,
+    };
     struct msixcap msix;
     memset(&msix, 0, sizeof(msix));
     msix.hdr.id = PCI_CAP_ID_MSIX;
@@ -212,6 +281,7 @@ int main(int argc, char **argv) {
         vfu_setup_device_nr_irqs(ctx, VFU_DEV_MSIX_IRQ, CHANNELS) != 0 ||
         vfu_setup_device_reset_cb(ctx, reset) != 0 ||
         vfu_setup_device_dma(ctx, dma_register, dma_unregister) != 0 ||
+        vfu_setup_device_migration_callbacks(ctx, 0, &migration) != 0 ||
         vfu_realize_ctx(ctx) != 0) {
         fprintf(stderr, "setup: %s\n", strerror(errno));
         return 1;

@@ -16,6 +16,9 @@
 #include "testing/status_matchers.h"
 #include "testing/temp_dir.h"
 #include "vfu/client/client.h"
+#include "vfu/device/migration_state.h"
+#include "vfu/wire/device_feature.h"
+#include "vfu/wire/migration_data.h"
 
 namespace vfu::capi {
 namespace {
@@ -91,6 +94,72 @@ TEST(SamplesTest, CopyEngineCopiesThroughDmaMessages) {
   EXPECT_TRUE(report.ok) << devices::FormatDmaCheckReport(report);
   EXPECT_GT(report.message_read_bytes, 0u);
   EXPECT_GT(report.message_write_bytes, 0u);
+}
+
+absl::Status SetState(Client& client, MigrationState state) {
+  std::vector<uint8_t> payload;
+  wire::EncodeDeviceFeatureRequest(
+      {.argsz = 16,
+       .flags = wire::DeviceFeatureFlags(wire::DeviceFeature::kMigDeviceState,
+                                         wire::kDeviceFeatureSet),
+       .data = wire::FeatureMigState{.device_state = static_cast<uint32_t>(state)}},
+      payload);
+  return client.Call(wire::Command::kDeviceFeature, payload).status();
+}
+
+std::vector<uint8_t> Le32Bytes(uint32_t value) {
+  std::vector<uint8_t> bytes(4);
+  std::memcpy(bytes.data(), &value, 4);
+  return bytes;
+}
+
+// Channel 1's SOURCE_LO and LENGTH registers, programmed on one copy engine,
+// reach another through a migration stream.
+TEST(SamplesTest, CopyEngineMigratesItsRegisters) {
+  ScopedTempDir dir("vfu-capi");
+  Sample source("vfu/capi/dma_server", dir.path() + "/src.sock");
+  Sample destination("vfu/capi/dma_server", dir.path() + "/dst.sock");
+  constexpr uint64_t kSourceLo = 0x100 + 0x40 + 0x00;
+  constexpr uint64_t kLength = 0x100 + 0x40 + 0x10;
+  std::vector<uint8_t> stream;
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(source.socket));
+    ASSERT_OK(client->RegionWrite(0, kSourceLo, Le32Bytes(0x12345678)));
+    ASSERT_OK(client->RegionWrite(0, kLength, Le32Bytes(77)));
+    ASSERT_OK(SetState(*client, MigrationState::kStopCopy));
+    for (;;) {
+      std::vector<uint8_t> payload;
+      wire::EncodeMigDataReadRequest({.argsz = 8 + 64, .size = 64}, payload);
+      ASSERT_OK_AND_ASSIGN(Reply reply, client->Call(wire::Command::kMigDataRead, payload));
+      ASSERT_OK_AND_ASSIGN(wire::MigDataReadReply data,
+                           wire::DecodeMigDataReadReply(reply.payload(), 0, 64));
+      stream.insert(stream.end(), data.data.begin(), data.data.end());
+      if (data.data.size() < 64) break;
+    }
+  }
+  ASSERT_FALSE(stream.empty());
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> client, Client::Connect(destination.socket));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> before, client->RegionRead(0, kSourceLo, 4));
+  EXPECT_EQ(Le32(before, 0), 0u);
+  ASSERT_OK(SetState(*client, MigrationState::kResuming));
+  std::vector<uint8_t> payload;
+  wire::EncodeMigDataWriteRequest(
+      {.argsz = static_cast<uint32_t>(8 + stream.size()), .data = stream}, payload);
+  ASSERT_OK(client->Call(wire::Command::kMigDataWrite, payload).status());
+  ASSERT_OK(SetState(*client, MigrationState::kRunning));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> source_lo, client->RegionRead(0, kSourceLo, 4));
+  ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> length, client->RegionRead(0, kLength, 4));
+  EXPECT_EQ(Le32(source_lo, 0), 0x12345678u);
+  EXPECT_EQ(Le32(length, 0), 77u);
+  // An incomplete stream fails RESUMING -> STOP (the device says so).
+  ASSERT_OK(SetState(*client, MigrationState::kResuming));
+  std::vector<uint8_t> half;
+  wire::EncodeMigDataWriteRequest(
+      {.argsz = static_cast<uint32_t>(8 + stream.size() / 2),
+       .data = absl::MakeConstSpan(stream).subspan(0, stream.size() / 2)},
+      half);
+  ASSERT_OK(client->Call(wire::Command::kMigDataWrite, half).status());
+  EXPECT_FALSE(SetState(*client, MigrationState::kRunning).ok());
 }
 
 }  // namespace
