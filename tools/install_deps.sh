@@ -22,6 +22,8 @@ packages=(
   libclang-rt-14-dev     # clang's sanitizer and fuzzer runtimes
   g++                    # the default compiler
   dpkg-dev               # apt-get source (Abseil's source package)
+  pkg-config             # vfu/capi's test of libvfio-user.pc
+  python3                # vfu/capi's dlopen and raw-client tests
 )
 
 missing=()
