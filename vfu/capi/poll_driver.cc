@@ -134,19 +134,14 @@ int PollDriver::Attach() {
 int PollDriver::Run() {
   if (!attached()) return Fail(ENOTCONN);
   if ((ctx_.flags & LIBVFIO_USER_FLAG_ATTACH_NB) != 0) return RunOnce();
-  // Blocking: serve until the client leaves (or a quiesce is deferred).
-  int handled = 0;
+  // Blocking: serve until the client leaves (-1/ENOTCONN), or until a
+  // quiesce is deferred (-1/EBUSY), as libvfio-user's blocking loop does.
   for (;;) {
-    const int n = RunOnce();
-    if (n > 0) {
-      handled += n;
-      continue;
-    }
+    if (RunOnce() > 0) continue;
     if (errno != EAGAIN) return -1;
     WaitSocket(static_cast<short>(POLLIN | (writer_.empty() ? 0 : POLLOUT)),
                absl::InfiniteFuture());
   }
-  (void)handled;
 }
 
 int PollDriver::RunOnce() {
