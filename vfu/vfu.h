@@ -22,7 +22,7 @@
 //
 // Threads: the server's IO thread owns every socket and never runs device
 // code; hooks run on worker threads, one command at a time per device, in
-// the order the client sent them. TriggerIrq() and dma() may be used from
+// the order the client sent them. RaiseInterrupt(), TriggerIrq() and dma() may be used from
 // any thread. vfu::Device is the lower-level contract PciDevice implements,
 // for devices that want to own config space themselves.
 #ifndef VFU_VFU_H_

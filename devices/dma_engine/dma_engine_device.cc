@@ -206,10 +206,10 @@ void DmaEngineDevice::FinishLocked(uint32_t channel, uint32_t error) {
   c.error = error;
   c.abort = false;
   irq_status_ |= 1u << channel;
-  // A driver may poll STATUS instead of installing an eventfd.
-  if (!IrqEnabled(kMsixIrq, channel)) return;
-  absl::Status status = TriggerIrq(kMsixIrq, channel);
-  if (!status.ok()) {
+  // Vector n: MSI-X entry n (the device has only MSI-X). A driver may
+  // poll STATUS instead of installing an eventfd: FailedPrecondition.
+  absl::Status status = RaiseInterrupt(channel);
+  if (!status.ok() && !absl::IsFailedPrecondition(status) && !absl::IsUnavailable(status)) {
     VFU_LOG(kWarning, "dma_engine: channel ", channel,
             ": raising MSI-X failed: ", status.ToString());
   }

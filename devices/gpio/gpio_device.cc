@@ -55,22 +55,21 @@ GpioDevice::Levels GpioDevice::LevelsLocked() const {
 
 void GpioDevice::UpdateLocked(Levels before) {
   regs_.irq_status |= (before.input ^ InputLocked()) & regs_.irq_enable;
-  if ((PendingLocked() & ~before.pending) != 0) RaiseLocked();
+  SignalLocked(before.pending);
 }
 
-void GpioDevice::RaiseLocked() {
-  // MSI when the client set it up: QEMU installs MSI eventfds only once the
-  // guest enables MSI, and removes them when it disables it.
-  uint32_t index = kMsiIrq;
-  if (!IrqEnabled(kMsiIrq, 0)) {
-    if (!IrqEnabled(kIntxIrq, 0)) return;  // nobody listens
-    index = kIntxIrq;
-    if (intx_masked_) intx_raised_while_masked_ = true;
-  }
-  absl::Status status = TriggerIrq(index, 0);
-  // FailedPrecondition: the client removed the eventfd since we looked.
-  if (!status.ok() && !absl::IsFailedPrecondition(status)) {
-    VFU_LOG(kWarning, "gpio: raising IRQ index ", index, " failed: ", status.ToString());
+void GpioDevice::SignalLocked(uint16_t pending_before) {
+  const uint16_t pending = PendingLocked();
+  // The interrupt is a level ("some enabled line is pending"). INTx carries
+  // it as one; MSI sends a message on each newly pending line. The
+  // framework picks between them and holds INTx while MSI is in use.
+  absl::Status level = SetIntxLevel(pending != 0);
+  if (!level.ok()) VFU_LOG(kWarning, "gpio: INTx level: ", level.ToString());
+  if ((pending & ~pending_before) == 0) return;
+  absl::Status raised = RaiseInterrupt(0);
+  // FailedPrecondition / Unavailable: nobody listens (the driver may poll).
+  if (!raised.ok() && !absl::IsFailedPrecondition(raised) && !absl::IsUnavailable(raised)) {
+    VFU_LOG(kWarning, "gpio: raising the interrupt failed: ", raised.ToString());
   }
 }
 
@@ -149,42 +148,10 @@ absl::Status GpioDevice::OnRegionWrite(uint32_t region, uint64_t offset,
 
 absl::Status GpioDevice::OnReset() {
   absl::MutexLock lock(&mu_);
+  const uint16_t pending_before = PendingLocked();
   regs_ = Registers();
+  SignalLocked(pending_before);
   return absl::OkStatus();
-}
-
-void GpioDevice::OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
-                                   IrqController::Change change) {
-  using Change = IrqController::Change;
-  absl::MutexLock lock(&mu_);
-  if (index == kMsiIrq) {
-    // MSI torn down while a line is pending: the level moves to INTx.
-    if (change == Change::kDisabled && PendingLocked() != 0) RaiseLocked();
-    return;
-  }
-  if (index != kIntxIrq) return;
-  bool reassert = false;
-  switch (change) {
-    case Change::kMasked:
-      intx_masked_ = true;
-      intx_raised_while_masked_ = false;
-      break;
-    case Change::kUnmasked:
-      intx_masked_ = false;
-      // A raise while masked is pending in the framework and the unmask
-      // delivers it; raising again would duplicate it.
-      reassert = !intx_raised_while_masked_;
-      intx_raised_while_masked_ = false;
-      break;
-    case Change::kEnabled:
-      reassert = true;
-      break;
-    case Change::kDisabled:
-      break;
-  }
-  // Level-triggered: a line still pending fires whenever it could have
-  // been missed.
-  if (reassert && PendingLocked() != 0 && !IrqEnabled(kMsiIrq, 0)) RaiseLocked();
 }
 
 }  // namespace vfu::devices

@@ -35,12 +35,13 @@
 //
 // Interrupts. The device interrupts when a line becomes pending, pending
 // meaning IRQ_STATUS & IRQ_ENABLE: on an input event, or when IRQ_ENABLE is
-// set for a line whose status bit is still set. It raises MSI vector 0 if
-// the client has installed its eventfd, otherwise INTx. INTx is
-// level-triggered: while a line is pending it is raised again wherever it
-// could have been missed: when the client unmasks it (SET_IRQS
-// ACTION_UNMASK; unless the raise made while it was masked is the one the
-// unmask delivers), installs its eventfd, or tears MSI down.
+// set for a line whose status bit is still set. Through PciDevice's
+// interrupt routing (interrupt_router.h) that is MSI vector 0 when MSI is
+// in use, INTx otherwise. INTx is level-triggered (SetIntxLevel): while a
+// line is pending it is delivered again wherever it could have been missed:
+// at the client's unmask (SET_IRQS ACTION_UNMASK; INTx masks itself on
+// each delivery, as VFIO's does), when it installs its eventfd, or when MSI
+// is torn down.
 //
 // Reset (DEVICE_RESET) restores the reset values above; INPUT keeps showing
 // the outside levels, which reset does not change. State survives clients.
@@ -106,8 +107,6 @@ class GpioDevice : public PciDevice {
   absl::Status OnRegionWrite(uint32_t region, uint64_t offset,
                              absl::Span<const uint8_t> data) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status OnReset() override ABSL_LOCKS_EXCLUDED(mu_);
-  void OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
-                         IrqController::Change change) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // The writable state, all at its reset value when default-constructed.
@@ -138,21 +137,14 @@ class GpioDevice : public PciDevice {
   // `before` become status bits, and a line that became pending raises an
   // interrupt.
   void UpdateLocked(Levels before) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RaiseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the interrupt up to date after the pending lines were
+  // `pending_before`: the INTx level, and a message per new pending line.
+  void SignalLocked(uint16_t pending_before) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   Registers regs_ ABSL_GUARDED_BY(mu_);
   // Levels the outside world drives (SetInputLine).
   uint16_t outside_ ABSL_GUARDED_BY(mu_) = 0;
-  // INTx as the client last set its mask through SET_IRQS, and whether we
-  // raised INTx since it was masked (the unmask then delivers that raise,
-  // so re-raising would duplicate it). These follow the framework after the
-  // fact (the hook runs once SET_IRQS is applied), so a raise racing a MASK
-  // can be taken for an unmasked one; the cost is one extra INTx at the
-  // next unmask, which a driver of a level-triggered line reads as
-  // spurious.
-  bool intx_masked_ ABSL_GUARDED_BY(mu_) = false;
-  bool intx_raised_while_masked_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vfu::devices

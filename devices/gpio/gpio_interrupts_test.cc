@@ -4,6 +4,8 @@
 // The device raises an interrupt before the call that caused it returns
 // (SetInputLine, or the REGION_WRITE / SET_IRQS reply), so "nothing came"
 // is checked with a zero timeout and "it came" with a generous one.
+#include <linux/pci_regs.h>
+
 #include <cstdint>
 
 #include "devices/gpio/gpio_test_fixture.h"
@@ -17,7 +19,31 @@ using ::testing::Optional;
 
 constexpr std::nullopt_t kNothing = std::nullopt;
 
-using GpioInterruptsTest = GpioTest;
+class GpioInterruptsTest : public GpioTest {
+ protected:
+  uint16_t Config16(uint32_t offset) {
+    absl::StatusOr<std::vector<uint8_t>> bytes = client_->RegionRead(kConfigRegion, offset, 2);
+    EXPECT_OK(bytes);
+    return bytes.ok() && bytes->size() == 2 ? static_cast<uint16_t>((*bytes)[0] | (*bytes)[1] << 8)
+                                            : 0;
+  }
+  void WriteConfig16(uint32_t offset, uint16_t value) {
+    const uint8_t bytes[2] = {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8)};
+    EXPECT_OK(client_->RegionWrite(kConfigRegion, offset, bytes));
+  }
+  // The MSI capability's offset, found as a driver finds it.
+  uint32_t MsiCap() {
+    uint32_t offset = Config16(PCI_CAPABILITY_LIST) & 0xfc;
+    for (int guard = 0; offset != 0 && guard < 48; ++guard) {
+      const uint16_t header = Config16(offset);
+      if ((header & 0xff) == PCI_CAP_ID_MSI) return offset;
+      offset = (header >> 8) & 0xfc;
+    }
+    ADD_FAILURE() << "no MSI capability";
+    return 0;
+  }
+  bool InterruptStatus() { return (Config16(PCI_STATUS) & PCI_STATUS_INTERRUPT) != 0; }
+};
 
 // An input change on an enabled line sets its status bit and raises MSI
 // vector 0.
@@ -180,6 +206,41 @@ TEST_F(GpioInterruptsTest, InputChangesFromAnotherThread) {
   while (std::optional<uint64_t> count = ReadEventfd(msi, 0)) raised += *count;
   EXPECT_EQ(raised, 16u);
   EXPECT_EQ(Read32(GpioDevice::kRegIrqStatus), 0xffffu);
+}
+
+}  // namespace
+}  // namespace vfu::devices
+
+namespace vfu::devices {
+namespace {
+
+// The guest's MSI Enable bit decides even before the client installs the
+// MSI eventfd (QEMU installs it right after): INTx stays quiet meanwhile,
+// as PCI demands, and carries the still-pending line once MSI is off.
+TEST_F(GpioInterruptsTest, MsiEnableBitSilencesIntxUntilCleared) {
+  UniqueFd intx = Watch(kIntxIrq);
+  const uint32_t msi_cap = MsiCap();
+  WriteConfig16(msi_cap + PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE);
+  Write32(GpioDevice::kRegIrqEnable, 1u << 5);
+  ASSERT_OK(device_.SetInputLine(5, true));
+  EXPECT_EQ(ReadEventfd(intx, 0), kNothing);
+  WriteConfig16(msi_cap + PCI_MSI_FLAGS, 0);
+  EXPECT_THAT(ReadEventfd(intx, kInterruptTimeoutMs), Optional(Eq(1u)));
+}
+
+// Config space's Interrupt Status bit follows the INTx line: up while a
+// line is pending, down once the driver acknowledged it.
+TEST_F(GpioInterruptsTest, IntxShowsInConfigStatus) {
+  UniqueFd intx = Watch(kIntxIrq);
+  Write32(GpioDevice::kRegIrqEnable, 1u << 2);
+  EXPECT_FALSE(InterruptStatus());
+  ASSERT_OK(device_.SetInputLine(2, true));
+  EXPECT_THAT(ReadEventfd(intx, kInterruptTimeoutMs), Optional(Eq(1u)));
+  EXPECT_TRUE(InterruptStatus());
+  Write32(GpioDevice::kRegIrqStatus, 1u << 2);
+  EXPECT_FALSE(InterruptStatus());
+  ASSERT_OK(SetMasked(kIntxIrq, false));
+  EXPECT_EQ(ReadEventfd(intx, 0), kNothing);
 }
 
 }  // namespace

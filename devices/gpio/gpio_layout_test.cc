@@ -67,6 +67,12 @@ TEST_F(GpioLayoutTest, IrqInfo) {
     ASSERT_OK_AND_ASSIGN(wire::IrqInfo info, client_->GetIrqInfo(index));
     EXPECT_EQ(info.count, expected[index]) << "IRQ index " << index;
   }
+  // INTx masks itself on every delivery, as under the kernel's vfio-pci.
+  ASSERT_OK_AND_ASSIGN(wire::IrqInfo intx, client_->GetIrqInfo(kIntxIrq));
+  EXPECT_EQ(intx.flags,
+            VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED);
+  ASSERT_OK_AND_ASSIGN(wire::IrqInfo msi, client_->GetIrqInfo(kMsiIrq));
+  EXPECT_EQ(msi.flags, static_cast<uint32_t>(VFIO_IRQ_INFO_EVENTFD));
 }
 
 // The IDs, class and interrupt pin, and an MSI capability offering exactly

@@ -1,6 +1,10 @@
-// Fuzzes the DEVICE_GET_REGION_IO_FDS codec (vfu/wire/region_io_fds.h):
+// Fuzzes DEVICE_GET_REGION_IO_FDS: the codec (vfu/wire/region_io_fds.h),
 // request decoder and client-side reply decoder on the same payload, and
-// the reply encoder on the entries the reply decoder accepts.
+// the reply encoder on the entries the reply decoder accepts; and the
+// server's handling of the payload as a request (the engine's decode and
+// validation, vfu/engine/session_region_io_fds.cc) with a PciDevice that
+// has doorbells: 3 in region 0, 1 in region 2, none elsewhere, for a client
+// that accepts 2 fds per message.
 //
 // Input: one selector byte, then the payload. Selector bits 0-2: number of
 // fds that came with the message (0..7); bits 3-7: the request argsz the
@@ -17,7 +21,14 @@
 //    reply of RegionIoFdsReplyFullSize() bytes that decodes to the same
 //    entries, index and count;
 //  - truncation: for a smaller request argsz the reply is the 16-byte
-//    header alone, and no reply exceeds the request argsz.
+//    header alone, and no reply exceeds the request argsz;
+//  - server: the payload is accepted exactly when the request decoder
+//    accepts it, the region exists and has doorbells; then the reply is
+//    the header alone with the full argsz and no fds when argsz is too
+//    small, E2BIG when the region has more fds than the client accepts,
+//    else the complete reply with one eventfd per entry, the entries being
+//    the device's doorbells. Errors are EINVAL otherwise; every fd sent
+//    with the command is closed.
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
@@ -27,8 +38,16 @@
 
 #include "absl/status/statusor.h"
 #include "testing/fuzz/fuzz_util.h"
+#include "testing/local_dma_context.h"
+#include "vfu/base/unique_fd.h"
+#include "vfu/device/pci_device.h"
+#include "vfu/engine/session.h"
+#include "vfu/irq/eventfd_slot.h"
+#include "vfu/transport/message.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/header.h"
 #include "vfu/wire/region_io_fds.h"
+#include "vfu/wire/version.h"
 
 namespace vfu::fuzz {
 namespace {
@@ -133,6 +152,104 @@ void CheckReply(absl::Span<const uint8_t> payload, size_t num_fds, uint32_t requ
   }
 }
 
+// What the server's device offers.
+constexpr uint32_t kMaxFdsToClient = 2;
+
+PciDeviceSpec DoorbellSpec() {
+  PciDeviceSpec spec;
+  spec.identity = {.vendor_id = 0x1d0f, .device_id = 0x0004, .class_code = 0xff0000};
+  spec.bars[0] = {.size = 0x1000};
+  spec.bars[2] = {.size = 0x1000};
+  spec.ioeventfds = {{.region = 0, .offset = 0x0, .size = 4},
+                     {.region = 0, .offset = 0x8, .size = 8, .datamatch = 3},
+                     {.region = 0, .offset = 0x10, .size = 2},
+                     {.region = 2, .offset = 0x20, .size = 1}};
+  return spec;
+}
+
+size_t DoorbellsIn(uint32_t region) { return region == 0 ? 3 : region == 2 ? 1 : 0; }
+
+// One device and one negotiated session for the whole run: the command
+// changes nothing, so inputs cannot affect each other through them.
+struct Server {
+  Server()
+      : device(DoorbellSpec()),
+        session(device, context, context.table(), SessionOptions{}, "fuzz") {
+    std::vector<uint8_t> payload;
+    wire::EncodeVersionWithJson(0, 2, R"({"capabilities":{"max_msg_fds":2}})", payload);
+    const Session::Result r = session.Handle(Command(1, wire::Command::kVersion, payload, {}));
+    VFU_FUZZ_CHECK(r.negotiated.has_value(), "negotiation failed");
+    session.Attach();
+  }
+
+  static InboundMessage Command(uint16_t id, wire::Command cmd, absl::Span<const uint8_t> payload,
+                                std::vector<UniqueFd> fds) {
+    InboundMessage m;
+    m.bytes = wire::StartMessage(payload.size());
+    m.bytes.insert(m.bytes.end(), payload.begin(), payload.end());
+    wire::FinishMessage(wire::CommandHeader(id, cmd, /*no_reply=*/false), m.bytes);
+    m.header = wire::DecodeHeader(m.bytes);
+    m.fds = std::move(fds);
+    return m;
+  }
+
+  PciDevice device;
+  testing::LocalDmaContext context;
+  Session session;
+};
+
+void CheckServer(absl::Span<const uint8_t> payload, size_t num_fds) {
+  static Server* const server = new Server();
+  FdTracker tracker;
+  std::vector<UniqueFd> fds;
+  for (size_t i = 0; i < num_fds; ++i) fds.emplace_back(tracker.NewEventFd());
+  const Session::Result r = server->session.Handle(
+      Server::Command(7, wire::Command::kDeviceGetRegionIoFds, payload, std::move(fds)));
+  tracker.CheckAllClosed();
+  VFU_FUZZ_CHECK(r.reply.has_value() && !r.close_connection, "no reply, or the connection closed");
+  const wire::Header h = wire::DecodeHeader(r.reply->bytes);
+  VFU_FUZZ_CHECK(h.is_reply() && h.msg_id == 7 && h.msg_size == r.reply->bytes.size(),
+                 "malformed reply header");
+  const absl::Span<const uint8_t> reply =
+      absl::MakeConstSpan(r.reply->bytes).subspan(wire::kHeaderSize);
+
+  // The model.
+  const absl::StatusOr<RegionIoFdsRequest> request = wire::DecodeRegionIoFdsRequest(payload, 0);
+  const size_t doorbells = request.ok() ? DoorbellsIn(request->index) : 0;
+  const bool accepted = request.ok() && request->index < server->device.num_regions() &&
+                        doorbells > 0;
+  if (!accepted) {
+    VFU_FUZZ_CHECK(h.is_error() && h.error == EINVAL && reply.empty() && r.reply->fds.empty(),
+                   "expected EINVAL, got error ", h.error, " with ", reply.size(), " bytes");
+    return;
+  }
+  const uint64_t full = wire::RegionIoFdsReplyFullSize(doorbells);
+  if (full > request->argsz) {
+    VFU_FUZZ_CHECK(!h.is_error() && reply.size() == wire::kRegionIoFdsHeaderSize &&
+                       r.reply->fds.empty(),
+                   "argsz ", request->argsz, ": expected the header alone");
+    const absl::StatusOr<RegionIoFdsReply> decoded = wire::DecodeRegionIoFdsReply(reply, 0);
+    VFU_FUZZ_CHECK(decoded.ok() && decoded->argsz == full && decoded->count == doorbells &&
+                       decoded->index == request->index,
+                   "header-only reply does not say what is needed");
+    return;
+  }
+  if (doorbells > kMaxFdsToClient) {
+    VFU_FUZZ_CHECK(h.is_error() && h.error == E2BIG && r.reply->fds.empty(),
+                   "expected E2BIG, got error ", h.error);
+    return;
+  }
+  VFU_FUZZ_CHECK(!h.is_error() && reply.size() == full && r.reply->fds.size() == doorbells,
+                 "complete reply of ", reply.size(), " bytes with ", r.reply->fds.size(), " fds");
+  const absl::StatusOr<RegionIoFdsReply> decoded =
+      wire::DecodeRegionIoFdsReply(reply, r.reply->fds.size());
+  VFU_FUZZ_CHECK(decoded.ok() && decoded->entries.size() == doorbells, "own reply rejected");
+  for (const IoFdEntry& e : decoded->entries) {
+    VFU_FUZZ_CHECK(e.type == IoFdType::kIoeventfd && IsEventfd(r.reply->fds[e.fd_index].get()),
+                   "entry at ", e.offset, " is not an ioeventfd");
+  }
+}
+
 void Run(InputReader& in) {
   const uint8_t selector = in.U8();
   const size_t num_fds = selector & 7;
@@ -140,6 +257,7 @@ void Run(InputReader& in) {
   const absl::Span<const uint8_t> payload = in.Rest();
   CheckRequest(payload, num_fds);
   CheckReply(payload, num_fds, request_argsz);
+  CheckServer(payload, num_fds);
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 //                lengths, the destination and its surroundings compared
 #include "testing/soak/good_patterns.h"
 
+#include <linux/vfio.h>
+
 #include <cstring>
 #include <vector>
 
@@ -176,6 +178,18 @@ class GoodGpio : public Pattern {
       }
       if (absl::Status s = Write32(client, 0, GpioDevice::kRegIrqStatus, changed); !s.ok()) {
         return stats.Fail("IRQ_STATUS clear: ", s.ToString());
+      }
+      // INTx masks itself on delivery (VFIO): unmask it, as QEMU does at
+      // the guest's end of interrupt, so the next change can raise it.
+      if (!msi && changed != 0) {
+        wire::SetIrqsRequest unmask;
+        unmask.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+        unmask.index = kIntxIrq;
+        unmask.start = 0;
+        unmask.count = 1;
+        if (absl::Status s = client.SetIrqs(unmask); !s.ok()) {
+          return stats.Fail("INTx unmask: ", s.ToString());
+        }
       }
     }
   }

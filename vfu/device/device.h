@@ -16,6 +16,8 @@
 #ifndef VFU_DEVICE_DEVICE_H_
 #define VFU_DEVICE_DEVICE_H_
 
+#include <linux/vfio.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -34,6 +36,7 @@
 #include "vfu/wire/constants.h"
 #include "vfu/wire/irq.h"
 #include "vfu/wire/region_info.h"
+#include "vfu/wire/region_io_fds.h"
 
 namespace vfu {
 
@@ -144,6 +147,16 @@ class Device {
   virtual RegionDescription DescribeRegion(uint32_t index) const { return {}; }
   // Vectors of IRQ index `index` (0 = unsupported).
   virtual uint32_t IrqCount(uint32_t index) const { return 0; }
+  // DEVICE_GET_IRQ_INFO's flags for `index` (VFIO_IRQ_INFO_*).
+  virtual uint32_t IrqInfoFlags(uint32_t index) const {
+    return IrqCount(index) > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;
+  }
+  // DEVICE_GET_REGION_IO_FDS: the region's sub-regions served by fds.
+  // Appends entries whose fd_index index `fds`; the fds are borrowed and
+  // stay open until the next hook call. None: the region has no io fds
+  // (the client gets EINVAL).
+  virtual void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
+                                   std::vector<int>& fds) const {}
 
   // Region accesses. vfu has already checked the index, the bounds and
   // the region's permissions. An error becomes an error reply (its errno

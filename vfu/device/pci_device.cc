@@ -1,6 +1,7 @@
 #include "vfu/device/pci_device.h"
 
 #include <linux/pci_regs.h>
+#include <linux/vfio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -58,7 +59,9 @@ std::shared_ptr<DeviceContext> NoClientContext() {
 }  // namespace
 
 PciDevice::PciDevice(PciDeviceSpec spec)
-    : spec_(std::move(spec)), irqs_(IrqCounts(spec_)), context_(NoClientContext()) {
+    : spec_(std::move(spec)),
+      irqs_(IrqCounts(spec_), /*auto_mask_intx=*/true),
+      context_(NoClientContext()) {
   init_status_ = Build();
   if (!init_status_.ok()) {
     VFU_LOG(kError, "invalid PCI device description: ", init_status_.message());
@@ -209,6 +212,7 @@ absl::Status PciDevice::Build() {
   if (irq.msix_vectors != 0) {
     VFU_ASSIGN_OR_RETURN(msix_table, pci::MsixTable::Create(irq.msix_vectors));
   }
+  VFU_RETURN_IF_ERROR(BuildIoeventfds());
   absl::MutexLock lock(&config_mu_);
   config_ = std::move(*config);
   msix_table_ = std::move(msix_table);
@@ -241,6 +245,14 @@ RegionDescription PciDevice::DescribeRegion(uint32_t index) const {
 }
 
 uint32_t PciDevice::IrqCount(uint32_t index) const { return irqs_.vectors(index); }
+
+uint32_t PciDevice::IrqInfoFlags(uint32_t index) const {
+  if (irqs_.vectors(index) == 0) return 0;
+  if (index == kIntxIrq) {
+    return VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+  }
+  return VFIO_IRQ_INFO_EVENTFD;
+}
 
 absl::Span<uint8_t> PciDevice::region_memory(uint32_t region) const {
   const Region* r = FindRegion(region);
@@ -300,6 +312,11 @@ absl::Status PciDevice::WriteRegion(uint32_t index, uint64_t offset,
     // The PBA is read-only; QEMU drops such writes too.
     return absl::OkStatus();
   }
+  // A doorbell the client did not ring through its eventfd: the same ring.
+  if (std::optional<size_t> doorbell = ioeventfds_.Match(index, offset, data)) {
+    ioeventfds_.Ring(*doorbell);
+    return absl::OkStatus();
+  }
   return OnRegionWrite(index, offset, data);
 }
 
@@ -325,6 +342,7 @@ absl::Status PciDevice::OnRegionWrite(uint32_t region, uint64_t offset,
 absl::Status PciDevice::ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> out) {
   absl::MutexLock lock(&config_mu_);
   config_->Read(static_cast<uint32_t>(offset), out);
+  router_.OverlayInterruptStatus(offset, out);
   return absl::OkStatus();
 }
 
@@ -351,8 +369,8 @@ absl::Status PciDevice::WriteConfigRegion(uint64_t offset, absl::Span<const uint
   if (IsFunctionLevelReset(kConfigRegion, offset, data)) {
     // The reset replaces whatever else the write said: every register
     // returns to its default, and the bit itself always reads 0.
-    ResetConfig();
     irqs_.ReleaseClientResources();
+    ResetConfig();  // after the release: the route follows the eventfds too
     return OnReset();
   }
   {
@@ -365,20 +383,27 @@ absl::Status PciDevice::WriteConfigRegion(uint64_t offset, absl::Span<const uint
 }
 
 uint32_t PciDevice::ReadConfig32(uint32_t offset) const {
-  absl::MutexLock lock(&config_mu_);
-  return config_ ? config_->Get32(offset) : 0;
+  uint8_t bytes[4] = {};
+  ReadConfigSnapshot(offset, absl::MakeSpan(bytes));
+  return bytes[0] | bytes[1] << 8 | bytes[2] << 16 | uint32_t{bytes[3]} << 24;
 }
 
 uint16_t PciDevice::ReadConfig16(uint32_t offset) const {
+  uint8_t bytes[2] = {};
+  ReadConfigSnapshot(offset, absl::MakeSpan(bytes));
+  return static_cast<uint16_t>(bytes[0] | bytes[1] << 8);
+}
+
+void PciDevice::ReadConfigSnapshot(uint32_t offset, absl::Span<uint8_t> out) const {
   absl::MutexLock lock(&config_mu_);
-  return config_ ? config_->Get16(offset) : 0;
+  if (!config_) return;
+  config_->Read(offset, out);
+  router_.OverlayInterruptStatus(offset, out);
 }
 
 void PciDevice::UpdateDeviceMasks() {
   if (!config_) return;
-  if (irqs_.vectors(kIntxIrq) != 0) {
-    irqs_.SetDeviceMask(kIntxIrq, 0, (config_->command() & PCI_COMMAND_INTX_DISABLE) != 0);
-  }
+  router_.UpdateFromConfig(*config_);
   if (std::optional<pci::MsiState> msi = pci::ReadMsiState(*config_)) {
     for (uint32_t v = 0; v < irqs_.vectors(kMsiIrq); ++v) {
       irqs_.SetDeviceMask(kMsiIrq, v, msi->per_vector_mask && ((msi->mask_bits >> v) & 1) != 0);
@@ -393,11 +418,15 @@ void PciDevice::UpdateDeviceMasks() {
 }
 
 void PciDevice::ResetConfig() {
-  absl::MutexLock lock(&config_mu_);
-  if (config_) config_->Reset();
-  if (msix_table_) msix_table_->Reset();
-  msix_table_driven_ = false;
-  UpdateDeviceMasks();
+  {
+    absl::MutexLock lock(&config_mu_);
+    if (config_) config_->Reset();
+    if (msix_table_) msix_table_->Reset();
+    msix_table_driven_ = false;
+    UpdateDeviceMasks();
+  }
+  // A reset device drives no line; OnReset may raise it again.
+  if (irqs_.vectors(kIntxIrq) != 0) router_.SetIntxLevel(false).IgnoreError();
 }
 
 absl::Status PciDevice::Reset() {
@@ -407,7 +436,11 @@ absl::Status PciDevice::Reset() {
 
 absl::Status PciDevice::SetIrqs(const wire::SetIrqsRequest& request,
                                 std::vector<UniqueFd>& fds) {
-  return irqs_.SetIrqs(request, fds);
+  absl::Status status = irqs_.SetIrqs(request, fds);
+  // Eventfds alone can move the interrupt route (interrupt_router.h).
+  absl::MutexLock lock(&config_mu_);
+  UpdateDeviceMasks();
+  return status;
 }
 
 absl::Status PciDevice::TriggerIrq(uint32_t index, uint32_t vector) {
@@ -419,6 +452,16 @@ absl::Status PciDevice::TriggerIrq(uint32_t index, uint32_t vector) {
   }
   return status;
 }
+
+absl::Status PciDevice::RaiseInterrupt(uint32_t vector) {
+  absl::Status status = router_.Raise(vector);
+  if (!status.ok() && !attached_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(absl::StrCat("no client attached (", status.message(), ")"));
+  }
+  return status;
+}
+
+absl::Status PciDevice::SetIntxLevel(bool asserted) { return router_.SetIntxLevel(asserted); }
 
 bool PciDevice::IrqEnabled(uint32_t index, uint32_t vector) const {
   return irqs_.IsEnabled(index, vector);
@@ -446,6 +489,14 @@ void PciDevice::OnDetach() {
     context_ = NoClientContext();
   }
   irqs_.ReleaseClientResources();
+  // The departed client may keep its eventfd copies: fresh ones for the next.
+  if (absl::Status renewed = ioeventfds_.Renew(); !renewed.ok()) {
+    VFU_LOG(kError, "renewing ioeventfds: ", renewed.ToString());
+  }
+  {
+    absl::MutexLock lock(&config_mu_);
+    UpdateDeviceMasks();
+  }
   OnClientDetached();
 }
 

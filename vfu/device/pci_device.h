@@ -30,9 +30,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/device/device.h"
+#include "vfu/device/interrupt_router.h"
 #include "vfu/device/pci_device_spec.h"
 #include "vfu/irq/irq_controller.h"
 #include "vfu/pci/config_space.h"
@@ -82,8 +84,31 @@ class PciDevice : public Device {
 
   // ---- Services, any thread ----
 
-  // Raises vector `vector` of IRQ index `index` (kIntxIrq, kMsiIrq,
-  // kMsixIrq, ...): an eventfd write when the vector is enabled and
+  // Raises the device's interrupt vector `vector` through what the guest
+  // enabled: MSI-X entry `vector`, else MSI (folded into the messages the
+  // guest granted), else the INTx line, each with its masks and pending
+  // bits. INTx is masked by each delivery until the client unmasks it, as
+  // under the kernel's vfio-pci. The full rules are in interrupt_router.h.
+  // OK when delivered, held pending or coalesced; FailedPrecondition when
+  // nothing can carry it (no eventfd on the route); Unavailable when that
+  // is because no client is attached; OutOfRange for an MSI-X vector
+  // beyond the table. Lock-free, never allocates: for device threads.
+  absl::Status RaiseInterrupt(uint32_t vector);
+
+  // Level-triggered INTx: holds the line up until the device lowers it,
+  // delivering again at each client unmask while it is up. MSI and MSI-X
+  // ignore the level; a device whose interrupt is a level raises
+  // RaiseInterrupt() on its rising edge and also tracks the level here.
+  // FailedPrecondition if the device has no INTx. Lock-free.
+  absl::Status SetIntxLevel(bool asserted);
+
+  // Where RaiseInterrupt() delivers now (a snapshot).
+  InterruptRouter::Route interrupt_route() const { return router_.route(); }
+
+  // Low-level: raises vector `vector` of IRQ index `index` directly,
+  // bypassing the routing above.
+
+  // (kIntxIrq, kMsiIrq, kMsixIrq, ...): an eventfd write when the vector is enabled and
   // unmasked; pending (delivered on unmask) while masked. Lock-free; never
   // held up by the client's eventfd (a full counter coalesces: irq_controller.h).
   // Unavailable when the vector cannot fire because no client is attached
@@ -116,6 +141,31 @@ class PciDevice : public Device {
   uint32_t ReadConfig32(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
   uint16_t ReadConfig16(uint32_t offset) const ABSL_LOCKS_EXCLUDED(config_mu_);
 
+  // ---- Doorbells on eventfds (spec().ioeventfds), any thread ----
+  //
+  // Doorbell i rings when the client writes it, through its eventfd (as
+  // KVM does for QEMU) or a trapped REGION_WRITE: both look the same here,
+  // and the value written is not kept (use shadow registers for values, or
+  // set trapped_write_rings = false to get trapped writes, with their
+  // value, in OnRegionWrite instead). A device thread waits for rings with
+  // poll()/epoll on ioeventfd(i) (readable while rings are unconsumed;
+  // stable across clients) and takes them with ConsumeIoeventfd(i), or
+  // lets WaitForIoeventfds do both.
+  size_t num_ioeventfds() const { return ioeventfds_.size(); }
+  int ioeventfd(size_t i) const { return ioeventfds_.wait_fd(i); }
+  // Rings of doorbell i since the last call (0: none); re-arms ioeventfd(i).
+  uint64_t ConsumeIoeventfd(size_t i) { return ioeventfds_.Consume(i); }
+  struct DoorbellWait {
+    std::vector<size_t> rung;  // the doorbells that rang, each consumed
+    bool wake_fd_ready = false;
+  };
+  // Waits up to `timeout` (InfiniteDuration: forever) until one of
+  // `doorbells` rings or `wake_fd` (if >= 0, e.g. the thread's stop
+  // eventfd; not read) is readable. Empty result on timeout. OutOfRange
+  // for an unknown doorbell; EINTR is retried.
+  absl::StatusOr<DoorbellWait> WaitForIoeventfds(absl::Span<const size_t> doorbells,
+                                                 int wake_fd, absl::Duration timeout);
+
   const PciDeviceSpec& spec() const { return spec_; }
 
   // ---- Device (the engine's contract); final: authors use the hooks ----
@@ -124,6 +174,10 @@ class PciDevice : public Device {
   uint32_t num_irqs() const final { return wire::kPciNumIrqs; }
   RegionDescription DescribeRegion(uint32_t index) const final;
   uint32_t IrqCount(uint32_t index) const final;
+  // INTx adds MASKABLE and AUTOMASKED, as the kernel's vfio-pci reports it.
+  uint32_t IrqInfoFlags(uint32_t index) const final;
+  void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
+                           std::vector<int>& fds) const final;
   absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) final;
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) final;
@@ -150,10 +204,15 @@ class PciDevice : public Device {
   };
 
   absl::Status Build();
+  // Creates ioeventfds_ from the spec (pci_device_ioeventfds.cc).
+  absl::Status BuildIoeventfds();
   const Region* FindRegion(uint32_t index) const;
   // The MSI-X table / PBA ranges inside the MSI-X BAR.
   bool InMsixTable(uint32_t region, uint64_t offset, uint64_t size) const;
   bool InMsixPba(uint32_t region, uint64_t offset, uint64_t size) const;
+  // Config bytes as the client would read them.
+  void ReadConfigSnapshot(uint32_t offset, absl::Span<uint8_t> out) const
+      ABSL_LOCKS_EXCLUDED(config_mu_);
   absl::Status ReadConfigRegion(uint64_t offset, absl::Span<uint8_t> out)
       ABSL_LOCKS_EXCLUDED(config_mu_);
   absl::Status WriteConfigRegion(uint64_t offset, absl::Span<const uint8_t> data)
@@ -171,6 +230,8 @@ class PciDevice : public Device {
   absl::Status init_status_;
   std::vector<Region> regions_;  // indexed by region number; fixed after Build
   IrqController irqs_;
+  InterruptRouter router_{irqs_};
+  IoeventfdSet ioeventfds_;  // set in Build, then only renewed
 
   mutable absl::Mutex config_mu_;
   std::optional<pci::ConfigSpace> config_ ABSL_GUARDED_BY(config_mu_);

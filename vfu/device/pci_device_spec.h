@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vfu/base/unique_fd.h"
+#include "vfu/device/ioeventfd_set.h"
 #include "vfu/pci/capabilities.h"
 #include "vfu/pci/config_space.h"
 #include "vfu/wire/region_info.h"
@@ -87,6 +88,10 @@ struct PciDeviceSpec {
   std::vector<pci::ExtendedCapability> extended_capabilities;
   // Adds the device serial number extended capability (express only).
   std::optional<uint64_t> serial_number;
+  // Doorbells the client may ring through eventfds (DEVICE_GET_REGION_IO_FDS),
+  // in a writable BAR or device-specific region, outside the MSI-X table and
+  // PBA. Doorbell i is PciDevice::ioeventfd(i); see ioeventfd_set.h.
+  std::vector<IoeventfdSpec> ioeventfds;
 };
 
 }  // namespace vfu

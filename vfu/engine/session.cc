@@ -234,6 +234,8 @@ absl::Status Session::Dispatch(InboundMessage& message, Result& result,
       return HandleGetInfo(message, reply);
     case Command::kDeviceGetRegionInfo:
       return HandleGetRegionInfo(message, reply, reply_fds);
+    case Command::kDeviceGetRegionIoFds:
+      return HandleGetRegionIoFds(message, reply, reply_fds);
     case Command::kDeviceGetIrqInfo:
       return HandleGetIrqInfo(message, reply);
     case Command::kRegionRead:
@@ -403,7 +405,7 @@ absl::Status Session::HandleGetIrqInfo(const InboundMessage& message,
   wire::IrqInfo info;
   info.index = request.index;
   info.count = device_.IrqCount(request.index);
-  info.flags = info.count > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;
+  info.flags = device_.IrqInfoFlags(request.index);
   wire::EncodeIrqInfoReply(info, reply);
   return absl::OkStatus();
 }

@@ -157,6 +157,9 @@ class Session {
   absl::Status HandleGetInfo(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleGetRegionInfo(const InboundMessage& message, std::vector<uint8_t>& reply,
                                    std::vector<UniqueFd>& reply_fds);
+  // session_region_io_fds.cc
+  absl::Status HandleGetRegionIoFds(const InboundMessage& message, std::vector<uint8_t>& reply,
+                                    std::vector<UniqueFd>& reply_fds);
   absl::Status HandleGetIrqInfo(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleRegionRead(const InboundMessage& message, std::vector<uint8_t>& reply);
   absl::Status HandleRegionWrite(const InboundMessage& message, std::vector<uint8_t>& reply);

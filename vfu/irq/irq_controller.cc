@@ -26,7 +26,13 @@ static_assert(IrqController::kNumIndexes == VFIO_PCI_NUM_IRQS);
 constexpr uint32_t kVfioMasked = 1u << 0;
 constexpr uint32_t kDeviceMasked = 1u << 1;
 constexpr uint32_t kPending = 1u << 2;
+// The device holds the line asserted (SetLevel).
+constexpr uint32_t kLevel = 1u << 3;
+// Delivered by an auto-masking vector and not yet unmasked by the client.
+constexpr uint32_t kInService = 1u << 4;
 constexpr uint32_t kMaskBits = kVfioMasked | kDeviceMasked;
+// What a delivery on an auto-masking vector adds to the state.
+constexpr uint32_t kAutoMaskBits = kVfioMasked | kInService;
 
 // Trigger() runs on device threads that must not allocate, so its error
 // statuses are built once; copying one only bumps a reference count.
@@ -70,13 +76,18 @@ struct IrqController::Vector {
   EventfdSlot trigger;
   EventfdSlot on_mask;    // written when the device mask gets set
   EventfdSlot on_unmask;  // written when the device mask gets cleared
+  bool auto_mask = false;  // fixed at construction
 };
 
-IrqController::IrqController(std::array<uint32_t, kNumIndexes> vectors) : counts_(vectors) {
+IrqController::IrqController(std::array<uint32_t, kNumIndexes> vectors, bool auto_mask_intx)
+    : counts_(vectors) {
   VFU_CHECK(vectors[VFIO_PCI_ERR_IRQ_INDEX] <= 1 && vectors[VFIO_PCI_REQ_IRQ_INDEX] <= 1,
             "ERR and REQ IRQ indexes have at most one vector");
   for (uint32_t i = 0; i < kNumIndexes; ++i) {
     if (counts_[i] > 0) vectors_[i] = std::make_unique<Vector[]>(counts_[i]);
+  }
+  if (auto_mask_intx && counts_[VFIO_PCI_INTX_IRQ_INDEX] > 0) {
+    vectors_[VFIO_PCI_INTX_IRQ_INDEX][0].auto_mask = true;
   }
 }
 
@@ -163,7 +174,7 @@ absl::Status IrqController::SetIrqs(const wire::SetIrqsRequest& r, std::vector<U
     }
     for (uint32_t i = 0; i < counts_[r.index]; ++i) {
       const uint32_t previous = vectors_[r.index][i].state.fetch_and(
-          ~(kVfioMasked | kPending), std::memory_order_acq_rel);
+          ~(kVfioMasked | kPending | kInService), std::memory_order_acq_rel);
       if (previous & kVfioMasked) Note(events, r.index, i, Change::kUnmasked);
     }
   } else {
@@ -176,7 +187,12 @@ absl::Status IrqController::SetIrqs(const wire::SetIrqsRequest& r, std::vector<U
           if (fd.valid()) {
             // A pending bit survives a replacement: it belongs to the
             // vector, and the new eventfd is where it will be delivered.
-            if (!v.trigger.Replace(std::move(fd))) Note(events, r.index, i, Change::kEnabled);
+            if (!v.trigger.Replace(std::move(fd))) {
+              Note(events, r.index, i, Change::kEnabled);
+              // A line the device holds asserted fires on its new eventfd,
+              // as enabling INTx on an asserting device does under VFIO.
+              DeliverLevel(v);
+            }
           } else if (DisableTrigger(v)) {
             Note(events, r.index, i, Change::kDisabled);
           }
@@ -205,10 +221,23 @@ absl::Status IrqController::SetIrqs(const wire::SetIrqsRequest& r, std::vector<U
     }
   }
 
+  RecountEnabled(r.index);
   if (listener_) {
     for (const Event& e : events) listener_(e.index, e.start, e.count, e.change);
   }
   return absl::OkStatus();
+}
+
+void IrqController::RecountEnabled(uint32_t index) {
+  uint32_t enabled = 0;
+  for (uint32_t i = 0; i < counts_[index]; ++i) {
+    if (vectors_[index][i].trigger.has_fd()) ++enabled;
+  }
+  enabled_vectors_[index].store(enabled, std::memory_order_release);
+}
+
+bool IrqController::AnyEnabled(uint32_t index) const {
+  return index < kNumIndexes && enabled_vectors_[index].load(std::memory_order_acquire) != 0;
 }
 
 absl::Status IrqController::Trigger(uint32_t index, uint32_t vector) {
@@ -225,37 +254,81 @@ absl::Status IrqController::Raise(Vector& v) {
   EventfdSlot::Lease lease = v.trigger.Acquire();
   if (!lease) return NotEnabledError();
   uint32_t state = v.state.load(std::memory_order_acquire);
-  while (state & kMaskBits) {
-    // Masked: leave it pending; an unmask that clears the last mask in the
-    // same word delivers it. Already pending: coalesced, like the PBA bit.
-    if (state & kPending) return absl::OkStatus();
-    if (v.state.compare_exchange_weak(state, state | kPending, std::memory_order_acq_rel,
-                                      std::memory_order_acquire)) {
-      return absl::OkStatus();
+  while (true) {
+    if (state & kMaskBits) {
+      // Masked: leave it pending; an unmask that clears the last mask in
+      // the same word delivers it. Already pending: coalesced, like the
+      // PBA bit.
+      if (state & kPending) return absl::OkStatus();
+      if (v.state.compare_exchange_weak(state, state | kPending, std::memory_order_acq_rel,
+                                        std::memory_order_acquire)) {
+        return absl::OkStatus();
+      }
+      continue;  // lost a race with a mask change: look again
     }
-    // Lost a race with a mask change: look again (it may be unmasked now).
+    if (!v.auto_mask) break;
+    // Auto-masking (VFIO INTx): the delivery and the mask are one step, so
+    // a second raise before the client unmasks becomes pending.
+    if (v.state.compare_exchange_weak(state, state | kAutoMaskBits, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      break;
+    }
   }
   return lease.Notify() ? absl::OkStatus() : WriteFailedError();
 }
 
+void IrqController::DeliverLevel(Vector& v) {
+  EventfdSlot::Lease lease = v.trigger.Acquire();
+  if (!lease) return;
+  uint32_t state = v.state.load(std::memory_order_acquire);
+  do {
+    // Masked: the unmask delivers it, since the level is still up then.
+    if ((state & kLevel) == 0 || (state & kMaskBits) != 0) return;
+    if (!v.auto_mask) break;
+  } while (!v.state.compare_exchange_weak(state, state | kAutoMaskBits,
+                                          std::memory_order_acq_rel, std::memory_order_acquire));
+  lease.Notify();
+}
+
+absl::Status IrqController::SetLevel(uint32_t index, uint32_t vector, bool asserted) {
+  if (index >= kNumIndexes) return UnknownIndexError();
+  Vector* v = Find(index, vector);
+  if (v == nullptr) return UnknownVectorError();
+  uint32_t state = v->state.load(std::memory_order_acquire);
+  uint32_t next;
+  do {
+    // Deasserting drops what was waiting for delivery: the line is low, a
+    // level-triggered handler would find nothing to do.
+    next = asserted ? (state | kLevel) : (state & ~(kLevel | kPending | kInService));
+    if (next == state) return absl::OkStatus();
+  } while (!v->state.compare_exchange_weak(state, next, std::memory_order_acq_rel,
+                                           std::memory_order_acquire));
+  if (asserted) DeliverLevel(*v);
+  return absl::OkStatus();
+}
+
 bool IrqController::UpdateMask(Vector& v, uint32_t bit, bool masked) {
+  // Taken before the state changes, so a delivery decided below has an fd.
+  EventfdSlot::Lease lease = v.trigger.Acquire();
   uint32_t state = v.state.load(std::memory_order_acquire);
   uint32_t next;
   bool deliver;
   do {
+    if (((state & bit) != 0) == masked) return false;
     next = masked ? (state | bit) : (state & ~bit);
-    if (next == state) return false;
-    // Only the CAS that clears the last mask while pending is set takes
-    // the pending bit, so exactly one unmask delivers it.
-    deliver = (next & kMaskBits) == 0 && (next & kPending) != 0;
-    if (deliver) next &= ~kPending;
+    // The client's unmask ends the in-service period of an auto-masked
+    // delivery (VFIO's "EOI").
+    if (!masked && bit == kVfioMasked) next &= ~kInService;
+    // Only the CAS that clears the last mask while pending (or while the
+    // line is held asserted) delivers, so exactly one unmask does.
+    deliver = lease && (next & kMaskBits) == 0 && (next & (kPending | kLevel)) != 0;
+    if (deliver) {
+      next &= ~kPending;
+      if (v.auto_mask) next |= kAutoMaskBits;
+    }
   } while (!v.state.compare_exchange_weak(state, next, std::memory_order_acq_rel,
                                           std::memory_order_acquire));
-  if (deliver) {
-    // No eventfd only while one is being de-assigned, which drops the
-    // pending bit anyway.
-    if (EventfdSlot::Lease lease = v.trigger.Acquire(); lease) lease.Notify();
-  }
+  if (deliver) lease.Notify();
   return true;
 }
 
@@ -274,7 +347,7 @@ bool IrqController::DisableTrigger(Vector& v) {
   const bool had = v.trigger.Replace(UniqueFd());
   // After Replace() no Raise() holds the old eventfd and new ones find
   // none, so nothing sets the bit again.
-  v.state.fetch_and(~kPending, std::memory_order_acq_rel);
+  v.state.fetch_and(~(kPending | kInService), std::memory_order_acq_rel);
   return had;
 }
 
@@ -293,6 +366,12 @@ bool IrqController::IsPending(uint32_t index, uint32_t vector) const {
   return v != nullptr && (v->state.load(std::memory_order_acquire) & kPending) != 0;
 }
 
+bool IrqController::IsAsserted(uint32_t index, uint32_t vector) const {
+  const Vector* v = Find(index, vector);
+  return v != nullptr &&
+         (v->state.load(std::memory_order_acquire) & (kPending | kLevel | kInService)) != 0;
+}
+
 void IrqController::ReleaseClientResources() {
   for (uint32_t index = 0; index < kNumIndexes; ++index) {
     for (uint32_t i = 0; i < counts_[index]; ++i) {
@@ -300,8 +379,9 @@ void IrqController::ReleaseClientResources() {
       DisableTrigger(v);
       v.on_mask.Replace(UniqueFd());
       v.on_unmask.Replace(UniqueFd());
-      v.state.fetch_and(~(kVfioMasked | kPending), std::memory_order_acq_rel);
+      v.state.fetch_and(~(kVfioMasked | kPending | kInService), std::memory_order_acq_rel);
     }
+    enabled_vectors_[index].store(0, std::memory_order_release);
   }
 }
 

@@ -18,7 +18,14 @@
 //    per-vector mask, INTx disable). A vector is delivered only when both
 //    are clear;
 //  - a pending bit: raised while masked, delivered once when the last mask
-//    clears (what the MSI-X PBA shows).
+//    clears (what the MSI-X PBA shows);
+//  - a level (SetLevel), for a line the device holds asserted: delivered
+//    when it rises and again at every unmask while it stays up;
+//  - for an auto-masking vector (INTx when constructed so, as VFIO's INTx
+//    is): every delivery also sets the VFIO mask, so the next raise stays
+//    pending until the client's ACTION_UNMASK (its end-of-interrupt), which
+//    delivers it, masking again. "In service" marks such a delivery until
+//    that unmask; IsAsserted() is what PCI's Interrupt Status bit shows.
 //
 // The eventfds are the client's: it holds the same open file description
 // and may fill a counter, or clear the O_NONBLOCK that SetIrqs sets, at any
@@ -51,6 +58,7 @@
 #define VFU_IRQ_IRQ_CONTROLLER_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -68,8 +76,9 @@ class IrqController {
   static constexpr uint32_t kNumIndexes = 5;  // VFIO_PCI_NUM_IRQS
 
   // Vectors per VFIO IRQ index (INTx, MSI, MSI-X, ERR, REQ); 0 = not
-  // supported. ERR and REQ have at most 1 (VFU_CHECKed).
-  explicit IrqController(std::array<uint32_t, kNumIndexes> vectors);
+  // supported. ERR and REQ have at most 1 (VFU_CHECKed). `auto_mask_intx`:
+  // INTx masks itself on every delivery, as the kernel's vfio-pci does.
+  explicit IrqController(std::array<uint32_t, kNumIndexes> vectors, bool auto_mask_intx = false);
   // Closes every eventfd. No thread may be inside Trigger or SetDeviceMask.
   ~IrqController();
 
@@ -119,6 +128,16 @@ class IrqController {
   // statuses are built once, on first use).
   absl::Status Trigger(uint32_t index, uint32_t vector);
 
+  // Holds the vector's line asserted or not (level-triggered interrupts).
+  // Rising: delivered if unmasked and enabled, as a raise is (an
+  // auto-masking vector masks itself). While it stays up every unmask
+  // delivers it again. Falling: drops a pending raise and ends the
+  // in-service period (the line is low, there is nothing to handle). The
+  // level is device state: it survives SetIrqs and the client's departure,
+  // and a trigger eventfd installed while it is up fires at once. Errors
+  // as Trigger for an unknown index or vector. Any thread; lock-free.
+  absl::Status SetLevel(uint32_t index, uint32_t vector, bool asserted);
+
   // The device model's own mask of a vector. Clearing it delivers a
   // pending interrupt (if the VFIO mask is clear too). A change is
   // announced on the vector's MASK / UNMASK notifier eventfd. Unknown
@@ -129,6 +148,11 @@ class IrqController {
   bool IsEnabled(uint32_t index, uint32_t vector) const;  // has a trigger eventfd
   bool IsMasked(uint32_t index, uint32_t vector) const;   // VFIO or device mask
   bool IsPending(uint32_t index, uint32_t vector) const;  // raised while masked
+  // Pending, held up by SetLevel, or delivered and not yet unmasked
+  // (auto-masking vectors): what PCI's Interrupt Status bit means for INTx.
+  bool IsAsserted(uint32_t index, uint32_t vector) const;
+  // Whether any vector of `index` has a trigger eventfd. Lock-free.
+  bool AnyEnabled(uint32_t index) const;
 
   // The client is gone: closes every eventfd (trigger and notifiers),
   // clears the VFIO masks and pending bits. Device masks are device state
@@ -166,6 +190,10 @@ class IrqController {
   bool IndexEnabled(uint32_t index) const;
   // Raises `v` (Trigger after the lookup).
   absl::Status Raise(Vector& v);
+  // Delivers `v`'s level if it is up, unmasked and has an eventfd.
+  void DeliverLevel(Vector& v);
+  // Refreshes enabled_vectors_[index] (command strand).
+  void RecountEnabled(uint32_t index);
   // Sets or clears one mask bit; delivers a pending interrupt if that
   // cleared the last mask. Returns whether the bit changed.
   bool UpdateMask(Vector& v, uint32_t bit, bool masked);
@@ -177,6 +205,8 @@ class IrqController {
 
   const std::array<uint32_t, kNumIndexes> counts_;
   std::array<std::unique_ptr<Vector[]>, kNumIndexes> vectors_;
+  // Vectors with a trigger eventfd, per index; written on the strand.
+  std::array<std::atomic<uint32_t>, kNumIndexes> enabled_vectors_{};
   Listener listener_;  // command strand only
 };
 

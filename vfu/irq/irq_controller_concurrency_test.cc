@@ -345,3 +345,50 @@ TEST(IrqControllerConcurrencyTest, EverythingAtOnce) {
 
 }  // namespace
 }  // namespace vfu
+
+namespace vfu {
+namespace {
+
+// VFIO INTx under racing raisers: every delivery masks the line, so the
+// client (this thread) never finds more than one interrupt per unmask, and
+// a raise made before the last unmask is never lost.
+TEST(IrqControllerConcurrencyTest, AutoMaskedIntxDeliversOncePerUnmask) {
+  constexpr uint32_t kIntx = VFIO_PCI_INTX_IRQ_INDEX;
+  IrqController irqs({1, 0, 0, 0, 0}, /*auto_mask_intx=*/true);
+  UniqueFd observer = MakeEventfd();
+  {
+    std::vector<UniqueFd> fds;
+    fds.push_back(DuplicateFd(observer.get()));
+    wire::SetIrqsRequest r{.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+                           .index = kIntx,
+                           .start = 0,
+                           .count = 1};
+    ASSERT_OK(irqs.SetIrqs(r, fds));
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> raisers;
+  for (int t = 0; t < 3; ++t) {
+    raisers.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) EXPECT_OK(irqs.Trigger(kIntx, 0));
+    });
+  }
+  const wire::SetIrqsRequest unmask{.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+                                    .index = kIntx,
+                                    .start = 0,
+                                    .count = 1};
+  constexpr int kRounds = 2000;
+  for (int round = 0; round < kRounds; ++round) {
+    pollfd p{.fd = observer.get(), .events = POLLIN};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "round " << round << ": no interrupt";
+    ASSERT_EQ(ReadCount(observer.get()), 1u) << "round " << round << ": more than one";
+    std::vector<UniqueFd> none;
+    ASSERT_OK(irqs.SetIrqs(unmask, none));
+  }
+  stop.store(true);
+  for (std::thread& t : raisers) t.join();
+  // Raises after the last unmask: at most one delivery.
+  EXPECT_LE(ReadCount(observer.get()), 1u);
+}
+
+}  // namespace
+}  // namespace vfu

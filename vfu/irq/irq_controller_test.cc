@@ -92,7 +92,8 @@ using Snapshot = std::vector<std::tuple<uint32_t, uint32_t, bool, bool, bool>>;
 class IrqControllerTest : public ::testing::Test {
  protected:
   // INTx 1, MSI 4, MSI-X 8, ERR 1, REQ 1.
-  IrqControllerTest() : irqs_({1, 4, 8, 1, 1}) {
+  explicit IrqControllerTest(bool auto_mask_intx = false)
+      : irqs_({1, 4, 8, 1, 1}, auto_mask_intx) {
     irqs_.set_listener([this](uint32_t index, uint32_t start, uint32_t count, Change change) {
       events_.push_back(Event{index, start, count, change});
     });
@@ -501,6 +502,112 @@ TEST_F(IrqControllerTest, LoopbackWhileMaskedSetsPending) {
 }
 
 // ERR and REQ take an eventfd and a loopback trigger of their one vector.
+// ---- VFIO INTx: auto-masking and levels ----
+
+class IrqControllerAutoMaskTest : public IrqControllerTest {
+ protected:
+  IrqControllerAutoMaskTest() : IrqControllerTest(/*auto_mask_intx=*/true) {}
+};
+
+// Each INTx delivery masks the line; the client's unmask (its EOI)
+// delivers what was raised meanwhile, once, and masks again.
+TEST_F(IrqControllerAutoMaskTest, IntxMasksItselfUntilTheClientUnmasks) {
+  Enable(kIntx, 0, 1);
+  EXPECT_FALSE(irqs_.IsAsserted(kIntx, 0));
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));
+  EXPECT_EQ(Delivered(kIntx, 0), 1u);
+  EXPECT_TRUE(irqs_.IsMasked(kIntx, 0));
+  EXPECT_TRUE(irqs_.IsAsserted(kIntx, 0)) << "in service until the unmask";
+
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));
+  EXPECT_EQ(Delivered(kIntx, 0), 0u);
+  EXPECT_TRUE(irqs_.IsPending(kIntx, 0));
+
+  ASSERT_OK(Simple(kNone | kUnmask, kIntx, 0, 1));
+  EXPECT_EQ(Delivered(kIntx, 0), 1u) << "the pending raises, coalesced";
+  EXPECT_TRUE(irqs_.IsMasked(kIntx, 0)) << "that delivery masked the line again";
+  EXPECT_FALSE(irqs_.IsPending(kIntx, 0));
+
+  ASSERT_OK(Simple(kNone | kUnmask, kIntx, 0, 1));
+  EXPECT_EQ(Delivered(kIntx, 0), 0u);
+  EXPECT_FALSE(irqs_.IsMasked(kIntx, 0));
+  EXPECT_FALSE(irqs_.IsAsserted(kIntx, 0));
+}
+
+TEST_F(IrqControllerAutoMaskTest, OnlyIntxAutoMasks) {
+  Enable(kMsi, 0, 1);
+  ASSERT_OK(irqs_.Trigger(kMsi, 0));
+  ASSERT_OK(irqs_.Trigger(kMsi, 0));
+  EXPECT_EQ(Delivered(kMsi, 0), 2u);
+  EXPECT_FALSE(irqs_.IsMasked(kMsi, 0));
+}
+
+// Without auto-masking (the default) INTx is an ordinary vector.
+TEST_F(IrqControllerTest, IntxDoesNotAutoMaskUnlessAsked) {
+  Enable(kIntx, 0, 1);
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));
+  EXPECT_EQ(Delivered(kIntx, 0), 2u);
+}
+
+// A level fires when it rises and at every unmask while it stays up;
+// lowering it drops what was pending.
+TEST_F(IrqControllerAutoMaskTest, LevelRedeliversAtEachUnmaskWhileUp) {
+  Enable(kIntx, 0, 1);
+  ASSERT_OK(irqs_.SetLevel(kIntx, 0, true));
+  EXPECT_EQ(Delivered(kIntx, 0), 1u);
+  ASSERT_OK(irqs_.SetLevel(kIntx, 0, true));
+  EXPECT_EQ(Delivered(kIntx, 0), 0u) << "no edge: already up";
+
+  ASSERT_OK(Simple(kNone | kUnmask, kIntx, 0, 1));
+  EXPECT_EQ(Delivered(kIntx, 0), 1u) << "still asserted at the EOI";
+  EXPECT_TRUE(irqs_.IsAsserted(kIntx, 0));
+
+  ASSERT_OK(irqs_.Trigger(kIntx, 0));  // an edge while masked: pending
+  ASSERT_OK(irqs_.SetLevel(kIntx, 0, false));
+  EXPECT_FALSE(irqs_.IsPending(kIntx, 0));
+  EXPECT_FALSE(irqs_.IsAsserted(kIntx, 0));
+  ASSERT_OK(Simple(kNone | kUnmask, kIntx, 0, 1));
+  EXPECT_EQ(Delivered(kIntx, 0), 0u) << "the line went low before the EOI";
+}
+
+TEST_F(IrqControllerAutoMaskTest, LevelUpFiresOnANewEventfdAndOutlivesTheClient) {
+  ASSERT_OK(irqs_.SetLevel(kIntx, 0, true));
+  EXPECT_TRUE(irqs_.IsAsserted(kIntx, 0));
+  Enable(kIntx, 0, 1);
+  EXPECT_EQ(Delivered(kIntx, 0), 1u);
+
+  irqs_.ReleaseClientResources();
+  Enable(kIntx, 0, 1);
+  EXPECT_EQ(Delivered(kIntx, 0), 1u) << "the next client sees the line up too";
+}
+
+TEST_F(IrqControllerAutoMaskTest, DeviceMaskHoldsTheLevel) {
+  Enable(kIntx, 0, 1);
+  irqs_.SetDeviceMask(kIntx, 0, true);
+  ASSERT_OK(irqs_.SetLevel(kIntx, 0, true));
+  EXPECT_EQ(Delivered(kIntx, 0), 0u);
+  irqs_.SetDeviceMask(kIntx, 0, false);
+  EXPECT_EQ(Delivered(kIntx, 0), 1u);
+  EXPECT_TRUE(irqs_.IsMasked(kIntx, 0));
+}
+
+TEST_F(IrqControllerTest, AnyEnabledFollowsTriggerEventfds) {
+  EXPECT_FALSE(irqs_.AnyEnabled(kMsix));
+  Enable(kMsix, 3, 2);
+  EXPECT_TRUE(irqs_.AnyEnabled(kMsix));
+  EXPECT_FALSE(irqs_.AnyEnabled(kMsi));
+  std::vector<UniqueFd> none;
+  ASSERT_OK(irqs_.SetIrqs(Request(kEventfd | kTrigger, kMsix, 3, 1), none));
+  EXPECT_TRUE(irqs_.AnyEnabled(kMsix));
+  ASSERT_OK(Simple(kNone | kTrigger, kMsix, 0, 0));
+  EXPECT_FALSE(irqs_.AnyEnabled(kMsix));
+  Enable(kMsix, 0, 1);
+  irqs_.ReleaseClientResources();
+  EXPECT_FALSE(irqs_.AnyEnabled(kMsix));
+}
+
 TEST_F(IrqControllerTest, ErrAndReqTrigger) {
   Enable(kErr, 0, 1);
   Enable(kReq, 0, 1);
