@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <optional>
 #include <utility>
@@ -60,6 +61,23 @@ RegionDescription CallbackDevice::DescribeRegion(uint32_t index) const {
     }
   }
   return description;
+}
+
+void CallbackDevice::DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
+                                         std::vector<int>& fds) const {
+  for (const IoEventFd& ioeventfd : ctx_.ioeventfds) {
+    if (ioeventfd.region != index) continue;
+    // An fd registered for several sub-regions is attached once.
+    const auto found = std::find(fds.begin(), fds.end(), ioeventfd.fd.get());
+    const size_t fd_index = static_cast<size_t>(found - fds.begin());
+    if (found == fds.end()) fds.push_back(ioeventfd.fd.get());
+    entries.push_back({.offset = ioeventfd.offset,
+                       .size = ioeventfd.size,
+                       .fd_index = static_cast<uint32_t>(fd_index),
+                       .type = wire::IoFdType::kIoeventfd,
+                       .flags = ioeventfd.flags,
+                       .datamatch = ioeventfd.datamatch});
+  }
 }
 
 uint32_t CallbackDevice::IrqCount(uint32_t index) const {

@@ -49,6 +49,10 @@ class CallbackDevice : public Device {
   uint32_t num_irqs() const override { return VFU_DEV_NUM_IRQS; }
   RegionDescription DescribeRegion(uint32_t index) const override;
   uint32_t IrqCount(uint32_t index) const override;
+  // vfu_create_ioeventfd()'s fds for the region, in creation order (one fd
+  // per distinct fd, as libvfio-user attaches them).
+  void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,
+                           std::vector<int>& fds) const override;
   absl::Status ReadRegion(uint32_t index, uint64_t offset, absl::Span<uint8_t> out) override;
   absl::Status WriteRegion(uint32_t index, uint64_t offset,
                            absl::Span<const uint8_t> data) override;
