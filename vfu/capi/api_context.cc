@@ -5,6 +5,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 
 #include "libvfio-user.h"
 #include "vfu/capi/api_errno.h"
@@ -27,6 +28,41 @@ void vfu_ctx::LogV(int level, const char* format, va_list args) {
   char line[1024];
   vsnprintf(line, sizeof(line), format, args);
   log_fn(this, level, line);
+}
+
+namespace {
+
+// Syslog's level for a vfu line.
+int SyslogLevel(vfu::LogLevel level) {
+  switch (level) {
+    case vfu::LogLevel::kDebug: return LOG_DEBUG;
+    case vfu::LogLevel::kInfo: return LOG_INFO;
+    case vfu::LogLevel::kWarning: return LOG_WARNING;
+    case vfu::LogLevel::kError: return LOG_ERR;
+  }
+  return LOG_ERR;
+}
+
+void WriteToCallback(void* arg, vfu::LogLevel level, std::string_view message) {
+  auto* ctx = static_cast<vfu_ctx*>(arg);
+  ctx->Log(SyslogLevel(level), std::string(message));
+}
+
+}  // namespace
+
+vfu::ScopedThreadLogSink vfu_ctx::RouteVfuLog() {
+  // The least severe vfu level the user's syslog level lets through; vfu's
+  // most severe level is LOG_ERR, so below that nothing passes.
+  vfu::LogLevel min_level = vfu::LogLevel::kError;
+  if (log_level >= LOG_DEBUG) {
+    min_level = vfu::LogLevel::kDebug;
+  } else if (log_level >= LOG_INFO) {
+    min_level = vfu::LogLevel::kInfo;
+  } else if (log_level >= LOG_WARNING) {
+    min_level = vfu::LogLevel::kWarning;
+  }
+  const bool any = log_fn != nullptr && log_level >= LOG_ERR;
+  return vfu::ScopedThreadLogSink(min_level, any ? &WriteToCallback : nullptr, this);
 }
 
 extern "C" {
@@ -90,6 +126,7 @@ int vfu_realize_ctx(vfu_ctx_t* vfu_ctx) {
 
 int vfu_attach_ctx(vfu_ctx_t* vfu_ctx) {
   if (vfu_ctx == nullptr || !vfu_ctx->realized) return FailWithErrno(EINVAL);
+  vfu::ScopedThreadLogSink log = vfu_ctx->RouteVfuLog();
   return vfu_ctx->driver->Attach();
 }
 
@@ -100,14 +137,18 @@ int vfu_get_poll_fd(vfu_ctx_t* vfu_ctx) {
 
 int vfu_run_ctx(vfu_ctx_t* vfu_ctx) {
   if (vfu_ctx == nullptr || !vfu_ctx->realized) return FailWithErrno(EINVAL);
+  vfu::ScopedThreadLogSink log = vfu_ctx->RouteVfuLog();
   return vfu_ctx->driver->Run();
 }
 
 void vfu_destroy_ctx(vfu_ctx_t* vfu_ctx) {
   if (vfu_ctx == nullptr) return;
-  // The driver goes first: it detaches the client while the setup it
+  {
+    vfu::ScopedThreadLogSink log = vfu_ctx->RouteVfuLog();
+    vfu_ctx->driver.reset();
+  }
+  // The driver went first: it detaches the client while the setup it
   // serves from is still there.
-  vfu_ctx->driver.reset();
   delete vfu_ctx;
 }
 

@@ -22,6 +22,7 @@ void vfu_setup_device_quiesce_cb(vfu_ctx_t* vfu_ctx, vfu_device_quiesce_cb_t* qu
 
 int vfu_device_quiesced(vfu_ctx_t* vfu_ctx, int quiesce_errno) {
   if (vfu_ctx == nullptr || !vfu_ctx->realized || quiesce_errno < 0) return FailWithErrno(EINVAL);
+  vfu::ScopedThreadLogSink log = vfu_ctx->RouteVfuLog();
   return vfu_ctx->driver->QuiesceDone(quiesce_errno);
 }
 

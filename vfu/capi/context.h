@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "libvfio-user.h"
+#include "vfu/base/log.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/capi/config_space.h"
 
@@ -49,6 +50,10 @@ struct vfu_ctx {
   // Hands a line to the log callback when `level` passes (syslog levels).
   void Log(int level, const std::string& message);
   void LogV(int level, const char* format, va_list args);
+  // While alive on the calling thread, vfu's own log lines (the engine's,
+  // the driver's) go to the log callback at the level the user asked, and
+  // nowhere without a callback, as libvfio-user logs; not to stderr.
+  vfu::ScopedThreadLogSink RouteVfuLog();
 
   int flags = 0;
   void* pvt = nullptr;
