@@ -23,8 +23,13 @@ std::array<uint32_t, IrqController::kNumIndexes> IrqCounts(const vfu_ctx& ctx) {
 
 }  // namespace
 
-CallbackDevice::CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks)
-    : ctx_(ctx), translate_(std::move(translate)), hooks_(std::move(hooks)), irqs_(IrqCounts(ctx)) {
+CallbackDevice::CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks,
+                               QuiesceBy quiesce_by)
+    : ctx_(ctx),
+      translate_(std::move(translate)),
+      hooks_(std::move(hooks)),
+      quiesce_by_(quiesce_by),
+      irqs_(IrqCounts(ctx)) {
   irqs_.set_listener([this](uint32_t index, uint32_t start, uint32_t count,
                             IrqController::Change change) {
     if (index >= VFU_DEV_NUM_IRQS) return;
@@ -249,6 +254,49 @@ void CallbackDevice::OnDmaUnmapped(const DmaRange& range) {
   // Normally unregistered already (BeforeUnmap); this catches the rest.
   auto it = registered_.find(range.iova);
   if (it != registered_.end()) Unregister(it);
+}
+
+void CallbackDevice::Quiesce(QuiesceReason reason, QuiesceDone done) {
+  if (quiesce_by_ == QuiesceBy::kDriver || ctx_.quiesce == nullptr) {
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  {
+    // Kept before the callback runs: a device that defers may answer from
+    // another thread before the callback has even returned.
+    absl::MutexLock lock(&quiesce_mu_);
+    pending_quiesce_ = std::move(done);
+  }
+  errno = 0;
+  const int result = ctx_.quiesce(&ctx_);
+  const int error = errno;
+  if (result != 0 && error == EBUSY) return;  // vfu_device_quiesced() answers
+  QuiesceDone answer;
+  {
+    absl::MutexLock lock(&quiesce_mu_);
+    answer = std::move(pending_quiesce_);
+    pending_quiesce_ = nullptr;
+  }
+  if (answer == nullptr) return;  // answered already, from another thread
+  std::move(answer)(result == 0 ? absl::OkStatus()
+                                : WireError(error != 0 ? error : EIO, "quiesce callback failed"));
+}
+
+int CallbackDevice::CompleteQuiesce(int quiesce_errno) {
+  QuiesceDone answer;
+  {
+    absl::MutexLock lock(&quiesce_mu_);
+    answer = std::move(pending_quiesce_);
+    pending_quiesce_ = nullptr;
+  }
+  if (answer == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  std::move(answer)(quiesce_errno == 0
+                        ? absl::OkStatus()
+                        : WireError(quiesce_errno, "the device failed to quiesce"));
+  return 0;
 }
 
 void CallbackDevice::OnAttach(std::shared_ptr<DeviceContext> context) {

@@ -11,7 +11,8 @@
 // libvfio-user: the device must drop its use of the range inside the
 // callback, and the unmap then finds the range idle.
 //
-// Thread-compatible: one driver thread calls it.
+// Thread-compatible: one driver thread (or, threaded, one worker at a
+// time) calls it; CompleteQuiesce() and Trigger() may come from any thread.
 #ifndef VFU_CAPI_CALLBACK_DEVICE_H_
 #define VFU_CAPI_CALLBACK_DEVICE_H_
 
@@ -21,7 +22,9 @@
 #include <memory>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "vfu/capi/context.h"
 #include "vfu/device/device.h"
 #include "vfu/dma/dma_map_table.h"
@@ -42,8 +45,15 @@ class CallbackDevice : public Device {
     std::function<void()> detached;
   };
 
+  // Who calls the quiesce callback: the poll driver, before it hands a
+  // command to the engine (so it can park it on EBUSY itself), or the
+  // engine, through Quiesce() (threaded mode; vfu_device_quiesced()
+  // answers a deferred one through CompleteQuiesce()).
+  enum class QuiesceBy { kDriver, kEngine };
+
   // `ctx` outlives the device.
-  CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks = {});
+  CallbackDevice(vfu_ctx& ctx, Translator translate, AttachHooks hooks = {},
+                 QuiesceBy quiesce_by = QuiesceBy::kDriver);
 
   uint32_t num_regions() const override { return VFU_PCI_DEV_NUM_REGIONS; }
   uint32_t num_irqs() const override { return VFU_DEV_NUM_IRQS; }
@@ -67,6 +77,14 @@ class CallbackDevice : public Device {
   void OnDmaUnmapped(const DmaRange& range) override;
   void OnAttach(std::shared_ptr<DeviceContext> context) override;
   void OnDetach() override;
+  // The quiesce callback (QuiesceBy::kEngine): done at once when it
+  // returns 0 or fails; kept for CompleteQuiesce() when it defers (EBUSY).
+  void Quiesce(QuiesceReason reason, QuiesceDone done) override ABSL_LOCKS_EXCLUDED(quiesce_mu_);
+  // vfu_device_quiesced() for a deferred quiesce, from any thread: 0, or -1
+  // with errno EINVAL when none is pending.
+  int CompleteQuiesce(int quiesce_errno) ABSL_LOCKS_EXCLUDED(quiesce_mu_);
+  // Unregisters what the unmap names before the engine unmaps it.
+  void BeforeDmaUnmap(const wire::DmaUnmapRequest& request) override { BeforeUnmap(request); }
 
   // The client asks to unmap `request`: calls the unregister callback for
   // each registered range it names (all of them for ALL).
@@ -84,6 +102,10 @@ class CallbackDevice : public Device {
   vfu_ctx& ctx_;
   Translator translate_;
   AttachHooks hooks_;
+  const QuiesceBy quiesce_by_;
+  absl::Mutex quiesce_mu_;
+  // The engine's answer for a quiesce the callback deferred.
+  QuiesceDone pending_quiesce_ ABSL_GUARDED_BY(quiesce_mu_);
   IrqController irqs_;
   // Ranges told to the register callback and not yet unregistered.
   std::map<uint64_t, vfu_dma_info_t> registered_;

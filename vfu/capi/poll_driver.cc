@@ -17,7 +17,6 @@
 #include "vfu/base/syscalls.h"
 #include "vfu/wire/constants.h"
 #include "vfu/wire/device_feature.h"
-#include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/errno_status.h"
 #include "vfu/wire/header.h"
 
@@ -244,14 +243,6 @@ int PollDriver::ProcessInbound() {
 }
 
 void PollDriver::Execute(InboundMessage message) {
-  if (message.header.command == static_cast<uint16_t>(wire::Command::kDmaUnmap) &&
-      session_->negotiated() && !message.oversized) {
-    // Unregister before the engine unmaps: the device lets go of the range
-    // in its callback, as libvfio-user users expect.
-    absl::StatusOr<wire::DmaUnmapRequest> request =
-        wire::DecodeDmaUnmapRequest(message.payload(), message.fds.size());
-    if (request.ok()) device_->BeforeUnmap(*request);
-  }
   Session::Result result = session_->Handle(std::move(message));
   if (result.negotiated) {
     reader_->assembler().set_max_message_size(result.negotiated->limits.max_incoming_message_size);

@@ -44,7 +44,8 @@ absl::Status ThreadedDriver::Realize() {
           .attached = [this](std::shared_ptr<DeviceContext> context) {
             OnAttached(std::move(context));
           },
-          .detached = [this] { OnDetached(); }});
+          .detached = [this] { OnDetached(); }},
+      CallbackDevice::QuiesceBy::kEngine);
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create();
   if (!server.ok()) return server.status();
   absl::Status status = (*server)->AddDevice(ctx_.path, *device_);
@@ -114,8 +115,8 @@ int ThreadedDriver::Run() {
 }
 
 int ThreadedDriver::QuiesceDone(int quiesce_errno) {
-  // Quiesce callbacks are not called in this mode: nothing is pending.
-  return Fail(EINVAL);
+  if (device_ == nullptr) return Fail(EINVAL);
+  return device_->CompleteQuiesce(quiesce_errno);
 }
 
 std::shared_ptr<DeviceContext> ThreadedDriver::context() {

@@ -11,8 +11,10 @@
 //   vfu_get_poll_fd() an eventfd, readable while an arrival or departure
 //                     waits to be reported by one of the two calls above.
 // The socket is created by vfu_realize_ctx() (the Server's listener), not
-// by vfu_create_ctx(). Quiesce callbacks are not called: the threaded
-// engine has no quiesce step yet.
+// by vfu_create_ctx(). The quiesce callback is called (on a worker) where
+// the engine quiesces the device; one that defers (EBUSY) holds that
+// client's later commands until vfu_device_quiesced(), from any thread. The
+// DMA unregister callback runs before the engine unmaps the range.
 //
 // Thread-safe: the caller's calls may race with the workers' hooks.
 #ifndef VFU_CAPI_THREADED_DRIVER_H_
