@@ -210,9 +210,9 @@ bool PollDriver::NeedsQuiesce(const InboundMessage& message) const {
 
 int PollDriver::ProcessInbound() {
   int handled = 0;
-  while (!inbound_.empty() && !parked_ && session_ != nullptr) {
-    InboundMessage message = std::move(inbound_.front());
-    inbound_.pop_front();
+  while (InboundPending() && !parked_ && session_ != nullptr) {
+    // Moved out first: a callback's DMA wait may append to inbound_.
+    InboundMessage message = std::move(inbound_[inbound_head_++]);
     if (!message.header.is_command()) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": dropped a reply (msg_id ", message.header.msg_id,
                            ") that no request of ours waits for");
@@ -239,6 +239,11 @@ int PollDriver::ProcessInbound() {
     Execute(std::move(message));
     ++handled;
   }
+  if (!InboundPending()) {
+    inbound_.clear();
+  inbound_head_ = 0;
+    inbound_head_ = 0;
+  }
   return handled;
 }
 
@@ -254,10 +259,7 @@ void PollDriver::Execute(InboundMessage message) {
 }
 
 void PollDriver::ReadInbound() {
-  scratch_.clear();
-  absl::Status status = reader_->ReadAvailable(client_fd_.get(), PosixSyscalls::Instance(), scratch_);
-  for (InboundMessage& message : scratch_) inbound_.push_back(std::move(message));
-  scratch_.clear();
+  absl::Status status = reader_->ReadAvailable(client_fd_.get(), PosixSyscalls::Instance(), inbound_);
   if (!status.ok()) {
     if (!absl::IsUnavailable(status)) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": closing the connection: ", status.message());
@@ -277,7 +279,7 @@ void PollDriver::FlushWriter() {
 }
 
 void PollDriver::UpdateReadiness() {
-  const bool pending = !inbound_.empty() && !parked_;
+  const bool pending = InboundPending() && !parked_;
   if (pending != wake_signalled_) {
     uint64_t value = 1;
     if (pending) {

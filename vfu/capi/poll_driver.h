@@ -35,7 +35,6 @@
 #define VFU_CAPI_POLL_DRIVER_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -105,6 +104,7 @@ class PollDriver : public Driver, public DeviceContext, public ClientChannel {
   void Execute(InboundMessage message);
   bool NeedsQuiesce(const InboundMessage& message) const;
   void ReadInbound();
+  bool InboundPending() const { return inbound_head_ < inbound_.size(); }
   void FlushWriter();
   // Keeps the poll fd's readiness in line with the work left (see above).
   void UpdateReadiness();
@@ -127,7 +127,13 @@ class PollDriver : public Driver, public DeviceContext, public ClientChannel {
   std::unique_ptr<Session> session_;
   std::unique_ptr<MessageReader> reader_;
   MessageWriter writer_;
-  std::deque<InboundMessage> inbound_;
+  // Commands received and not yet handled: inbound_[inbound_head_..].
+  // Received into directly and emptied (capacity kept) once all are
+  // handled, so a batch costs no queue allocation and no extra move.
+  std::vector<InboundMessage> inbound_;
+  size_t inbound_head_ = 0;
+  // What a DMA wait receives, before it is sorted into its reply and kept
+  // commands.
   std::vector<InboundMessage> scratch_;
   // The command waiting for a deferred quiesce.
   std::optional<InboundMessage> parked_;
