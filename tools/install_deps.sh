@@ -27,6 +27,8 @@ packages=(
   protobuf-compiler-grpc # grpc_cpp_plugin and grpc_python_plugin (service stubs)
   python3-grpcio         # Python gRPC runtime (the Python control-plane test)
   python3-protobuf       # Python protobuf runtime (the same test)
+  pkg-config             # vfu/capi's test of libvfio-user.pc
+  python3                # vfu/capi's dlopen and raw-client tests
 )
 
 missing=()
