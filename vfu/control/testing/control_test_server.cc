@@ -1,5 +1,6 @@
 #include "vfu/control/testing/control_test_server.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -8,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "devices/gpio/gpio_device.h"
 #include "testing/memory_device.h"
 #include "vfu/client/client.h"
 #include "vfu/server/server.h"
@@ -31,6 +33,7 @@ struct ControlTestServer::State {
   std::string dir;
   bool own_dir = false;
   std::vector<std::unique_ptr<vfu::testing::MemoryDevice>> devices;
+  std::vector<std::unique_ptr<devices::GpioDevice>> gpio_devices;
   std::unique_ptr<Server> server;
   std::map<int, std::unique_ptr<Client>> clients;
   int next_client = 1;
@@ -66,11 +69,18 @@ std::unique_ptr<ControlTestServer> ControlTestServer::Start(Options options, std
   }
   state->server = std::move(*server);
   for (int i = 0; i < options.devices; ++i) {
-    state->devices.push_back(std::make_unique<vfu::testing::MemoryDevice>(64 * 1024));
+    Device* device = nullptr;
+    if (options.gpio) {
+      state->gpio_devices.push_back(std::make_unique<devices::GpioDevice>());
+      device = state->gpio_devices.back().get();
+    } else {
+      state->devices.push_back(std::make_unique<vfu::testing::MemoryDevice>(64 * 1024));
+      device = state->devices.back().get();
+    }
     DeviceOptions device_options;
     device_options.name = absl::StrCat("dev", i);
     absl::Status added = state->server->AddDevice(absl::StrCat(state->dir, "/dev", i, ".sock"),
-                                                  *state->devices.back(), device_options);
+                                                  *device, device_options);
     if (!added.ok()) {
       *error = added.ToString();
       return nullptr;
@@ -92,7 +102,10 @@ std::string ControlTestServer::device_path(int device) const {
   return absl::StrCat(state_->dir, "/dev", device, ".sock");
 }
 std::string ControlTestServer::device_name(int device) const { return absl::StrCat("dev", device); }
-int ControlTestServer::device_resets(int device) const { return state_->devices[device]->resets(); }
+int ControlTestServer::device_resets(int device) const {
+  if (device >= static_cast<int>(state_->devices.size())) return -1;
+  return state_->devices[device]->resets();
+}
 
 int ControlTestServer::Connect(int device) { return ConnectPath(device_path(device)); }
 
@@ -111,6 +124,21 @@ int ControlTestServer::RegionRead(int client, uint64_t offset, uint32_t count) {
 
 int ControlTestServer::RegionWrite(int client, uint64_t offset, const std::vector<uint8_t>& data) {
   return ErrnoOf(state_->clients.at(client)->RegionWrite(0, offset, data));
+}
+
+int ControlTestServer::ReadRegister(int client, uint64_t offset, uint32_t* value) {
+  absl::StatusOr<std::vector<uint8_t>> data = state_->clients.at(client)->RegionRead(0, offset, 4);
+  if (!data.ok()) return ErrnoOf(data.status());
+  if (data->size() != 4) return EIO;
+  *value = static_cast<uint32_t>((*data)[0]) | static_cast<uint32_t>((*data)[1]) << 8 |
+           static_cast<uint32_t>((*data)[2]) << 16 | static_cast<uint32_t>((*data)[3]) << 24;
+  return 0;
+}
+
+int ControlTestServer::WriteRegister(int client, uint64_t offset, uint32_t value) {
+  return RegionWrite(client, offset,
+                     {static_cast<uint8_t>(value), static_cast<uint8_t>(value >> 8),
+                      static_cast<uint8_t>(value >> 16), static_cast<uint8_t>(value >> 24)});
 }
 
 int ControlTestServer::Reset(int client) { return ErrnoOf(state_->clients.at(client)->Reset()); }
