@@ -67,6 +67,17 @@ class ControlServiceTest : public ::testing::Test {
     return out;
   }
 
+  // Polls (with a deadline) until the server has seen device 0's client
+  // leave: a Disconnect is noticed asynchronously.
+  bool WaitDetached() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!List().devices(0).has_client()) return true;
+      std::this_thread::yield();
+    }
+    return false;
+  }
+
   std::unique_ptr<ControlTestServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::VfuControl::Stub> stub_;
@@ -389,6 +400,7 @@ TEST_F(ControlServiceTest, SaveStateFromOneServerLoadsIntoAnother) {
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(refused.error_message().find("client"), std::string::npos);
   server_->Disconnect(source_client);
+  ASSERT_TRUE(WaitDetached());
 
   auto context = Context();
   std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
@@ -457,6 +469,7 @@ TEST_F(ControlServiceTest, SetMigrationStateDrivesTheDevice) {
             grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_RUNNING);
   server_->Disconnect(client);
+  ASSERT_TRUE(WaitDetached());
 
   grpc::Status status = stub_->SetMigrationState(Context().get(), set, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -475,6 +488,41 @@ TEST_F(ControlServiceTest, SetMigrationStateDrivesTheDevice) {
   set.mutable_device()->set_device("nope");
   EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+constexpr uint64_t kGpioIrqStatus = 0x18;
+constexpr uint64_t kGpioControl = 0x1c;
+
+TEST_F(ControlServiceTest, StatsCountInterruptsExactly) {
+  StartServer({.gpio = true});
+  const int client = server_->Connect(0);
+  ASSERT_GT(client, 0);
+  ASSERT_EQ(server_->EnableIrq(client, 0), 0);  // INTx: masks itself on delivery
+  ASSERT_EQ(server_->WriteRegister(client, kGpioIrqEnable, 0x2), 0);
+  ASSERT_EQ(server_->WriteRegister(client, kGpioControl, 1), 0);  // loopback
+  ASSERT_EQ(server_->WriteRegister(client, kGpioOutput, 0x2), 0);  // line 1 rises: event
+  EXPECT_EQ(server_->WaitIrq(client, 60000), 1u);
+  // The device raises its level and an edge (its MSI rule, routed to INTx):
+  // the level is delivered and masks INTx, so the edge waits, pending.
+  v1::DeviceStats stats;
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 1u);
+  EXPECT_EQ(stats.interrupts_coalesced(), 0u);
+  EXPECT_EQ(stats.interrupts_pending(), 1u);
+
+  // Acknowledged, and a new event while INTx is still in service: held
+  // until the client's unmask delivers it.
+  ASSERT_EQ(server_->WriteRegister(client, kGpioIrqStatus, 0x2), 0);
+  ASSERT_EQ(server_->WriteRegister(client, kGpioOutput, 0), 0);  // line 1 falls: event
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 1u);
+  EXPECT_EQ(stats.interrupts_pending(), 1u);
+  ASSERT_EQ(server_->UnmaskIrq(client, 0), 0);
+  EXPECT_EQ(server_->WaitIrq(client, 60000), 1u);
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 2u);
+  EXPECT_EQ(stats.interrupts_coalesced(), 0u);
+  EXPECT_EQ(stats.interrupts_pending(), 0u);
 }
 
 TEST_F(ControlServiceTest, MigrationNeedsADeviceThatMigrates) {

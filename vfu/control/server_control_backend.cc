@@ -262,8 +262,11 @@ ControlStatus ServerControlBackend::GetStats(const v1::GetStatsRequest& request,
   out->set_dma_message_bytes_read(s.dma_message_bytes_read);
   out->set_dma_message_bytes_written(s.dma_message_bytes_written);
   out->set_dma_messages(s.dma_messages);
-  out->set_interrupts_raised(s.interrupts_raised);
-  out->set_interrupts_coalesced(s.interrupts_coalesced);
+  // Counted where the device delivers them (its IrqController).
+  const InterruptCounts irqs = endpoint->device().interrupt_counts();
+  out->set_interrupts_raised(irqs.raised);
+  out->set_interrupts_coalesced(irqs.coalesced);
+  out->set_interrupts_pending(irqs.pending);
   out->set_backpressure_reply_episodes(s.backpressure_reply_episodes);
   out->set_backpressure_command_episodes(s.backpressure_command_episodes);
   out->set_clients_connected(s.clients_connected);

@@ -1,6 +1,10 @@
 #include "vfu/control/testing/control_test_server.h"
 
 #include <errno.h>
+#include <linux/vfio.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -11,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "devices/gpio/gpio_device.h"
 #include "testing/memory_device.h"
+#include "vfu/base/unique_fd.h"
 #include "vfu/client/client.h"
 #include "vfu/server/server.h"
 #include "vfu/wire/errno_status.h"
@@ -36,10 +41,13 @@ struct ControlTestServer::State {
   std::vector<std::unique_ptr<devices::GpioDevice>> gpio_devices;
   std::unique_ptr<Server> server;
   std::map<int, std::unique_ptr<Client>> clients;
+  // EnableIrq's eventfd per client (the reading end we keep).
+  std::map<int, UniqueFd> irq_fds;
   int next_client = 1;
 
   ~State() {
     clients.clear();
+    irq_fds.clear();
     if (server) server->Stop();
     server.reset();
     if (own_dir) std::filesystem::remove_all(dir);
@@ -143,6 +151,40 @@ int ControlTestServer::WriteRegister(int client, uint64_t offset, uint32_t value
 
 int ControlTestServer::Reset(int client) { return ErrnoOf(state_->clients.at(client)->Reset()); }
 
-void ControlTestServer::Disconnect(int client) { state_->clients.erase(client); }
+int ControlTestServer::EnableIrq(int client, uint32_t index) {
+  UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fd.valid()) return errno;
+  UniqueFd dup = DuplicateFd(fd.get());
+  if (!dup.valid()) return EIO;
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(dup));
+  const int result = ErrnoOf(state_->clients.at(client)->SetIrqEventfds(index, 0, std::move(fds)));
+  if (result == 0) state_->irq_fds[client] = std::move(fd);
+  return result;
+}
+
+int ControlTestServer::UnmaskIrq(int client, uint32_t index) {
+  wire::SetIrqsRequest request;
+  request.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+  request.index = index;
+  request.start = 0;
+  request.count = 1;
+  return ErrnoOf(state_->clients.at(client)->SetIrqs(request));
+}
+
+uint64_t ControlTestServer::WaitIrq(int client, int timeout_ms) {
+  auto it = state_->irq_fds.find(client);
+  if (it == state_->irq_fds.end()) return 0;
+  pollfd p{.fd = it->second.get(), .events = POLLIN, .revents = 0};
+  if (::poll(&p, 1, timeout_ms) != 1) return 0;
+  uint64_t count = 0;
+  if (::read(it->second.get(), &count, sizeof(count)) != sizeof(count)) return 0;
+  return count;
+}
+
+void ControlTestServer::Disconnect(int client) {
+  state_->irq_fds.erase(client);
+  state_->clients.erase(client);
+}
 
 }  // namespace vfu::control::testing

@@ -58,6 +58,14 @@ class ControlTestServer {
   int ReadRegister(int client, uint64_t offset, uint32_t* value);
   int WriteRegister(int client, uint64_t offset, uint32_t value);
   int Reset(int client);
+  // Installs an eventfd as the client's trigger for vector 0 of IRQ index
+  // `index` (0: INTx, 1: MSI).
+  int EnableIrq(int client, uint32_t index);
+  // Unmasks vector 0 of `index` (SET_IRQS ACTION_UNMASK).
+  int UnmaskIrq(int client, uint32_t index);
+  // Waits up to `timeout_ms` for that eventfd; returns the interrupts it
+  // counted (0 on timeout) and resets it.
+  uint64_t WaitIrq(int client, int timeout_ms);
   // Closes the client's connection.
   void Disconnect(int client);
 
