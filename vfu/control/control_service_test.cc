@@ -525,6 +525,55 @@ TEST_F(ControlServiceTest, StatsCountInterruptsExactly) {
   EXPECT_EQ(stats.interrupts_pending(), 0u);
 }
 
+constexpr char kExpressSpec[] = R"pb(
+  name: "express"
+  identity { vendor_id: 0x1af4 device_id: 0x1000 class_code: 0x020000 }
+  express: true
+  regions { index: 0 size: 4096 readable: true writable: true }
+)pb";
+
+TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
+  StartServer();
+  const std::string path = server_->dir() + "/express.sock";
+  v1::AddDeviceResponse added;
+  ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
+  const int client = server_->ConnectPath(path);
+  ASSERT_GT(client, 0);
+  // Find the PCI Express capability through the capability list.
+  std::vector<uint8_t> byte;
+  ASSERT_EQ(server_->ConfigRead(client, 0x34, 1, &byte), 0);
+  uint8_t cap = byte.at(0);
+  for (int hops = 0; cap != 0 && hops < 48; ++hops) {
+    std::vector<uint8_t> header;
+    ASSERT_EQ(server_->ConfigRead(client, cap, 2, &header), 0);
+    if (header.at(0) == 0x10) break;  // PCI_CAP_ID_EXP
+    cap = header.at(1);
+  }
+  ASSERT_NE(cap, 0);
+
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  // Skip what is already buffered: up to the client's attach.
+  v1::Event event;
+  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
+  }
+  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  const uint64_t attached = event.sequence();
+  // An ordinary config write is no FLR; DEVCTL's Initiate FLR bit is.
+  ASSERT_EQ(server_->ConfigWrite(client, 0x04, {0x02, 0x00}), 0);  // memory space enable
+  ASSERT_EQ(server_->ConfigWrite(client, cap + 8, {0x00, 0x80}), 0);  // DEVCTL: BCR_FLR
+  server_->Disconnect(client);
+  std::vector<v1::Event> events = ReadEvents(*feed, 2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind(), v1::Event::DEVICE_FLR);
+  EXPECT_EQ(events[0].device(), "express");
+  EXPECT_EQ(events[0].sequence(), attached + 1);
+  EXPECT_EQ(events[1].kind(), v1::Event::CLIENT_DETACHED);
+  EXPECT_EQ(events[1].sequence(), attached + 2);
+  context->TryCancel();
+}
+
 TEST_F(ControlServiceTest, MigrationNeedsADeviceThatMigrates) {
   StartServer();
   std::vector<std::string> chunks;

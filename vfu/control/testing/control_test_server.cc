@@ -134,6 +134,20 @@ int ControlTestServer::RegionWrite(int client, uint64_t offset, const std::vecto
   return ErrnoOf(state_->clients.at(client)->RegionWrite(0, offset, data));
 }
 
+int ControlTestServer::ConfigRead(int client, uint64_t offset, uint32_t count,
+                                  std::vector<uint8_t>* data) {
+  absl::StatusOr<std::vector<uint8_t>> bytes =
+      state_->clients.at(client)->RegionRead(VFIO_PCI_CONFIG_REGION_INDEX, offset, count);
+  if (!bytes.ok()) return ErrnoOf(bytes.status());
+  *data = std::move(*bytes);
+  return 0;
+}
+
+int ControlTestServer::ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data) {
+  return ErrnoOf(
+      state_->clients.at(client)->RegionWrite(VFIO_PCI_CONFIG_REGION_INDEX, offset, data));
+}
+
 int ControlTestServer::ReadRegister(int client, uint64_t offset, uint32_t* value) {
   absl::StatusOr<std::vector<uint8_t>> data = state_->clients.at(client)->RegionRead(0, offset, 4);
   if (!data.ok()) return ErrnoOf(data.status());

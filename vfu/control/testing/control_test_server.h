@@ -54,6 +54,9 @@ class ControlTestServer {
   // connection failed).
   int RegionRead(int client, uint64_t offset, uint32_t count);
   int RegionWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
+  // Config space (region 7) access.
+  int ConfigRead(int client, uint64_t offset, uint32_t count, std::vector<uint8_t>* data);
+  int ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
   // A 32-bit little-endian BAR0 register into `value`.
   int ReadRegister(int client, uint64_t offset, uint32_t* value);
   int WriteRegister(int client, uint64_t offset, uint32_t value);
