@@ -574,6 +574,34 @@ TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
   context->TryCancel();
 }
 
+TEST_F(ControlServiceTest, ClientDrivenMigrationStateChangesAreEvents) {
+  StartServer({.gpio = true});
+  const int client = server_->Connect(0);
+  ASSERT_GT(client, 0);
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  v1::Event event;
+  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
+  }
+  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_STOP_COPY), 0);
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_STOP_COPY);
+  ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_RUNNING), 0);
+  std::vector<v1::Event> events = ReadEvents(*feed, 4);
+  EXPECT_EQ(MigrationStates(events),
+            (std::vector<v1::MigrationState>{v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_STOP_COPY,
+                                             v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_RUNNING}));
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), event.sequence() + 1 + i);
+  }
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].reason(), "RUNNING -> STOP");
+  context->TryCancel();
+}
+
 TEST_F(ControlServiceTest, MigrationNeedsADeviceThatMigrates) {
   StartServer();
   std::vector<std::string> chunks;

@@ -17,6 +17,7 @@
 #include "testing/memory_device.h"
 #include "vfu/base/unique_fd.h"
 #include "vfu/client/client.h"
+#include "vfu/client/migration.h"
 #include "vfu/server/server.h"
 #include "vfu/wire/errno_status.h"
 
@@ -132,6 +133,10 @@ int ControlTestServer::RegionRead(int client, uint64_t offset, uint32_t count) {
 
 int ControlTestServer::RegionWrite(int client, uint64_t offset, const std::vector<uint8_t>& data) {
   return ErrnoOf(state_->clients.at(client)->RegionWrite(0, offset, data));
+}
+
+int ControlTestServer::ClientSetMigrationState(int client, uint32_t state) {
+  return ErrnoOf(SetMigrationState(*state_->clients.at(client), static_cast<MigrationState>(state)));
 }
 
 int ControlTestServer::ConfigRead(int client, uint64_t offset, uint32_t count,

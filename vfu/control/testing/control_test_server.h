@@ -54,6 +54,9 @@ class ControlTestServer {
   // connection failed).
   int RegionRead(int client, uint64_t offset, uint32_t count);
   int RegionWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
+  // The client sets the device's migration state (MIG_DEVICE_STATE; `state`
+  // as VFIO numbers it).
+  int ClientSetMigrationState(int client, uint32_t state);
   // Config space (region 7) access.
   int ConfigRead(int client, uint64_t offset, uint32_t count, std::vector<uint8_t>* data);
   int ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
