@@ -55,8 +55,11 @@ constexpr char kUsage[] =
     "                                  serve a new device from a DeviceSpec\n"
     "  remove DEVICE                   detach its client, stop serving it\n"
     "  reset DEVICE                    reset the device\n"
-    "  save-state DEVICE FILE          save device state (needs migration support)\n"
-    "  load-state DEVICE FILE          load device state (needs migration support)\n";
+    "  save-state DEVICE FILE          snapshot the device's migration state into FILE\n"
+    "  load-state DEVICE FILE          load a snapshot into the device\n"
+    "  migration-state DEVICE STATE    set the device's migration state (running, stop,\n"
+    "                                  stop_copy, resuming, pre_copy)\n"
+    "Migration commands need a device that migrates and no client attached to it.\n";
 
 struct CommandLine {
   std::string control;
@@ -419,6 +422,24 @@ int LoadState(VfuControl::Stub& stub, const CommandLine& line) {
   return 0;
 }
 
+int SetMigrationState(VfuControl::Stub& stub, const CommandLine& line) {
+  if (line.args.size() != 2) return Usage("migration-state wants DEVICE STATE");
+  std::string name = "MIGRATION_STATE_";
+  for (char c : line.args[1]) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  v1::MigrationState state;
+  if (!v1::MigrationState_Parse(name, &state)) {
+    return Usage("unknown migration state " + line.args[1]);
+  }
+  v1::SetMigrationStateRequest request;
+  request.mutable_device()->set_device(line.args[0]);
+  request.set_state(state);
+  v1::SetMigrationStateResponse response;
+  grpc::Status status = stub.SetMigrationState(Context().get(), request, &response);
+  if (!status.ok()) return Fail(status);
+  std::cout << line.args[0] << " " << MigrationText(response.state()) << "\n";
+  return 0;
+}
+
 int Health(VfuControl::Stub& stub) {
   v1::GetHealthResponse response;
   grpc::Status status = stub.GetHealth(Context().get(), {}, &response);
@@ -453,6 +474,7 @@ int Main(int argc, char** argv) {
   if (c == "reset") return Reset(*stub, line);
   if (c == "save-state") return SaveState(*stub, line);
   if (c == "load-state") return LoadState(*stub, line);
+  if (c == "migration-state") return SetMigrationState(*stub, line);
   return Usage("unknown command " + c);
 }
 

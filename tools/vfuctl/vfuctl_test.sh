@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # vfuctl's output against a device server's control plane: tables, JSON,
-# the event feed, runtime changes and errors. Args: VFUCTL SERVER READER
+# the event feed, runtime changes, device state and errors.
+# Args: VFUCTL SERVER READER GPIO_SERVER GPIO_TOGGLE
 set -euo pipefail
-vfuctl=$1 server=$2 reader=$3
+vfuctl=$1 server=$2 reader=$3 gpio=$4 toggle=$5
 # Short: socket paths must fit in sockaddr_un (TEST_TMPDIR may not).
 dir=$(mktemp -d /tmp/vfuctl-XXXXXX)
-pid=
+pid= gpio_pids=()
 cleanup() {
   [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  for p in "${gpio_pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -29,7 +31,7 @@ ctl list >"$dir/list"
 head -1 "$dir/list" | grep -qE '^NAME +SOCKET +CLIENT +VERSION +REGIONS +MIGRATION +UPTIME$' ||
   fail "list header: $(head -1 "$dir/list")"
 [[ $(wc -l <"$dir/list") == 3 ]] || fail "list rows: $(cat "$dir/list")"
-grep -qE "^memory0 +$dir/a.sock +- +- +1 +unknown +[0-9.]+s$" "$dir/list" || fail "memory0 row: $(cat "$dir/list")"
+grep -qE "^memory0 +$dir/a.sock +- +- +1 +not_supported +[0-9.]+s$" "$dir/list" || fail "memory0 row: $(cat "$dir/list")"
 
 # stats after a known sequence: VERSION and 5 REGION_READs.
 "$reader" "$dir/b.sock" 5
@@ -79,12 +81,72 @@ grep -q "^vfuctl: INVALID_ARGUMENT: spec: region 0" "$dir/err" || fail "bad spec
 status=0; ctl reset nope 2>"$dir/err" || status=$?
 [[ $status == 1 ]] && grep -q "^vfuctl: NOT_FOUND: no device named nope" "$dir/err" || fail "unknown device"
 status=0; ctl save-state memory0 "$dir/state" 2>"$dir/err" || status=$?
-[[ $status == 1 ]] && grep -q "^vfuctl: UNIMPLEMENTED: SaveState" "$dir/err" || fail "save-state: $(cat "$dir/err")"
+[[ $status == 1 ]] && grep -q "^vfuctl: FAILED_PRECONDITION: memory0: the device does not support migration" "$dir/err" || fail "save-state: $(cat "$dir/err")"
 echo state >"$dir/state"
 status=0; ctl load-state memory0 "$dir/state" 2>"$dir/err" || status=$?
-[[ $status == 1 ]] && grep -q "^vfuctl: UNIMPLEMENTED: LoadState" "$dir/err" || fail "load-state: $(cat "$dir/err")"
+[[ $status == 1 ]] && grep -q "^vfuctl: FAILED_PRECONDITION: memory0: the device does not support migration" "$dir/err" || fail "load-state: $(cat "$dir/err")"
+status=0; ctl migration-state memory0 sideways 2>/dev/null || status=$?
+[[ $status == 2 ]] || fail "unknown migration state: exit $status"
 status=0; "$vfuctl" list 2>/dev/null || status=$?
 [[ $status == 2 ]] || fail "no control socket: exit $status"
 status=0; ctl frobnicate 2>/dev/null || status=$?
 [[ $status == 2 ]] || fail "unknown command: exit $status"
+
+# Device state: GPIO registers set through vfio-user on one server, saved,
+# loaded into another server's device and read back there.
+start_gpio() {  # NAME: serves $dir/NAME.sock, control socket $dir/NAME.ctl
+  "$gpio" --control="$dir/$1.ctl" "$dir/$1.sock" 2>"$dir/$1.log" &
+  gpio_pids+=($!)
+  for _ in $(seq 600); do
+    [[ -S $dir/$1.ctl ]] && return 0
+    kill -0 "${gpio_pids[-1]}" 2>/dev/null || { cat "$dir/$1.log" >&2; fail "$1 exited"; }
+    sleep 0.1
+  done
+  fail "$1 did not start"
+}
+start_gpio src
+start_gpio dst
+gctl() { local which=$1; shift; "$vfuctl" --control="$dir/$which.ctl" "$@"; }
+# wait_idle NAME: until the server has seen NAME's last client leave.
+wait_idle() {
+  for _ in $(seq 600); do
+    gctl "$1" list | grep -qE "^[^ ]+ +$dir/$1.sock +- +- " && return 0
+    sleep 0.1
+  done
+  fail "$1's client did not leave"
+}
+# Leaves IRQ_ENABLE and OUTPUT with line 5's bit, CONTROL in loopback.
+"$toggle" --line=5 "$dir/src.sock" >"$dir/toggle" 2>&1 || { cat "$dir/toggle" >&2; fail "gpio_toggle"; }
+wait_idle src
+# One toggle: one MSI delivered.
+gctl src stats "$dir/src.sock" >"$dir/src.stats"
+grep -qE '^interrupts_raised +1$' "$dir/src.stats" || fail "interrupts_raised: $(cat "$dir/src.stats")"
+grep -qE '^interrupts_pending +0$' "$dir/src.stats" || fail "interrupts_pending: $(cat "$dir/src.stats")"
+gctl src list | grep -qE "^[^ ]+ +$dir/src.sock +- +- +[0-9]+ +running " || fail "src list: $(gctl src list)"
+gctl src save-state "$dir/src.sock" "$dir/gpio.state" >"$dir/saved"
+grep -qE "^saved [1-9][0-9]* bytes of $dir/src.sock$" "$dir/saved" || fail "saved: $(cat "$dir/saved")"
+size=$(stat -c %s "$dir/gpio.state")
+[[ $(gctl dst load-state "$dir/dst.sock" "$dir/gpio.state") == "loaded $size bytes into $dir/dst.sock" ]] ||
+  fail "load-state"
+# dst's feed: added, then the load's walk through RESUMING and back.
+gctl dst watch --count=5 | sed -E 's/^#[0-9]+ ([a-z_]+) [^ :]+/\1/' >"$dir/dst.watch"
+printf '%s\n' "device_added: $dir/dst.sock" "migration_state_changed: RUNNING -> STOP" \
+  "migration_state_changed: STOP -> RESUMING" "migration_state_changed: RESUMING -> STOP" \
+  "migration_state_changed: STOP -> RUNNING" | diff - "$dir/dst.watch" || fail "dst feed"
+[[ $("$reader" "$dir/dst.sock" 1 0x14) == 0x00000020 ]] || fail "IRQ_ENABLE after load"
+[[ $("$reader" "$dir/dst.sock" 1 0x0c) == 0x00000020 ]] || fail "OUTPUT after load"
+[[ $("$reader" "$dir/dst.sock" 1 0x1c) == 0x00000001 ]] || fail "CONTROL after load"
+wait_idle dst
+# A stream the device rejects leaves it RESUMING; a reset recovers it.
+status=0; gctl dst load-state "$dir/dst.sock" "$dir/state" 2>"$dir/err" || status=$?
+[[ $status == 1 ]] && ! grep -q FAILED_PRECONDITION "$dir/err" || fail "garbage state: $(cat "$dir/err")"
+gctl dst list | grep -qE "^[^ ]+ +$dir/dst.sock +- +- +[0-9]+ +resuming " || fail "dst list: $(gctl dst list)"
+gctl dst reset "$dir/dst.sock" >/dev/null
+gctl dst list | grep -qE "^[^ ]+ +$dir/dst.sock +- +- +[0-9]+ +running " || fail "dst after reset"
+# migration-state walks the state machine.
+[[ $(gctl src migration-state "$dir/src.sock" stop) == "$dir/src.sock stop" ]] || fail "set stop"
+gctl src list | grep -qE "^[^ ]+ +$dir/src.sock +- +- +[0-9]+ +stop " || fail "src list after stop"
+status=0; gctl src migration-state "$dir/src.sock" running_p2p 2>"$dir/err" || status=$?
+[[ $status == 1 ]] && grep -q "^vfuctl: INVALID_ARGUMENT" "$dir/err" || fail "running_p2p: $(cat "$dir/err")"
+[[ $(gctl src migration-state "$dir/src.sock" running) == "$dir/src.sock running" ]] || fail "set running"
 echo PASS

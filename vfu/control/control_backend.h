@@ -12,6 +12,7 @@
 #define VFU_CONTROL_CONTROL_BACKEND_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "proto/control.pb.h"
@@ -36,6 +37,15 @@ class ControlBackend {
                                   v1::AddDeviceResponse* response) = 0;
   virtual ControlStatus RemoveDevice(const v1::RemoveDeviceRequest& request) = 0;
   virtual ControlStatus ResetDevice(const v1::ResetDeviceRequest& request) = 0;
+
+  // Device state (proto/control.proto: SaveState, LoadState,
+  // SetMigrationState). `state` is the device's whole migration stream, at
+  // most kMaxDeviceStateBytes.
+  static constexpr uint64_t kMaxDeviceStateBytes = 64ull << 20;
+  virtual ControlStatus SaveState(const v1::SaveStateRequest& request, std::string* state) = 0;
+  virtual ControlStatus LoadState(const std::string& device, const std::string& state) = 0;
+  virtual ControlStatus SetMigrationState(const v1::SetMigrationStateRequest& request,
+                                          v1::SetMigrationStateResponse* response) = 0;
 };
 
 }  // namespace vfu::control

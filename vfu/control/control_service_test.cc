@@ -67,6 +67,17 @@ class ControlServiceTest : public ::testing::Test {
     return out;
   }
 
+  // Polls (with a deadline) until the server has seen device 0's client
+  // leave: a Disconnect is noticed asynchronously.
+  bool WaitDetached() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!List().devices(0).has_client()) return true;
+      std::this_thread::yield();
+    }
+    return false;
+  }
+
   std::unique_ptr<ControlTestServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::VfuControl::Stub> stub_;
@@ -93,7 +104,7 @@ TEST_F(ControlServiceTest, ListShowsDevicesAndTheAttachedClient) {
   EXPECT_EQ(idle.name(), "dev0");
   EXPECT_EQ(idle.socket_path(), server_->device_path(0));
   EXPECT_FALSE(idle.has_client());
-  EXPECT_EQ(idle.migration_state(), v1::MIGRATION_STATE_UNKNOWN);
+  EXPECT_EQ(idle.migration_state(), v1::MIGRATION_STATE_NOT_SUPPORTED);
   // MemoryDevice: 64 KiB BAR0, described from the device.
   EXPECT_FALSE(idle.spec_complete());
   ASSERT_GE(idle.spec().regions_size(), 1);
@@ -312,32 +323,296 @@ TEST_F(ControlServiceTest, BadRequestsGetPreciseErrors) {
             grpc::StatusCode::NOT_FOUND);
 }
 
-TEST_F(ControlServiceTest, MigrationOperationsAreNotImplementedYet) {
-  StartServer();
-  v1::SaveStateRequest save;
-  save.mutable_device()->set_device("dev0");
-  auto context = Context();
-  std::unique_ptr<grpc::ClientReader<v1::StateChunk>> reader =
-      stub_->SaveState(context.get(), save);
-  v1::StateChunk chunk;
-  EXPECT_FALSE(reader->Read(&chunk));
-  grpc::Status status = reader->Finish();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_NE(status.error_message().find("migration"), std::string::npos);
+// GpioDevice registers (devices/gpio/gpio_device.h).
+constexpr uint64_t kGpioOutput = 0x0c;
+constexpr uint64_t kGpioDirection = 0x10;
+constexpr uint64_t kGpioIrqEnable = 0x14;
 
+grpc::Status SaveDeviceState(v1::VfuControl::Stub& stub, const std::string& device,
+                             std::vector<std::string>* chunks) {
+  v1::SaveStateRequest request;
+  request.mutable_device()->set_device(device);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  std::unique_ptr<grpc::ClientReader<v1::StateChunk>> reader = stub.SaveState(&context, request);
+  v1::StateChunk chunk;
+  while (reader->Read(&chunk)) chunks->push_back(chunk.data());
+  return reader->Finish();
+}
+
+grpc::Status LoadDeviceState(v1::VfuControl::Stub& stub, const std::string& device,
+                             const std::vector<std::string>& chunks, uint64_t* loaded) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::LoadStateResponse response;
+  std::unique_ptr<grpc::ClientWriter<v1::StateChunk>> writer = stub.LoadState(&context, &response);
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    v1::StateChunk chunk;
+    if (i == 0) chunk.mutable_device()->set_device(device);
+    chunk.set_data(chunks[i]);
+    if (!writer->Write(chunk)) break;
+  }
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  *loaded = response.bytes_loaded();
+  return status;
+}
+
+std::vector<v1::MigrationState> MigrationStates(const std::vector<v1::Event>& events) {
+  std::vector<v1::MigrationState> states;
+  for (const v1::Event& e : events) {
+    EXPECT_EQ(e.kind(), v1::Event::MIGRATION_STATE_CHANGED);
+    states.push_back(e.migration_state());
+  }
+  return states;
+}
+
+TEST_F(ControlServiceTest, ListShowsMigrationStates) {
+  StartServer();
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_NOT_SUPPORTED);
+  std::string error;
+  auto gpio = ControlTestServer::Start({.gpio = true}, &error);
+  ASSERT_NE(gpio, nullptr) << error;
+  auto stub = v1::VfuControl::NewStub(
+      grpc::CreateChannel("unix:" + gpio->control_path(), grpc::InsecureChannelCredentials()));
+  v1::ListDevicesResponse list;
+  ASSERT_TRUE(stub->ListDevices(Context().get(), {}, &list).ok());
+  ASSERT_EQ(list.devices_size(), 1);
+  EXPECT_EQ(list.devices(0).migration_state(), v1::MIGRATION_STATE_RUNNING);
+}
+
+TEST_F(ControlServiceTest, SaveStateFromOneServerLoadsIntoAnother) {
+  StartServer({.gpio = true});
+  std::string error;
+  auto destination = ControlTestServer::Start({.gpio = true}, &error);
+  ASSERT_NE(destination, nullptr) << error;
+  auto destination_stub = v1::VfuControl::NewStub(grpc::CreateChannel(
+      "unix:" + destination->control_path(), grpc::InsecureChannelCredentials()));
+
+  const int source_client = server_->Connect(0);
+  ASSERT_GT(source_client, 0);
+  ASSERT_EQ(server_->WriteRegister(source_client, kGpioDirection, 0x00ff), 0);
+  ASSERT_EQ(server_->WriteRegister(source_client, kGpioOutput, 0x00a5), 0);
+  ASSERT_EQ(server_->WriteRegister(source_client, kGpioIrqEnable, 0x0300), 0);
+  // The client owns the migration while attached.
+  std::vector<std::string> chunks;
+  grpc::Status refused = SaveDeviceState(*stub_, "dev0", &chunks);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(refused.error_message().find("client"), std::string::npos);
+  server_->Disconnect(source_client);
+  ASSERT_TRUE(WaitDetached());
+
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  chunks.clear();
+  grpc::Status saved = SaveDeviceState(*stub_, "dev0", &chunks);
+  ASSERT_TRUE(saved.ok()) << saved.error_message();
+  ASSERT_FALSE(chunks.empty());
+  // The snapshot went through STOP_COPY and back.
+  std::vector<v1::Event> events;
+  v1::Event event;
+  while (events.size() < 4 && feed->Read(&event)) {
+    if (event.kind() == v1::Event::MIGRATION_STATE_CHANGED) events.push_back(event);
+  }
+  EXPECT_EQ(MigrationStates(events),
+            (std::vector<v1::MigrationState>{v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_STOP_COPY,
+                                             v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_RUNNING}));
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), events[i - 1].sequence() + 1);
+  }
+  context->TryCancel();
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_RUNNING);
+
+  uint64_t loaded = 0;
+  grpc::Status load = LoadDeviceState(*destination_stub, "dev0", chunks, &loaded);
+  ASSERT_TRUE(load.ok()) << load.error_message();
+  size_t total = 0;
+  for (const std::string& c : chunks) total += c.size();
+  EXPECT_EQ(loaded, total);
+
+  const int destination_client = destination->Connect(0);
+  ASSERT_GT(destination_client, 0);
+  uint32_t value = 0;
+  ASSERT_EQ(destination->ReadRegister(destination_client, kGpioDirection, &value), 0);
+  EXPECT_EQ(value, 0x00ffu);
+  ASSERT_EQ(destination->ReadRegister(destination_client, kGpioOutput, &value), 0);
+  EXPECT_EQ(value, 0x00a5u);
+  ASSERT_EQ(destination->ReadRegister(destination_client, kGpioIrqEnable, &value), 0);
+  EXPECT_EQ(value, 0x0300u);
+}
+
+TEST_F(ControlServiceTest, LoadStateRejectsGarbageAndBadRequests) {
+  StartServer({.gpio = true});
+  uint64_t loaded = 0;
+  EXPECT_EQ(LoadDeviceState(*stub_, "nope", {"x"}, &loaded).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(LoadDeviceState(*stub_, "dev0", {}, &loaded).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status garbage = LoadDeviceState(*stub_, "dev0", {"not a migration stream"}, &loaded);
+  EXPECT_FALSE(garbage.ok());
+  EXPECT_NE(garbage.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(ControlServiceTest, SetMigrationStateDrivesTheDevice) {
+  StartServer({.gpio = true});
   v1::SetMigrationStateRequest set;
   set.mutable_device()->set_device("dev0");
   set.set_state(v1::MIGRATION_STATE_STOP);
-  v1::SetMigrationStateResponse set_response;
-  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &set_response).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  v1::SetMigrationStateResponse response;
 
-  auto load_context = Context();
-  v1::LoadStateResponse loaded;
-  std::unique_ptr<grpc::ClientWriter<v1::StateChunk>> writer =
-      stub_->LoadState(load_context.get(), &loaded);
-  writer->WritesDone();
-  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  const int client = server_->Connect(0);
+  ASSERT_GT(client, 0);
+  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_RUNNING);
+  server_->Disconnect(client);
+  ASSERT_TRUE(WaitDetached());
+
+  grpc::Status status = stub_->SetMigrationState(Context().get(), set, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.state(), v1::MIGRATION_STATE_STOP);
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_STOP);
+
+  set.set_state(v1::MIGRATION_STATE_RUNNING_P2P);  // the device cannot reach it
+  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  set.set_state(v1::MIGRATION_STATE_NOT_SUPPORTED);
+  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  set.set_state(v1::MIGRATION_STATE_RUNNING);
+  ASSERT_TRUE(stub_->SetMigrationState(Context().get(), set, &response).ok());
+  EXPECT_EQ(response.state(), v1::MIGRATION_STATE_RUNNING);
+  set.mutable_device()->set_device("nope");
+  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+constexpr uint64_t kGpioIrqStatus = 0x18;
+constexpr uint64_t kGpioControl = 0x1c;
+
+TEST_F(ControlServiceTest, StatsCountInterruptsExactly) {
+  StartServer({.gpio = true});
+  const int client = server_->Connect(0);
+  ASSERT_GT(client, 0);
+  ASSERT_EQ(server_->EnableIrq(client, 0), 0);  // INTx: masks itself on delivery
+  ASSERT_EQ(server_->WriteRegister(client, kGpioIrqEnable, 0x2), 0);
+  ASSERT_EQ(server_->WriteRegister(client, kGpioControl, 1), 0);  // loopback
+  ASSERT_EQ(server_->WriteRegister(client, kGpioOutput, 0x2), 0);  // line 1 rises: event
+  EXPECT_EQ(server_->WaitIrq(client, 60000), 1u);
+  // The device raises its level and an edge (its MSI rule, routed to INTx):
+  // the level is delivered and masks INTx, so the edge waits, pending.
+  v1::DeviceStats stats;
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 1u);
+  EXPECT_EQ(stats.interrupts_coalesced(), 0u);
+  EXPECT_EQ(stats.interrupts_pending(), 1u);
+
+  // Acknowledged, and a new event while INTx is still in service: held
+  // until the client's unmask delivers it.
+  ASSERT_EQ(server_->WriteRegister(client, kGpioIrqStatus, 0x2), 0);
+  ASSERT_EQ(server_->WriteRegister(client, kGpioOutput, 0), 0);  // line 1 falls: event
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 1u);
+  EXPECT_EQ(stats.interrupts_pending(), 1u);
+  ASSERT_EQ(server_->UnmaskIrq(client, 0), 0);
+  EXPECT_EQ(server_->WaitIrq(client, 60000), 1u);
+  ASSERT_TRUE(Stats("dev0", &stats).ok());
+  EXPECT_EQ(stats.interrupts_raised(), 2u);
+  EXPECT_EQ(stats.interrupts_coalesced(), 0u);
+  EXPECT_EQ(stats.interrupts_pending(), 0u);
+}
+
+constexpr char kExpressSpec[] = R"pb(
+  name: "express"
+  identity { vendor_id: 0x1af4 device_id: 0x1000 class_code: 0x020000 }
+  express: true
+  regions { index: 0 size: 4096 readable: true writable: true }
+)pb";
+
+TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
+  StartServer();
+  const std::string path = server_->dir() + "/express.sock";
+  v1::AddDeviceResponse added;
+  ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
+  const int client = server_->ConnectPath(path);
+  ASSERT_GT(client, 0);
+  // Find the PCI Express capability through the capability list.
+  std::vector<uint8_t> byte;
+  ASSERT_EQ(server_->ConfigRead(client, 0x34, 1, &byte), 0);
+  uint8_t cap = byte.at(0);
+  for (int hops = 0; cap != 0 && hops < 48; ++hops) {
+    std::vector<uint8_t> header;
+    ASSERT_EQ(server_->ConfigRead(client, cap, 2, &header), 0);
+    if (header.at(0) == 0x10) break;  // PCI_CAP_ID_EXP
+    cap = header.at(1);
+  }
+  ASSERT_NE(cap, 0);
+
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  // Skip what is already buffered: up to the client's attach.
+  v1::Event event;
+  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
+  }
+  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  const uint64_t attached = event.sequence();
+  // An ordinary config write is no FLR; DEVCTL's Initiate FLR bit is.
+  ASSERT_EQ(server_->ConfigWrite(client, 0x04, {0x02, 0x00}), 0);  // memory space enable
+  ASSERT_EQ(server_->ConfigWrite(client, cap + 8, {0x00, 0x80}), 0);  // DEVCTL: BCR_FLR
+  server_->Disconnect(client);
+  std::vector<v1::Event> events = ReadEvents(*feed, 2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].kind(), v1::Event::DEVICE_FLR);
+  EXPECT_EQ(events[0].device(), "express");
+  EXPECT_EQ(events[0].sequence(), attached + 1);
+  EXPECT_EQ(events[1].kind(), v1::Event::CLIENT_DETACHED);
+  EXPECT_EQ(events[1].sequence(), attached + 2);
+  context->TryCancel();
+}
+
+TEST_F(ControlServiceTest, ClientDrivenMigrationStateChangesAreEvents) {
+  StartServer({.gpio = true});
+  const int client = server_->Connect(0);
+  ASSERT_GT(client, 0);
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  v1::Event event;
+  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
+  }
+  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_STOP_COPY), 0);
+  EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_STOP_COPY);
+  ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_RUNNING), 0);
+  std::vector<v1::Event> events = ReadEvents(*feed, 4);
+  EXPECT_EQ(MigrationStates(events),
+            (std::vector<v1::MigrationState>{v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_STOP_COPY,
+                                             v1::MIGRATION_STATE_STOP,
+                                             v1::MIGRATION_STATE_RUNNING}));
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].sequence(), event.sequence() + 1 + i);
+  }
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].reason(), "RUNNING -> STOP");
+  context->TryCancel();
+}
+
+TEST_F(ControlServiceTest, MigrationNeedsADeviceThatMigrates) {
+  StartServer();
+  std::vector<std::string> chunks;
+  EXPECT_EQ(SaveDeviceState(*stub_, "dev0", &chunks).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  v1::SetMigrationStateRequest set;
+  set.mutable_device()->set_device("dev0");
+  set.set_state(v1::MIGRATION_STATE_STOP);
+  v1::SetMigrationStateResponse response;
+  EXPECT_EQ(stub_->SetMigrationState(Context().get(), set, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(ControlServiceTest, ControlSocketIsPrivateByDefault) {

@@ -26,12 +26,8 @@ grpc::Status ToGrpc(const ControlStatus& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code), status.message);
 }
 
-grpc::Status NotYet(const char* what) {
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                      std::string(what) +
-                          " is not implemented yet: device state migration has not landed in "
-                          "this server");
-}
+// SaveState's chunk size (the .proto promises at most 1 MiB).
+constexpr size_t kStateChunkBytes = 1 << 20;
 
 class Service final : public v1::VfuControl::Service {
  public:
@@ -96,17 +92,53 @@ class Service final : public v1::VfuControl::Service {
     return result;
   }
 
-  grpc::Status SaveState(grpc::ServerContext*, const v1::SaveStateRequest*,
-                         grpc::ServerWriter<v1::StateChunk>*) override {
-    return NotYet("SaveState");
+  grpc::Status SaveState(grpc::ServerContext*, const v1::SaveStateRequest* request,
+                         grpc::ServerWriter<v1::StateChunk>* writer) override {
+    std::string state;
+    ControlStatus status = backend_.SaveState(*request, &state);
+    if (!status.ok()) return ToGrpc(status);
+    v1::StateChunk chunk;
+    for (size_t offset = 0; offset < state.size(); offset += kStateChunkBytes) {
+      chunk.set_data(state.substr(offset, kStateChunkBytes));
+      if (!writer->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the reader went away");
+      }
+    }
+    return grpc::Status::OK;
   }
-  grpc::Status LoadState(grpc::ServerContext*, grpc::ServerReader<v1::StateChunk>*,
-                         v1::LoadStateResponse*) override {
-    return NotYet("LoadState");
+
+  grpc::Status LoadState(grpc::ServerContext*, grpc::ServerReader<v1::StateChunk>* reader,
+                         v1::LoadStateResponse* response) override {
+    std::string device;
+    std::string state;
+    v1::StateChunk chunk;
+    bool first = true;
+    while (reader->Read(&chunk)) {
+      if (first) {
+        device = chunk.device().device();
+        first = false;
+      } else if (chunk.has_device()) {
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "device: only the first chunk names the device");
+      }
+      if (state.size() + chunk.data().size() > ControlBackend::kMaxDeviceStateBytes) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            "data: the state exceeds " +
+                                std::to_string(ControlBackend::kMaxDeviceStateBytes) + " bytes");
+      }
+      state += chunk.data();
+    }
+    if (first) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no chunk: the first names the device");
+    }
+    ControlStatus status = backend_.LoadState(device, state);
+    if (status.ok()) response->set_bytes_loaded(state.size());
+    return ToGrpc(status);
   }
-  grpc::Status SetMigrationState(grpc::ServerContext*, const v1::SetMigrationStateRequest*,
-                                 v1::SetMigrationStateResponse*) override {
-    return NotYet("SetMigrationState");
+
+  grpc::Status SetMigrationState(grpc::ServerContext*, const v1::SetMigrationStateRequest* request,
+                                 v1::SetMigrationStateResponse* response) override {
+    return ToGrpc(backend_.SetMigrationState(*request, response));
   }
 
  private:

@@ -30,7 +30,7 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual([d.name for d in devices], ["memory0", "memory1"])
         self.assertEqual(devices[0].socket_path, DIR + "/a.sock")
         self.assertEqual(devices[0].spec.regions[0].size, 64 * 1024)
-        self.assertEqual(devices[0].migration_state, control_pb2.MIGRATION_STATE_UNKNOWN)
+        self.assertEqual(devices[0].migration_state, control_pb2.MIGRATION_STATE_NOT_SUPPORTED)
 
     def test_reads_stats_of_a_known_sequence(self):
         request = control_pb2.GetStatsRequest(device=control_pb2.DeviceRef(device="memory1"))
@@ -53,6 +53,22 @@ class PythonClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as caught:
             self.stub.GetStats(request, timeout=30)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+    def test_migration_of_a_device_that_does_not_migrate_is_refused(self):
+        ref = control_pb2.DeviceRef(device="memory0")
+        with self.assertRaises(grpc.RpcError) as caught:
+            list(self.stub.SaveState(control_pb2.SaveStateRequest(device=ref), timeout=30))
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("does not support migration", caught.exception.details())
+        chunks = iter([control_pb2.StateChunk(device=ref, data=b"state")])
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.LoadState(chunks, timeout=30)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        request = control_pb2.SetMigrationStateRequest(
+            device=ref, state=control_pb2.MIGRATION_STATE_STOP)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.SetMigrationState(request, timeout=30)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "vfu/base/status_macros.h"
+#include "vfu/device/migration_state.h"
 #include "vfu/device/device_spec_builder.h"
 #include "vfu/stats/device_statistics.h"
 #include "vfu/stats/server_event.h"
@@ -87,10 +91,76 @@ void FillEvent(const ServerEvent& e, v1::Event* out) {
   out->set_device(e.device);
   out->set_reason(e.reason);
   if (e.client) FillClient(*e.client, out->mutable_client());
+  if (e.kind == ServerEvent::Kind::kMigrationStateChanged) {
+    out->set_migration_state(static_cast<v1::MigrationState>(e.migration_state));
+  }
   if (e.kind == ServerEvent::Kind::kProtocolError) {
     out->set_command(std::string(wire::CommandName(e.command)));
     out->set_errno_value(e.errno_value);
   }
+}
+
+// VFIO's numbering is the .proto's (MigrationState).
+bool IsSettableState(v1::MigrationState state) {
+  return state >= v1::MIGRATION_STATE_STOP && state <= v1::MIGRATION_STATE_PRE_COPY_P2P;
+}
+
+// Where SaveState and LoadState may start, and return to.
+absl::Status CheckSettled(MigrationState state) {
+  if (state == MigrationState::kRunning || state == MigrationState::kStop) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("a migration is in progress (state ", MigrationStateName(state),
+                   "): set RUNNING or STOP first"));
+}
+
+absl::Status WalkTo(MigrationEngine& engine, MigrationState target) {
+  absl::StatusOr<std::vector<MigrationState>> path =
+      engine.Plan(static_cast<uint32_t>(target));
+  if (!path.ok()) return path.status();
+  return engine.Walk(*path);
+}
+
+// Saves the device's stream into `out`: STOP_COPY, read to the end, then
+// back to where it was.
+absl::Status SaveStream(MigrationEngine& engine, std::string& out) {
+  const MigrationState start = engine.state();
+  VFU_RETURN_IF_ERROR(CheckSettled(start));
+  VFU_RETURN_IF_ERROR(WalkTo(engine, MigrationState::kStopCopy));
+  absl::Status read = absl::OkStatus();
+  std::vector<uint8_t> buffer;
+  constexpr uint32_t kReadSize = 1 << 20;
+  while (true) {
+    absl::StatusOr<absl::Span<const uint8_t>> data = engine.ReadData(kReadSize, buffer);
+    if (!data.ok()) {
+      read = data.status();
+      break;
+    }
+    if (data->empty()) break;  // the end of the stream
+    if (out.size() + data->size() > ControlBackend::kMaxDeviceStateBytes) {
+      read = absl::ResourceExhaustedError(
+          absl::StrCat("the device's state exceeds ", ControlBackend::kMaxDeviceStateBytes,
+                       " bytes"));
+      break;
+    }
+    out.append(reinterpret_cast<const char*>(data->data()), data->size());
+  }
+  absl::Status back = WalkTo(engine, start);
+  return read.ok() ? back : read;
+}
+
+// Loads `data` as the device's stream: RESUMING, write, then back to where
+// it was (leaving RESUMING is where the device checks the stream; a bad
+// stream leaves the device in RESUMING, as it would a VMM).
+absl::Status LoadStream(MigrationEngine& engine, const std::string& data) {
+  const MigrationState start = engine.state();
+  VFU_RETURN_IF_ERROR(CheckSettled(start));
+  VFU_RETURN_IF_ERROR(WalkTo(engine, MigrationState::kResuming));
+  absl::Status write = engine.WriteData(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+  absl::Status back = WalkTo(engine, start);
+  return write.ok() ? back : write;
 }
 
 }  // namespace
@@ -136,7 +206,10 @@ void ServerControlBackend::DescribeDevice(const DeviceEndpoint& endpoint, v1::De
   if (std::optional<ClientIdentity> client = endpoint.client()) {
     FillClient(*client, info->mutable_client());
   }
-  info->set_migration_state(v1::MIGRATION_STATE_UNKNOWN);
+  info->set_migration_state(
+      endpoint.device().SupportsMigration()
+          ? static_cast<v1::MigrationState>(endpoint.migration().state())
+          : v1::MIGRATION_STATE_NOT_SUPPORTED);
   info->set_uptime_ms(MillisSince(endpoint.added_at()));
 }
 
@@ -189,8 +262,11 @@ ControlStatus ServerControlBackend::GetStats(const v1::GetStatsRequest& request,
   out->set_dma_message_bytes_read(s.dma_message_bytes_read);
   out->set_dma_message_bytes_written(s.dma_message_bytes_written);
   out->set_dma_messages(s.dma_messages);
-  out->set_interrupts_raised(s.interrupts_raised);
-  out->set_interrupts_coalesced(s.interrupts_coalesced);
+  // Counted where the device delivers them (its IrqController).
+  const InterruptCounts irqs = endpoint->device().interrupt_counts();
+  out->set_interrupts_raised(irqs.raised);
+  out->set_interrupts_coalesced(irqs.coalesced);
+  out->set_interrupts_pending(irqs.pending);
   out->set_backpressure_reply_episodes(s.backpressure_reply_episodes);
   out->set_backpressure_command_episodes(s.backpressure_command_episodes);
   out->set_clients_connected(s.clients_connected);
@@ -297,6 +373,79 @@ ControlStatus ServerControlBackend::ResetDevice(const v1::ResetDeviceRequest& re
     return ControlStatus::Error(ControlStatus::kInvalidArgument, "device.device: empty");
   }
   return FromAbsl(server_.ResetDevice(ref, absl::Now() + kResetTimeout));
+}
+
+ControlStatus ServerControlBackend::RunMigrationTask(
+    const std::string& ref, std::function<absl::Status(MigrationEngine&)> task) {
+  if (ref.empty()) {
+    return ControlStatus::Error(ControlStatus::kInvalidArgument, "device.device: empty");
+  }
+  std::shared_ptr<DeviceEndpoint> endpoint = server_.FindDevice(ref);
+  if (endpoint == nullptr) {
+    return ControlStatus::Error(ControlStatus::kNotFound, absl::StrCat("no device named ", ref));
+  }
+  if (!endpoint->device().SupportsMigration()) {
+    return ControlStatus::Error(ControlStatus::kFailedPrecondition,
+                                absl::StrCat(ref, ": the device does not support migration"));
+  }
+  // The task may outlive this call (deadline): it holds the endpoint.
+  return FromAbsl(endpoint->RunOnDevice(
+      [endpoint, task = std::move(task)](Device&) -> absl::Status {
+        // Checked here, in order with the client's commands: a client that
+        // attached meanwhile is seen.
+        if (std::optional<ClientIdentity> client = endpoint->client()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              endpoint->name(), ": a client (pid ", client->pid,
+              ") is attached and owns the device's migration; detach it first"));
+        }
+        return task(endpoint->migration());
+      },
+      absl::Now() + kMigrationTimeout));
+}
+
+ControlStatus ServerControlBackend::SaveState(const v1::SaveStateRequest& request,
+                                              std::string* state) {
+  // Shared with the task, which may outlive this call.
+  auto saved = std::make_shared<std::string>();
+  ControlStatus status = RunMigrationTask(
+      request.device().device(),
+      [saved](MigrationEngine& engine) { return SaveStream(engine, *saved); });
+  if (status.ok()) *state = std::move(*saved);
+  return status;
+}
+
+ControlStatus ServerControlBackend::LoadState(const std::string& device, const std::string& state) {
+  if (state.size() > kMaxDeviceStateBytes) {
+    return ControlStatus::Error(
+        ControlStatus::kResourceExhausted,
+        absl::StrCat("state: more than ", kMaxDeviceStateBytes, " bytes"));
+  }
+  auto data = std::make_shared<const std::string>(state);
+  return RunMigrationTask(device,
+                          [data](MigrationEngine& engine) { return LoadStream(engine, *data); });
+}
+
+ControlStatus ServerControlBackend::SetMigrationState(const v1::SetMigrationStateRequest& request,
+                                                      v1::SetMigrationStateResponse* response) {
+  if (!IsSettableState(request.state())) {
+    return ControlStatus::Error(ControlStatus::kInvalidArgument,
+                                absl::StrCat("state: ", v1::MigrationState_Name(request.state()),
+                                             " is not a state a device can be set to"));
+  }
+  // Written by the task before RunOnDevice returns its status (or never,
+  // past the deadline: then the response says UNKNOWN).
+  auto reached = std::make_shared<std::atomic<uint32_t>>(0);
+  const uint32_t target = static_cast<uint32_t>(request.state());
+  ControlStatus status = RunMigrationTask(
+      request.device().device(), [reached, target](MigrationEngine& engine) {
+        absl::Status walked = absl::OkStatus();
+        absl::StatusOr<std::vector<MigrationState>> path = engine.Plan(target);
+        walked = path.ok() ? engine.Walk(*path) : path.status();
+        reached->store(static_cast<uint32_t>(engine.state()));
+        return walked;
+      });
+  response->set_state(static_cast<v1::MigrationState>(reached->load()));
+  return status;
 }
 
 }  // namespace vfu::control

@@ -13,6 +13,7 @@
 #ifndef VFU_CONTROL_SERVER_CONTROL_BACKEND_H_
 #define VFU_CONTROL_SERVER_CONTROL_BACKEND_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,6 +35,9 @@ class ServerControlBackend : public ControlBackend {
   static constexpr size_t kMaxAddedDevices = 256;
   // How long ResetDevice waits for the device to get to the request.
   static constexpr absl::Duration kResetTimeout = absl::Seconds(10);
+  // How long a migration request (SaveState, LoadState, SetMigrationState)
+  // waits for the device.
+  static constexpr absl::Duration kMigrationTimeout = absl::Seconds(30);
 
   explicit ServerControlBackend(Server& server);
   // Removes the devices it added (if the server still serves them).
@@ -50,12 +54,22 @@ class ServerControlBackend : public ControlBackend {
   ControlStatus RemoveDevice(const v1::RemoveDeviceRequest& request) override
       ABSL_LOCKS_EXCLUDED(mu_);
   ControlStatus ResetDevice(const v1::ResetDeviceRequest& request) override;
+  ControlStatus SaveState(const v1::SaveStateRequest& request, std::string* state) override;
+  ControlStatus LoadState(const std::string& device, const std::string& state) override;
+  ControlStatus SetMigrationState(const v1::SetMigrationStateRequest& request,
+                                  v1::SetMigrationStateResponse* response) override;
 
  private:
   struct AddedDevice {
     proto::DeviceSpec spec;
     std::unique_ptr<PciDevice> device;
   };
+
+  // Runs `task` with the device's migration engine as a RunOnDevice task,
+  // refused (FAILED_PRECONDITION) when the device does not migrate or a
+  // client is attached when the task runs.
+  ControlStatus RunMigrationTask(const std::string& ref,
+                                 std::function<absl::Status(MigrationEngine&)> task);
 
   void DescribeDevice(const DeviceEndpoint& endpoint, v1::DeviceInfo* info)
       ABSL_LOCKS_EXCLUDED(mu_);

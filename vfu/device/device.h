@@ -137,6 +137,14 @@ constexpr std::string_view QuiesceReasonName(QuiesceReason reason) {
 // that fails the command which asked.
 using QuiesceDone = absl::AnyInvocable<void(absl::Status) &&>;
 
+// A device's interrupt statistics (IrqController::Counts says what each
+// means), for the control plane.
+struct InterruptCounts {
+  uint64_t raised = 0;
+  uint64_t coalesced = 0;
+  uint64_t pending = 0;
+};
+
 // What a device author implements.
 class Device {
  public:
@@ -148,6 +156,9 @@ class Device {
   virtual RegionDescription DescribeRegion(uint32_t index) const { return {}; }
   // Vectors of IRQ index `index` (0 = unsupported).
   virtual uint32_t IrqCount(uint32_t index) const { return 0; }
+  // Interrupts raised, coalesced and pending so far (zeros for a device
+  // that does not count them). Any thread; cheap.
+  virtual InterruptCounts interrupt_counts() const { return {}; }
   // DEVICE_GET_IRQ_INFO's flags for `index` (VFIO_IRQ_INFO_*).
   virtual uint32_t IrqInfoFlags(uint32_t index) const {
     return IrqCount(index) > 0 ? VFIO_IRQ_INFO_EVENTFD : 0;

@@ -224,6 +224,10 @@ class PciDevice : public Device {
   uint32_t num_irqs() const final { return wire::kPciNumIrqs; }
   RegionDescription DescribeRegion(uint32_t index) const final;
   uint32_t IrqCount(uint32_t index) const final;
+  InterruptCounts interrupt_counts() const final {
+    const IrqController::Counts c = irqs_.counts();
+    return InterruptCounts{.raised = c.raised, .coalesced = c.coalesced, .pending = c.pending};
+  }
   // INTx adds MASKABLE and AUTOMASKED, as the kernel's vfio-pci reports it.
   uint32_t IrqInfoFlags(uint32_t index) const final;
   void DescribeRegionIoFds(uint32_t index, std::vector<wire::IoFdEntry>& entries,

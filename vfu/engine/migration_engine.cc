@@ -88,8 +88,11 @@ absl::Status MigrationEngine::Walk(const std::vector<MigrationState>& path) {
     }
     // The device's status goes to the client as it is: its errno unchanged.
     VFU_RETURN_IF_ERROR(device_.OnMigrationArc(from, to));
-    absl::MutexLock lock(&mu_);
-    state_ = to;
+    {
+      absl::MutexLock lock(&mu_);
+      state_ = to;
+    }
+    Notify(from, to);
   }
   return absl::OkStatus();
 }
@@ -126,8 +129,17 @@ absl::Status MigrationEngine::WriteData(absl::Span<const uint8_t> data) {
 }
 
 void MigrationEngine::ResetToRunning() {
-  absl::MutexLock lock(&mu_);
-  state_ = MigrationState::kRunning;
+  MigrationState from;
+  {
+    absl::MutexLock lock(&mu_);
+    from = state_;
+    state_ = MigrationState::kRunning;
+  }
+  Notify(from, MigrationState::kRunning);
+}
+
+void MigrationEngine::Notify(MigrationState from, MigrationState to) const {
+  if (observer_ && from != to) observer_(from, to);
 }
 
 }  // namespace vfu

@@ -22,6 +22,7 @@
 #define VFU_ENGINE_MIGRATION_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -38,8 +39,13 @@ namespace vfu {
 
 class MigrationEngine {
  public:
+  // Told of every state change (`from` != `to`), after it is made, on the
+  // thread that made it, with no lock held: for the runtime's event feed.
+  using StateObserver = std::function<void(MigrationState from, MigrationState to)>;
+
   // `device` must outlive the engine.
-  explicit MigrationEngine(Device& device) : device_(device) {}
+  explicit MigrationEngine(Device& device, StateObserver observer = {})
+      : device_(device), observer_(std::move(observer)) {}
 
   MigrationEngine(const MigrationEngine&) = delete;
   MigrationEngine& operator=(const MigrationEngine&) = delete;
@@ -86,7 +92,10 @@ class MigrationEngine {
   void ResetToRunning() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  void Notify(MigrationState from, MigrationState to) const;
+
   Device& device_;
+  const StateObserver observer_;
   mutable absl::Mutex mu_;
   MigrationState state_ ABSL_GUARDED_BY(mu_) = MigrationState::kRunning;
 };

@@ -143,11 +143,11 @@ Session::Result Session::Handle(InboundMessage message) {
       auto wait = std::make_shared<DeviceWait>();
       device_.Quiesce(*reason, DeviceWait::MakeDone(wait));
       if (!wait->ready()) {
-        pending_.emplace(PendingCommand{std::move(message), wait});
+        pending_.emplace(PendingCommand{std::move(message), wait, *reason});
         result.device_wait = std::move(wait);
         return result;
       }
-      return RunQuiesced(std::move(message), wait->status(), std::move(result));
+      return RunQuiesced(std::move(message), *reason, wait->status(), std::move(result));
     }
   }
   return Run(std::move(message), std::move(status), std::move(result));
@@ -158,7 +158,8 @@ Session::Result Session::Continue() {
             "Continue() without a command whose device wait is ready");
   PendingCommand pending = std::move(*pending_);
   pending_.reset();
-  return RunQuiesced(std::move(pending.message), pending.wait->status(), Result{});
+  return RunQuiesced(std::move(pending.message), pending.reason, pending.wait->status(),
+                     Result{});
 }
 
 Session::Result Session::Abandon() {
@@ -173,8 +174,8 @@ Session::Result Session::Abandon() {
              WireError(ETIMEDOUT, "the device did not quiesce in time"), Result{});
 }
 
-Session::Result Session::RunQuiesced(InboundMessage message, absl::Status quiesced,
-                                     Result result) {
+Session::Result Session::RunQuiesced(InboundMessage message, QuiesceReason reason,
+                                     absl::Status quiesced, Result result) {
   if (!quiesced.ok()) {
     // No Unquiesce: the device never quiesced.
     return Run(std::move(message),
@@ -184,6 +185,11 @@ Session::Result Session::RunQuiesced(InboundMessage message, absl::Status quiesc
   }
   result = Run(std::move(message), absl::OkStatus(), std::move(result));
   device_.Unquiesce();
+  if (reason == QuiesceReason::kFunctionReset && result.reply &&
+      result.reply->bytes.size() >= wire::kHeaderSize &&
+      !wire::DecodeHeader(result.reply->bytes).is_error()) {
+    result.function_reset = true;
+  }
   return result;
 }
 

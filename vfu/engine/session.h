@@ -93,6 +93,9 @@ class Session {
     // set then. Run no other command of this session until it is ready
     // (DeviceWait::OnReady), then call Continue().
     std::shared_ptr<DeviceWait> device_wait;
+    // Set when this command was a config write that initiated a
+    // function-level reset (Device::IsFunctionLevelReset) and succeeded.
+    bool function_reset = false;
   };
 
   // Handles one command from the client (a message of type command).
@@ -136,6 +139,7 @@ class Session {
   struct PendingCommand {
     InboundMessage message;
     std::shared_ptr<DeviceWait> wait;
+    QuiesceReason reason;
   };
 
   // What a command may not do before any handler runs: oversized, too
@@ -146,7 +150,8 @@ class Session {
   // Runs the command (when `status` is OK) and builds its reply.
   Result Run(InboundMessage message, absl::Status status, Result result);
   // Run() after a quiesce that answered `quiesced`, then Unquiesce().
-  Result RunQuiesced(InboundMessage message, absl::Status quiesced, Result result);
+  Result RunQuiesced(InboundMessage message, QuiesceReason reason, absl::Status quiesced,
+                     Result result);
   // The handler for the command.
   absl::Status Dispatch(InboundMessage& message, Result& result, std::vector<uint8_t>& reply,
                         std::vector<UniqueFd>& reply_fds);

@@ -259,7 +259,10 @@ absl::Status IrqController::Raise(Vector& v) {
       // Masked: leave it pending; an unmask that clears the last mask in
       // the same word delivers it. Already pending: coalesced, like the
       // PBA bit.
-      if (state & kPending) return absl::OkStatus();
+      if (state & kPending) {
+        coalesced_.fetch_add(1, std::memory_order_relaxed);
+        return absl::OkStatus();
+      }
       if (v.state.compare_exchange_weak(state, state | kPending, std::memory_order_acq_rel,
                                         std::memory_order_acquire)) {
         return absl::OkStatus();
@@ -274,7 +277,25 @@ absl::Status IrqController::Raise(Vector& v) {
       break;
     }
   }
-  return lease.Notify() ? absl::OkStatus() : WriteFailedError();
+  return CountSignal(lease.Notify()) ? absl::OkStatus() : WriteFailedError();
+}
+
+bool IrqController::CountSignal(bool notified) {
+  if (notified) raised_.fetch_add(1, std::memory_order_relaxed);
+  return notified;
+}
+
+IrqController::Counts IrqController::counts() const {
+  Counts counts{.raised = raised_.load(std::memory_order_relaxed),
+                .coalesced = coalesced_.load(std::memory_order_relaxed)};
+  for (uint32_t index = 0; index < kNumIndexes; ++index) {
+    for (uint32_t vector = 0; vector < counts_[index]; ++vector) {
+      if (vectors_[index][vector].state.load(std::memory_order_acquire) & kPending) {
+        ++counts.pending;
+      }
+    }
+  }
+  return counts;
 }
 
 void IrqController::DeliverLevel(Vector& v) {
@@ -287,7 +308,7 @@ void IrqController::DeliverLevel(Vector& v) {
     if (!v.auto_mask) break;
   } while (!v.state.compare_exchange_weak(state, state | kAutoMaskBits,
                                           std::memory_order_acq_rel, std::memory_order_acquire));
-  lease.Notify();
+  CountSignal(lease.Notify());
 }
 
 absl::Status IrqController::SetLevel(uint32_t index, uint32_t vector, bool asserted) {
@@ -328,7 +349,7 @@ bool IrqController::UpdateMask(Vector& v, uint32_t bit, bool masked) {
     }
   } while (!v.state.compare_exchange_weak(state, next, std::memory_order_acq_rel,
                                           std::memory_order_acquire));
-  if (deliver) lease.Notify();
+  if (deliver) CountSignal(lease.Notify());
   return true;
 }
 

@@ -154,6 +154,19 @@ class IrqController {
   // Whether any vector of `index` has a trigger eventfd. Lock-free.
   bool AnyEnabled(uint32_t index) const;
 
+  // Interrupt statistics since construction. `raised`: signals written to
+  // a trigger eventfd (a raise, an unmask delivering a pending one, a level
+  // delivered; a write the full counter absorbed counts too). `coalesced`:
+  // raises merged into one already pending (masked, or an auto-masked
+  // vector still in service). `pending`: vectors pending now. Relaxed
+  // counters, cheap on the raising path; any thread.
+  struct Counts {
+    uint64_t raised = 0;
+    uint64_t coalesced = 0;
+    uint64_t pending = 0;
+  };
+  Counts counts() const;
+
   // The client is gone: closes every eventfd (trigger and notifiers),
   // clears the VFIO masks and pending bits. Device masks are device state
   // and stay. Not reported to the listener: the caller knows the client
@@ -190,6 +203,9 @@ class IrqController {
   bool IndexEnabled(uint32_t index) const;
   // Raises `v` (Trigger after the lookup).
   absl::Status Raise(Vector& v);
+  // Counts an eventfd signal that was written (raised_); returns
+  // `notified`.
+  bool CountSignal(bool notified);
   // Delivers `v`'s level if it is up, unmasked and has an eventfd.
   void DeliverLevel(Vector& v);
   // Refreshes enabled_vectors_[index] (command strand).
@@ -208,6 +224,8 @@ class IrqController {
   // Vectors with a trigger eventfd, per index; written on the strand.
   std::array<std::atomic<uint32_t>, kNumIndexes> enabled_vectors_{};
   Listener listener_;  // command strand only
+  std::atomic<uint64_t> raised_{0};
+  std::atomic<uint64_t> coalesced_{0};
 };
 
 }  // namespace vfu

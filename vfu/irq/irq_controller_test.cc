@@ -174,6 +174,33 @@ TEST_F(IrqControllerTest, TriggerWritesToTheVectorsEventfd) {
   EXPECT_EQ(Delivered(kMsix, 0), 0u);
 }
 
+// Counts: every eventfd signal is raised, a raise merged into one already
+// pending is coalesced, and pending shows vectors waiting for an unmask.
+TEST_F(IrqControllerTest, CountsRaisedCoalescedAndPending) {
+  Enable(kMsix, 0, 3);
+  EXPECT_OK(irqs_.Trigger(kMsix, 0));
+  EXPECT_OK(irqs_.Trigger(kMsix, 0));
+  ASSERT_OK(Simple(kNone | kMask, kMsix, 1, 2));
+  for (int i = 0; i < 3; ++i) EXPECT_OK(irqs_.Trigger(kMsix, 1));  // one pending, two merged
+  EXPECT_OK(irqs_.Trigger(kMsix, 2));                               // pending
+  IrqController::Counts counts = irqs_.counts();
+  EXPECT_EQ(counts.raised, 2u);
+  EXPECT_EQ(counts.coalesced, 2u);
+  EXPECT_EQ(counts.pending, 2u);
+
+  ASSERT_OK(Simple(kNone | kUnmask, kMsix, 1, 1));  // delivers vector 1's
+  counts = irqs_.counts();
+  EXPECT_EQ(counts.raised, 3u);
+  EXPECT_EQ(counts.coalesced, 2u);
+  EXPECT_EQ(counts.pending, 1u);
+  EXPECT_EQ(Delivered(kMsix, 0), 2u);
+  EXPECT_EQ(Delivered(kMsix, 1), 1u);
+  EXPECT_EQ(Delivered(kMsix, 2), 0u);
+  // A vector with no eventfd raises nothing and counts nothing.
+  EXPECT_FALSE(irqs_.Trigger(kMsi, 0).ok());
+  EXPECT_EQ(irqs_.counts().raised, 3u);
+}
+
 // A new eventfd replaces the old one, which is closed; the vector stays
 // enabled, so the listener hears nothing.
 TEST_F(IrqControllerTest, ReplacementClosesPreviousEventfd) {

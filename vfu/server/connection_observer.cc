@@ -86,6 +86,11 @@ void ConnectionObserver::AfterCommand(const CommandStart& start, const Session::
                                                       .command = start.command,
                                                       .errno_value = error});
   }
+  if (error == 0 && result.function_reset && reporting_.events) {
+    reporting_.events->Publish(ServerEvent{.kind = ServerEvent::Kind::kDeviceFlr,
+                                           .device = reporting_.device,
+                                           .reason = "function-level reset through config space"});
+  }
   if (error == 0 && start.command == Code(wire::Command::kDeviceReset) && reporting_.events) {
     reporting_.events->Publish(ServerEvent{.kind = ServerEvent::Kind::kDeviceReset,
                                            .device = reporting_.device,

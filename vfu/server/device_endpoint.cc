@@ -34,7 +34,14 @@ DeviceEndpoint::DeviceEndpoint(std::string socket_path, std::string name, Device
       session_options_(std::move(session)),
       runtime_options_(runtime),
       dma_table_(runtime.dma_limits),
-      migration_(device) {
+      migration_(device, [this](MigrationState from, MigrationState to) {
+        if (events_ == nullptr) return;
+        events_->Publish(ServerEvent{
+            .kind = ServerEvent::Kind::kMigrationStateChanged,
+            .device = name_,
+            .reason = absl::StrCat(MigrationStateName(from), " -> ", MigrationStateName(to)),
+            .migration_state = static_cast<uint32_t>(to)});
+      }) {
   session_options_.migration = &migration_;
   session_options_.detach_quiesce_timeout = runtime_options_.quiesce_wait_after_disconnect;
   // A client whose memory faults under a DMA copy (it shrank the file behind

@@ -94,6 +94,10 @@ class DeviceEndpoint : private Reactor::Handler {
   const DeviceStatistics& statistics() const { return statistics_; }
   // The attached client, if any.
   std::optional<ClientIdentity> client() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The device's migration state machine, which its clients drive too:
+  // change it only from a RunOnDevice task (in order with their commands).
+  MigrationEngine& migration() { return migration_; }
+  const MigrationEngine& migration() const { return migration_; }
 
  private:
   // The accept-retry timer's handler.

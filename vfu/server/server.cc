@@ -119,7 +119,15 @@ absl::Status Server::ResetDevice(std::string_view device, absl::Time deadline) {
     absl::MutexLock lock(&mu_);
     if (!started_ || stopped_) return absl::FailedPreconditionError("the server is not running");
   }
-  VFU_RETURN_IF_ERROR(endpoint->RunOnDevice([](Device& d) { return d.Reset(); }, deadline));
+  // As a client's DEVICE_RESET: the device runs again, any migration is
+  // over (the task holds the endpoint: it may outlive the deadline).
+  VFU_RETURN_IF_ERROR(endpoint->RunOnDevice(
+      [endpoint](Device& d) {
+        VFU_RETURN_IF_ERROR(d.Reset());
+        endpoint->migration().ResetToRunning();
+        return absl::OkStatus();
+      },
+      deadline));
   events_.Publish(ServerEvent{.kind = ServerEvent::Kind::kDeviceReset,
                               .device = endpoint->name(),
                               .reason = "reset by the control plane"});

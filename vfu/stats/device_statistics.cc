@@ -25,8 +25,6 @@ DeviceStatistics::Snapshot DeviceStatistics::snapshot() const {
   s.dma_message_bytes_read = load(dma_message_bytes_read_);
   s.dma_message_bytes_written = load(dma_message_bytes_written_);
   s.dma_messages = load(dma_messages_);
-  s.interrupts_raised = load(interrupts_raised_);
-  s.interrupts_coalesced = load(interrupts_coalesced_);
   s.backpressure_reply_episodes = load(backpressure_reply_episodes_);
   s.backpressure_command_episodes = load(backpressure_command_episodes_);
   s.clients_connected = load(clients_connected_);

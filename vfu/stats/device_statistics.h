@@ -63,8 +63,6 @@ class DeviceStatistics {
     uint64_t dma_message_bytes_read = 0;
     uint64_t dma_message_bytes_written = 0;
     uint64_t dma_messages = 0;
-    uint64_t interrupts_raised = 0;
-    uint64_t interrupts_coalesced = 0;
     uint64_t backpressure_reply_episodes = 0;
     uint64_t backpressure_command_episodes = 0;
     uint64_t clients_connected = 0;
@@ -97,7 +95,6 @@ class DeviceStatistics {
     Add(write ? dma_message_bytes_written_ : dma_message_bytes_read_, bytes);
     Add(dma_messages_, messages);
   }
-  void RecordInterrupt(bool coalesced) { Bump(coalesced ? interrupts_coalesced_ : interrupts_raised_); }
   void RecordReplyBackPressure() { Bump(backpressure_reply_episodes_); }
   void RecordCommandBackPressure() { Bump(backpressure_command_episodes_); }
   void RecordClientConnected() { Bump(clients_connected_); }
@@ -127,8 +124,6 @@ class DeviceStatistics {
   std::atomic<uint64_t> dma_message_bytes_read_{0};
   std::atomic<uint64_t> dma_message_bytes_written_{0};
   std::atomic<uint64_t> dma_messages_{0};
-  std::atomic<uint64_t> interrupts_raised_{0};
-  std::atomic<uint64_t> interrupts_coalesced_{0};
   std::atomic<uint64_t> backpressure_reply_episodes_{0};
   std::atomic<uint64_t> backpressure_command_episodes_{0};
   std::atomic<uint64_t> clients_connected_{0};

@@ -53,6 +53,9 @@ struct ServerEvent {
   // kProtocolError: the command and the errno of the error reply.
   uint16_t command = 0;
   uint32_t errno_value = 0;
+  // kMigrationStateChanged: the state entered, as VFIO numbers it
+  // (vfio_device_mig_state; proto/control.proto's MigrationState).
+  uint32_t migration_state = 0;
 };
 
 }  // namespace vfu

@@ -31,6 +31,9 @@ class ControlTestServer {
     unsigned control_mode = 0600;
     // A directory to serve in; empty: a fresh temporary one, removed after.
     std::string dir;
+    // Serve GpioDevices (devices/gpio: they migrate; BAR0 is their 4 KiB
+    // register file) instead of MemoryDevices.
+    bool gpio = false;
   };
 
   // Nullptr with `error` set if the server cannot start.
@@ -41,7 +44,7 @@ class ControlTestServer {
   std::string control_path() const;
   std::string device_path(int device) const;
   std::string device_name(int device) const;
-  // How often the device was reset (Device::Reset).
+  // How often the device was reset (Device::Reset); -1 for GpioDevices.
   int device_resets(int device) const;
 
   // A vfio-user client (VERSION negotiated) on a socket; -1 on failure.
@@ -51,7 +54,24 @@ class ControlTestServer {
   // connection failed).
   int RegionRead(int client, uint64_t offset, uint32_t count);
   int RegionWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
+  // The client sets the device's migration state (MIG_DEVICE_STATE; `state`
+  // as VFIO numbers it).
+  int ClientSetMigrationState(int client, uint32_t state);
+  // Config space (region 7) access.
+  int ConfigRead(int client, uint64_t offset, uint32_t count, std::vector<uint8_t>* data);
+  int ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
+  // A 32-bit little-endian BAR0 register into `value`.
+  int ReadRegister(int client, uint64_t offset, uint32_t* value);
+  int WriteRegister(int client, uint64_t offset, uint32_t value);
   int Reset(int client);
+  // Installs an eventfd as the client's trigger for vector 0 of IRQ index
+  // `index` (0: INTx, 1: MSI).
+  int EnableIrq(int client, uint32_t index);
+  // Unmasks vector 0 of `index` (SET_IRQS ACTION_UNMASK).
+  int UnmaskIrq(int client, uint32_t index);
+  // Waits up to `timeout_ms` for that eventfd; returns the interrupts it
+  // counted (0 on timeout) and resets it.
+  uint64_t WaitIrq(int client, int timeout_ms);
   // Closes the client's connection.
   void Disconnect(int client);
 
