@@ -71,7 +71,9 @@ PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, Uniq
     : ctx_(ctx),
       listen_fd_(std::move(listen_fd)),
       epoll_fd_(std::move(epoll_fd)),
-      wake_fd_(std::move(wake_fd)) {}
+      wake_fd_(std::move(wake_fd)) {
+  writer_.set_spare_buffers(&spares_);
+}
 
 PollDriver::~PollDriver() {
   if (attached()) {
@@ -124,6 +126,8 @@ int PollDriver::Attach() {
                                             options.version.max_msg_fds);
   session_ = std::make_unique<Session>(*device_, static_cast<DeviceContext&>(*this), dma_,
                                        options, ctx_.path);
+  reader_->assembler().set_spare_buffers(&spares_);
+  session_->set_spare_buffers(&spares_);
   dma_config_ = MessageDmaConfig();
   peer_gone_ = false;
   close_after_flush_ = false;

@@ -52,6 +52,7 @@
 #include "vfu/engine/session.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/transport/message_writer.h"
+#include "vfu/transport/spare_buffers.h"
 
 namespace vfu::capi {
 
@@ -124,6 +125,10 @@ class PollDriver : public Driver, public DeviceContext, public ClientChannel {
   UniqueFd client_fd_;
   DmaMapTable dma_;
   std::unique_ptr<CallbackDevice> device_;
+  // Message buffers passed from the writer (sent replies) and the session
+  // (handled commands) back to the reader and the session, so a message
+  // costs no allocation. Declared before its users, which it outlives.
+  SpareBuffers spares_;
   std::unique_ptr<Session> session_;
   std::unique_ptr<MessageReader> reader_;
   MessageWriter writer_;

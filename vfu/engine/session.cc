@@ -195,7 +195,13 @@ Session::Result Session::RunQuiesced(InboundMessage message, QuiesceReason reaso
 
 Session::Result Session::Run(InboundMessage message, absl::Status status, Result result) {
   const wire::Header header = message.header;
-  std::vector<uint8_t> reply = wire::StartMessage();
+  std::vector<uint8_t> reply;
+  if (spares_ != nullptr) {
+    reply = spares_->Take();
+    reply.resize(wire::kHeaderSize);
+  } else {
+    reply = wire::StartMessage();
+  }
   std::vector<UniqueFd> reply_fds;
   if (status.ok()) status = Dispatch(message, result, reply, reply_fds);
 
@@ -205,6 +211,7 @@ Session::Result Session::Run(InboundMessage message, absl::Status status, Result
                          " unexpected fds sent with ", wire::CommandName(header.command));
   }
   // Whatever fds a handler did not take close with `message`.
+  if (spares_ != nullptr) spares_->Give(std::move(message.bytes));
 
   if (!status.ok()) {
     // Row 9: the first message must be a good VERSION; whatever else comes

@@ -45,6 +45,7 @@
 #include "vfu/engine/device_wait.h"
 #include "vfu/engine/migration_engine.h"
 #include "vfu/transport/message.h"
+#include "vfu/transport/spare_buffers.h"
 #include "vfu/wire/device_feature.h"
 #include "vfu/wire/dma_transfer.h"
 #include "vfu/wire/header.h"
@@ -129,6 +130,13 @@ class Session {
   // dropped.
   void Detach();
 
+  // Replies are built in buffers taken from `spares`, and the bytes of each
+  // command handled go back there (not owned; must outlive the session or
+  // be reset to null). For a driver whose handling and sending share one
+  // thread, so a message costs no allocation. Null (the default): replies
+  // are allocated and commands freed.
+  void set_spare_buffers(SpareBuffers* spares) { spares_ = spares; }
+
   const MigrationEngine& migration() const { return *migration_; }
 
   bool negotiated() const { return negotiated_.has_value(); }
@@ -197,6 +205,7 @@ class Session {
   std::string name_;
   std::optional<wire::NegotiatedVersion> negotiated_;
   bool attached_ = false;
+  SpareBuffers* spares_ = nullptr;
   // Scratch buffer for region reads, reused across commands.
   std::vector<uint8_t> read_buffer_;
 };

@@ -166,6 +166,34 @@ TEST_F(SessionTest, RegionWriteThenRead) {
             (std::vector<uint8_t>{0, 1, 2, 3, 4, 0}));
 }
 
+// With spare buffers, a reply is built in a spare (a used one: it must not
+// leak old bytes into the reply) and the command's bytes go back after it
+// ran; the reply is the same as without.
+TEST_F(SessionTest, SpareBuffersCarryRepliesAndTakeBackCommands) {
+  Negotiate();
+  ASSERT_EQ(ReplyErrno(session_.Handle(MakeCommand(2, Command::kRegionWrite,
+                                                   RegionWritePayload(0, 100, {1, 2, 3, 4})))),
+            0);
+  SpareBuffers spares;
+  std::vector<uint8_t> used(SpareBuffers::kMinCapacity, 0xee);
+  const uint8_t* used_storage = used.data();
+  spares.Give(std::move(used));
+  session_.set_spare_buffers(&spares);
+  InboundMessage command = MakeCommand(3, Command::kRegionRead, RegionReadPayload(0, 99, 6));
+  command.bytes.reserve(SpareBuffers::kMinCapacity);
+  const uint8_t* command_storage = command.bytes.data();
+  Session::Result r = session_.Handle(std::move(command));
+  session_.set_spare_buffers(nullptr);
+  ASSERT_EQ(ReplyErrno(r), 0);
+  EXPECT_EQ(r.reply->bytes.data(), used_storage);
+  ASSERT_OK_AND_ASSIGN(wire::RegionAccessData data,
+                       wire::DecodeRegionReadReply(ReplyPayload(r), 0));
+  EXPECT_EQ(std::vector<uint8_t>(data.data.begin(), data.data.end()),
+            (std::vector<uint8_t>{0, 1, 2, 3, 4, 0}));
+  ASSERT_EQ(spares.size(), 1u);
+  EXPECT_EQ(spares.Take().data(), command_storage);
+}
+
 // Section 10 rows 17-19: bad index, out of bounds, overflow, over the
 // transfer limit, no permission, unimplemented region.
 TEST_F(SessionTest, BadRegionAccessesAreEinval) {

@@ -310,6 +310,9 @@ absl::Status MessageAssembler::TakeMessages(std::vector<InboundMessage>& out) {
       case wire::FrameStatus::kComplete: {
         InboundMessage message;
         message.header = wire::DecodeHeader(data);
+        if (spares_ != nullptr && frame.size <= SpareBuffers::kMaxCapacity) {
+          message.bytes = spares_->Take();
+        }
         message.bytes.assign(data.begin(), data.begin() + frame.size);
         ClaimFds(stream_offset_, frame.size, message);
         data_begin_ += frame.size;

@@ -81,6 +81,7 @@
 #include "vfu/base/unique_fd.h"
 #include "vfu/transport/message.h"
 #include "vfu/transport/reply_sink.h"
+#include "vfu/transport/spare_buffers.h"
 #include "vfu/wire/header.h"
 
 namespace vfu {
@@ -152,6 +153,11 @@ class MessageAssembler {
   using ReplySinkLookup = std::function<std::shared_ptr<ReplySink>(const wire::Header&)>;
   void set_reply_sink_lookup(ReplySinkLookup lookup) { sink_lookup_ = std::move(lookup); }
 
+  // Small messages are delivered in buffers taken from `spares` (not owned;
+  // must outlive the assembler or be reset to null) instead of freshly
+  // allocated ones. Null (the default): allocated.
+  void set_spare_buffers(SpareBuffers* spares) { spares_ = spares; }
+
   // Copies `bytes` in and commits them (tests and fuzzers).
   void Append(absl::Span<const uint8_t> bytes, std::vector<UniqueFd> fds = {},
               bool fds_truncated = false);
@@ -181,6 +187,7 @@ class MessageAssembler {
   size_t reserved_bytes() const { return buffer_.capacity() + body_.capacity(); }
 
  private:
+  SpareBuffers* spares_ = nullptr;
   // fds delivered by one receive, with the stream range that receive covered.
   struct FdBatch {
     uint64_t range_begin;

@@ -136,6 +136,7 @@ absl::Status MessageWriter::Flush(int fd, Syscalls& syscalls) {
       written -= left;
       sent_ = 0;
       if (!head.borrowed.empty()) --borrowing_messages_;
+      if (spares_ != nullptr) spares_->Give(std::move(head.bytes));
       queue_.pop_front();
     }
   }

@@ -25,6 +25,7 @@
 #include "absl/status/status.h"
 #include "vfu/base/syscalls.h"
 #include "vfu/transport/message.h"
+#include "vfu/transport/spare_buffers.h"
 
 namespace vfu {
 
@@ -54,6 +55,11 @@ class MessageWriter {
   // so that the memory may change or go away. The bytes sent stay the same.
   void OwnBorrowedBytes();
 
+  // Gives the `bytes` of every message sent in full to `spares` (not owned;
+  // must outlive the writer or be reset to null), for the owner to build
+  // later messages in. Null (the default): they are freed.
+  void set_spare_buffers(SpareBuffers* spares) { spares_ = spares; }
+
   // Drops everything queued (closing its fds), e.g. on disconnect.
   void Clear();
 
@@ -74,6 +80,7 @@ class MessageWriter {
   size_t borrowing_messages_ = 0;
   size_t queued_fds_ = 0;
   size_t dropped_messages_ = 0;
+  SpareBuffers* spares_ = nullptr;
 };
 
 }  // namespace vfu

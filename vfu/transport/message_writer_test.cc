@@ -213,3 +213,37 @@ TEST(MessageWriterTest, CountsQueuedFdsUntilTheyLeave) {
 
 }  // namespace
 }  // namespace vfu
+
+namespace vfu {
+namespace {
+
+// With spare buffers, a message's bytes are given back only once its last
+// byte has left (never while a short write leaves part of it queued), with
+// their storage intact, and the bytes on the wire are unchanged.
+TEST(MessageWriterSpareBuffersTest, SentBytesGoBackOnlyWhenFullySent) {
+  SpareBuffers spares;
+  std::vector<uint8_t> first = Pattern(300, 7);
+  const uint8_t* first_storage = first.data();
+  const std::vector<uint8_t> second = Pattern(400, 9);
+  std::vector<uint8_t> expected = first;
+  expected.insert(expected.end(), second.begin(), second.end());
+
+  ScriptedSends sends({299, 0, 1, 0});
+  MessageWriter writer;
+  writer.set_spare_buffers(&spares);
+  writer.Enqueue({std::move(first), {}});
+  writer.Enqueue({second, {}});
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  EXPECT_EQ(spares.size(), 0u) << "one byte of the first message is still queued";
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  ASSERT_EQ(spares.size(), 1u);
+  ASSERT_THAT(writer.Flush(-1, sends), IsOk());
+  EXPECT_TRUE(writer.empty());
+  EXPECT_EQ(sends.wire(), expected);
+  EXPECT_EQ(spares.size(), 2u);
+  spares.Take();
+  EXPECT_EQ(spares.Take().data(), first_storage);
+}
+
+}  // namespace
+}  // namespace vfu
