@@ -18,6 +18,7 @@ packages=(
   libreaderwriterqueue-dev # moodycamel SPSC queue
   nlohmann-json3-dev     # JSON for VERSION capabilities
   liburcu-dev            # userspace RCU (DMA lookups without atomics)
+  zlib1g-dev             # CRC-32 of migration stream frames
   clang                  # libFuzzer builds and thread-safety analysis
   libclang-rt-14-dev     # clang's sanitizer and fuzzer runtimes
   g++                    # the default compiler

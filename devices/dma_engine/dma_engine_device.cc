@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "devices/common/register_bytes.h"
+#include "devices/dma_engine/dma_engine_state.pb.h"
 #include "vfu/base/log.h"
 
 namespace vfu::devices {
@@ -67,6 +68,7 @@ PciDeviceSpec DmaEngineSpec() {
                      .msix_bar = 0,
                      .msix_table_offset = kMsixTableOffset,
                      .msix_pba_offset = kMsixPbaOffset};
+  spec.migration = MigrationSpec{.device_type = "vfu-dma-engine", .device_version = 1};
   return spec;
 }
 
@@ -245,6 +247,7 @@ absl::Status DmaEngineDevice::OnReset() {
     c.generation = generation;
   }
   irq_status_ = 0;
+  migration_stopped_ = false;  // a reset ends any migration: the device runs
   return absl::OkStatus();
 }
 
@@ -272,6 +275,160 @@ void DmaEngineDevice::OnClientDetached() {
   mu_.Await(absl::Condition(&idle));
 }
 
+void DmaEngineDevice::OnClientAttached() {
+  absl::MutexLock lock(&mu_);
+  // No operation of a previous client can still need the device quiet.
+  quiesced_ = false;
+}
+
+// ---------------------------------------------------------------- quiesce
+
+bool DmaEngineDevice::AllParkedLocked() const {
+  for (uint32_t channel = 0; channel < kNumChannels; ++channel) {
+    if (running_[channel] && !parked_[channel]) return false;
+  }
+  return true;
+}
+
+QuiesceDone DmaEngineDevice::TakeQuiesceDoneLocked() {
+  if (!quiesce_done_ || !AllParkedLocked()) return nullptr;
+  QuiesceDone done = std::move(quiesce_done_);
+  quiesce_done_ = nullptr;
+  return done;
+}
+
+void DmaEngineDevice::WaitWhilePausedLocked(uint32_t channel, uint64_t generation) {
+  if (!PausedLocked()) return;
+  parked_[channel] = true;
+  if (QuiesceDone done = TakeQuiesceDoneLocked()) {
+    // Not under mu_: the engine may go on with the command from here.
+    mu_.Unlock();
+    std::move(done)(absl::OkStatus());
+    mu_.Lock();
+  }
+  const Channel& c = channels_[channel];
+  auto resume = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !PausedLocked() || c.generation != generation || stopping_;
+  };
+  mu_.Await(absl::Condition(&resume));
+  parked_[channel] = false;
+}
+
+void DmaEngineDevice::OnQuiesce(QuiesceReason reason, QuiesceDone done) {
+  QuiesceDone now;
+  {
+    absl::MutexLock lock(&mu_);
+    quiesced_ = true;
+    if (reason == QuiesceReason::kMigration || reason == QuiesceReason::kDmaLogging) {
+      // The saved progress and the dirty log must count the chunk in
+      // flight: wait for it (its DMA messages are answered meanwhile).
+      quiesce_done_ = std::move(done);
+      now = TakeQuiesceDoneLocked();
+    } else {
+      // Reset and detach abandon the jobs; DMA_MAP / UNMAP are safe against
+      // a chunk in flight (an unmap waits for its pins). Waiting here for a
+      // chunk whose DMA message the client answers only after this command
+      // (QEMU, under its lock) would deadlock: done now, parked at the next
+      // step.
+      now = std::move(done);
+    }
+  }
+  // Otherwise the last channel to reach a step completes it.
+  if (now) std::move(now)(absl::OkStatus());
+}
+
+void DmaEngineDevice::OnUnquiesce() {
+  absl::MutexLock lock(&mu_);
+  quiesced_ = false;
+}
+
+// ---------------------------------------------------------------- migration
+
+absl::Status DmaEngineDevice::OnMigrationStateChange(MigrationState from, MigrationState to) {
+  absl::MutexLock lock(&mu_);
+  migration_stopped_ = to == MigrationState::kStop || to == MigrationState::kStopCopy ||
+                       to == MigrationState::kResuming;
+  // The engine quiesced the device before the arc, so this holds already;
+  // without that, wait here for the chunks in flight to end, so the saved
+  // progress is exactly what was copied.
+  if (migration_stopped_) {
+    auto parked = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return AllParkedLocked(); };
+    mu_.Await(absl::Condition(&parked));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DmaEngineDevice::SaveState(SavePhase phase, std::string& out) {
+  if (phase == SavePhase::kPreCopy) return absl::OkStatus();  // small: all at the end
+  dma_engine::DmaEngineState state;
+  absl::MutexLock lock(&mu_);
+  state.set_irq_status(irq_status_);
+  for (const Channel& c : channels_) {
+    dma_engine::DmaEngineChannelState* saved = state.add_channels();
+    saved->set_source(c.source);
+    saved->set_destination(c.destination);
+    saved->set_length(c.length);
+    saved->set_status(c.status);
+    saved->set_error(c.error);
+    saved->set_progress(c.progress);
+    if (c.status == kStatusBusy) {
+      saved->set_job_source(c.job.source);
+      saved->set_job_destination(c.job.destination);
+      saved->set_job_length(c.job.length);
+      saved->set_abort(c.abort);
+    }
+  }
+  if (!state.SerializeToString(&out)) {
+    return absl::InternalError("dma_engine: state not serialized");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DmaEngineDevice::LoadState(absl::Span<const std::string> pieces) {
+  dma_engine::DmaEngineState state;
+  if (pieces.size() != 1 || !state.ParseFromString(pieces.front())) {
+    return absl::InvalidArgumentError("dma_engine: migration state is not one DmaEngineState");
+  }
+  if (state.channels_size() != static_cast<int>(kNumChannels) ||
+      (state.irq_status() >> kNumChannels) != 0) {
+    return absl::InvalidArgumentError("dma_engine: migration state has the wrong channel count");
+  }
+  for (const dma_engine::DmaEngineChannelState& saved : state.channels()) {
+    const bool busy = saved.status() == kStatusBusy;
+    if (saved.status() > kStatusError || saved.error() > kErrorInvalid ||
+        (busy && saved.progress() > saved.job_length())) {
+      return absl::InvalidArgumentError(
+          "dma_engine: migration state has a bad status, error or progress");
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  irq_status_ = state.irq_status();
+  for (uint32_t channel = 0; channel < kNumChannels; ++channel) {
+    const dma_engine::DmaEngineChannelState& saved = state.channels(channel);
+    Channel& c = channels_[channel];
+    // Whatever ran here is abandoned: a new generation.
+    const uint64_t generation = c.generation + 1;
+    c = Channel();
+    c.generation = generation;
+    c.source = saved.source();
+    c.destination = saved.destination();
+    c.length = saved.length();
+    c.status = saved.status();
+    c.error = saved.error();
+    c.progress = saved.progress();
+    if (c.status == kStatusBusy) {
+      // Resumed at the byte the source had reached, once the device runs.
+      c.job = {.source = saved.job_source(),
+               .destination = saved.job_destination(),
+               .length = saved.job_length(),
+               .resume_from = saved.progress()};
+      c.abort = saved.abort();
+      c.start = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------- jobs
 
 void DmaEngineDevice::ChannelLoop(uint32_t channel) {
@@ -282,7 +439,10 @@ void DmaEngineDevice::ChannelLoop(uint32_t channel) {
     {
       absl::MutexLock lock(&mu_);
       const Channel& c = channels_[channel];
-      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return c.start || stopping_; };
+      // A job rung while the device is paused starts once it may run.
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return (c.start && !PausedLocked()) || stopping_;
+      };
       mu_.Await(absl::Condition(&ready));
       if (stopping_) return;
       channels_[channel].start = false;
@@ -291,11 +451,17 @@ void DmaEngineDevice::ChannelLoop(uint32_t channel) {
       generation = c.generation;
     }
     const std::optional<uint32_t> error = RunJob(channel, generation, job, buffer);
-    absl::MutexLock lock(&mu_);
-    running_[channel] = false;
-    // A reset or detach since the last step already set the registers.
-    if (!error || channels_[channel].generation != generation) continue;
-    FinishLocked(channel, *error);
+    QuiesceDone quiesced;
+    {
+      absl::MutexLock lock(&mu_);
+      // Its interrupt waits too while the device is paused.
+      if (error) WaitWhilePausedLocked(channel, generation);
+      // A reset or detach since the last step already set the registers.
+      if (error && channels_[channel].generation == generation) FinishLocked(channel, *error);
+      running_[channel] = false;
+      quiesced = TakeQuiesceDoneLocked();
+    }
+    if (quiesced) std::move(quiesced)(absl::OkStatus());
   }
 }
 
@@ -305,6 +471,8 @@ DmaEngineDevice::Step DmaEngineDevice::Checkpoint(uint32_t channel, uint64_t gen
   Channel& c = channels_[channel];
   if (c.generation != generation) return Step::kStale;
   c.progress = static_cast<uint32_t>(progress);
+  WaitWhilePausedLocked(channel, generation);
+  if (c.generation != generation) return Step::kStale;
   return c.abort ? Step::kAborted : Step::kContinue;
 }
 
@@ -327,7 +495,7 @@ std::optional<uint32_t> DmaEngineDevice::RunJob(uint32_t channel, uint64_t gener
   // Set once a pin finds fd-less memory: the rest of the job is buffered
   // rather than trying (and failing) to pin every chunk.
   bool buffered = false;
-  uint64_t done = 0;
+  uint64_t done = job.resume_from;
   while (done < job.length) {
     switch (Checkpoint(channel, generation, done)) {
       case Step::kStale:

@@ -29,6 +29,20 @@
 // fails it at its next chunk with ERROR_SOURCE_FAULT or
 // ERROR_DESTINATION_FAULT; the unmap itself waits for the chunk in flight.
 //
+// Quiesce and migration. Asked to quiesce, a channel stops at its next
+// step, between two chunks. For a migration state change or dirty-logging
+// start/stop the quiesce completes, from the last channel thread to stop,
+// once none is inside a chunk; for the other reasons at once (a reset or
+// detach abandons the jobs; an unmap waits for the chunk's pins itself;
+// waiting for a chunk whose DMA message a QEMU client answers only after
+// the command would deadlock). The jobs stay paused until the unquiesce and
+// for as long as migration keeps the device stopped (STOP, STOP_COPY,
+// RESUMING); a doorbell then starts nothing until the device runs. The
+// migration state (device type "vfu-dma-engine", version 1) is the
+// registers and, for a busy channel, its job with the bytes already copied:
+// the destination resumes the job at that byte and ends it with its
+// interrupt there.
+//
 // Reset (DEVICE_RESET) restores every register to its reset value and
 // abandons the jobs in flight without an interrupt. It does not wait for
 // them: waiting for a DMA message in a hook deadlocks QEMU. So the one chunk
@@ -48,6 +62,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -80,6 +95,13 @@ class DmaEngineDevice : public PciDevice {
   // connection are gone by now, so any DMA call fails at once. Nothing uses
   // the context after the server has stopped, then.
   void OnClientDetached() override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnClientAttached() override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnQuiesce(QuiesceReason reason, QuiesceDone done) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnUnquiesce() override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OnMigrationStateChange(MigrationState from, MigrationState to) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SaveState(SavePhase phase, std::string& out) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadState(absl::Span<const std::string> pieces) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // What a doorbell hands to the channel thread.
@@ -87,6 +109,8 @@ class DmaEngineDevice : public PciDevice {
     uint64_t source = 0;
     uint64_t destination = 0;
     uint32_t length = 0;
+    // Bytes already copied (a job resumed after migration starts there).
+    uint64_t resume_from = 0;
   };
 
   struct Channel {
@@ -133,12 +157,33 @@ class DmaEngineDevice : public PciDevice {
   Step Checkpoint(uint32_t channel, uint64_t generation, uint64_t progress)
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Jobs may not touch client memory or raise interrupts now.
+  bool PausedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return quiesced_ || migration_stopped_;
+  }
+  // The pending quiesce's completion once no channel is inside a chunk
+  // (to be called after mu_ is released), else null.
+  QuiesceDone TakeQuiesceDoneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Every running channel waits at a step.
+  bool AllParkedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // While jobs are paused, parks channel `channel` (completing a quiesce
+  // if it was the last one to stop) until they may go on or the job went
+  // stale. Releases mu_ while it waits.
+  void WaitWhilePausedLocked(uint32_t channel, uint64_t generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   std::array<Channel, dma_engine::kNumChannels> channels_ ABSL_GUARDED_BY(mu_);
   // Channel thread n is inside a job (the client's context may be in use).
   // Apart from the registers: a reset does not change it.
   std::array<bool, dma_engine::kNumChannels> running_ ABSL_GUARDED_BY(mu_) = {};
   uint32_t irq_status_ ABSL_GUARDED_BY(mu_) = 0;
+  // Channel thread n waits at a step because jobs are paused.
+  std::array<bool, dma_engine::kNumChannels> parked_ ABSL_GUARDED_BY(mu_) = {};
+  bool quiesced_ ABSL_GUARDED_BY(mu_) = false;
+  bool migration_stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // The quiesce in progress, until every channel is parked.
+  QuiesceDone quiesce_done_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Last member: started once everything above exists.
   std::vector<std::thread> threads_;

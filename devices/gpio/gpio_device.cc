@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "devices/gpio/gpio_state.pb.h"
 #include "devices/common/register_bytes.h"
 #include "vfu/base/log.h"
 
@@ -21,6 +22,7 @@ PciDeviceSpec GpioSpec() {
                    .revision = GpioDevice::kRevision};
   spec.bars[0].size = GpioDevice::kBarSize;  // 32-bit memory, messages only
   spec.interrupts = {.intx = true, .msi_vectors = 1};
+  spec.migration = MigrationSpec{.device_type = "vfu-gpio", .device_version = 1};
   return spec;
 }
 
@@ -59,6 +61,7 @@ void GpioDevice::UpdateLocked(Levels before) {
 }
 
 void GpioDevice::SignalLocked(uint16_t pending_before) {
+  if (stopped_) return;  // signalled when it runs again, if still pending
   const uint16_t pending = PendingLocked();
   // The interrupt is a level ("some enabled line is pending"). INTx carries
   // it as one; MSI sends a message on each newly pending line. The
@@ -150,7 +153,54 @@ absl::Status GpioDevice::OnReset() {
   absl::MutexLock lock(&mu_);
   const uint16_t pending_before = PendingLocked();
   regs_ = Registers();
+  stopped_ = false;  // a reset ends any migration: the device runs
   SignalLocked(pending_before);
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::OnMigrationStateChange(MigrationState from, MigrationState to) {
+  absl::MutexLock lock(&mu_);
+  stopped_ = to != MigrationState::kRunning && to != MigrationState::kPreCopy;
+  if (!stopped_) SignalLocked(/*pending_before=*/0);
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::SaveState(SavePhase phase, std::string& out) {
+  if (phase == SavePhase::kPreCopy) return absl::OkStatus();  // 24 bytes: all at the end
+  gpio::GpioState state;
+  absl::MutexLock lock(&mu_);
+  state.set_output(regs_.output);
+  state.set_direction(regs_.direction);
+  state.set_irq_enable(regs_.irq_enable);
+  state.set_irq_status(regs_.irq_status);
+  state.set_control(regs_.control);
+  state.set_outside(outside_);
+  if (!state.SerializeToString(&out)) return absl::InternalError("gpio: state not serialized");
+  return absl::OkStatus();
+}
+
+absl::Status GpioDevice::LoadState(absl::Span<const std::string> pieces) {
+  gpio::GpioState state;
+  if (pieces.size() != 1 || !state.ParseFromString(pieces.front())) {
+    return absl::InvalidArgumentError("gpio: migration state is not one GpioState");
+  }
+  constexpr uint32_t kLines = (1u << kNumLines) - 1;
+  for (uint32_t value : {state.output(), state.direction(), state.irq_enable(),
+                         state.irq_status(), state.outside()}) {
+    if ((value & ~kLines) != 0) {
+      return absl::InvalidArgumentError("gpio: migration state has bits beyond line 15");
+    }
+  }
+  if ((state.control() & ~kControlLoopback) != 0) {
+    return absl::InvalidArgumentError("gpio: migration state has unknown CONTROL bits");
+  }
+  absl::MutexLock lock(&mu_);
+  regs_ = Registers{.output = static_cast<uint16_t>(state.output()),
+                    .direction = static_cast<uint16_t>(state.direction()),
+                    .irq_enable = static_cast<uint16_t>(state.irq_enable()),
+                    .irq_status = static_cast<uint16_t>(state.irq_status()),
+                    .control = state.control()};
+  outside_ = static_cast<uint16_t>(state.outside());
   return absl::OkStatus();
 }
 

@@ -43,6 +43,12 @@
 // each delivery, as VFIO's does), when it installs its eventfd, or when MSI
 // is torn down.
 //
+// Migration (device type "vfu-gpio", version 1): the registers and the
+// outside levels travel as a GpioState (gpio_state.proto). While the device
+// is stopped (STOP, STOP_COPY, RESUMING) input events still set IRQ_STATUS
+// but raise nothing; a line pending when it runs again interrupts then, as
+// a level-triggered line would.
+//
 // Reset (DEVICE_RESET) restores the reset values above; INPUT keeps showing
 // the outside levels, which reset does not change. State survives clients.
 //
@@ -54,6 +60,7 @@
 #define VFU_DEVICES_GPIO_GPIO_DEVICE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -107,6 +114,10 @@ class GpioDevice : public PciDevice {
   absl::Status OnRegionWrite(uint32_t region, uint64_t offset,
                              absl::Span<const uint8_t> data) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status OnReset() override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status OnMigrationStateChange(MigrationState from, MigrationState to) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SaveState(SavePhase phase, std::string& out) override ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status LoadState(absl::Span<const std::string> pieces) override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // The writable state, all at its reset value when default-constructed.
@@ -145,6 +156,8 @@ class GpioDevice : public PciDevice {
   Registers regs_ ABSL_GUARDED_BY(mu_);
   // Levels the outside world drives (SetInputLine).
   uint16_t outside_ ABSL_GUARDED_BY(mu_) = 0;
+  // Migration stopped the device: no interrupt may be raised.
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace vfu::devices

@@ -41,6 +41,8 @@
 #include "vfu/wire/header.h"
 #include "vfu/wire/irq.h"
 #include "vfu/wire/migration_data.h"
+#include "testing/fuzz/migration_fuzz_device.h"
+#include "vfu/device/migration_stream.h"
 #include "vfu/wire/region_access.h"
 #include "vfu/wire/region_info.h"
 #include "vfu/wire/region_io_fds.h"
@@ -919,6 +921,49 @@ Corpus SessionSeeds() {
   return c;
 }
 
+Corpus MigrationStreamSeeds() {
+  // Selector: piece size (1, 7, 64, 4096, all at once).
+  MigrationFuzzDevice source;
+  source.state = "seeded";
+  const uint8_t command[2] = {0x06, 0x00};  // memory space, bus master
+  (void)source.WriteRegion(kConfigRegion, 0x04, command);
+  const uint8_t vector_control[4] = {0, 0, 0, 0};  // vector 1 unmasked
+  (void)source.WriteRegion(0, 0x1000 + 16 + 12, vector_control);
+  absl::Span<uint8_t> memory = source.region_memory(2);
+  for (size_t i = 0; i < memory.size(); ++i) memory[i] = static_cast<uint8_t>(i * 13);
+  const Bytes stream = SaveWholeStream(source);
+  Corpus c;
+  c["stream_whole"] = Sel(4, stream);
+  c["stream_in_7_byte_pieces"] = Sel(1, stream);
+  c["stream_truncated"] = Sel(4, Bytes(stream.begin(), stream.end() - 3));
+  Bytes corrupted = stream;
+  corrupted[corrupted.size() / 2] ^= 0x10;
+  c["stream_corrupted"] = Sel(4, corrupted);
+  // Well framed, lying inside: another device type.
+  auto chunks = DecodeMigrationFrames(stream);
+  if (chunks.ok() && !chunks->empty()) {
+    (*chunks)[0].mutable_header()->set_device_type("other");
+    std::string reframed;
+    for (const auto& chunk : *chunks) AppendMigrationFrame(chunk, reframed);
+    c["stream_other_device_type"] = Sel(4, Bytes(reframed.begin(), reframed.end()));
+  }
+  // The same chunks as {u16 length, payload} records (selector bit 7).
+  if (auto whole = DecodeMigrationFrames(stream); whole.ok()) {
+    Bytes records;
+    for (const auto& chunk : *whole) {
+      const std::string payload = chunk.SerializeAsString();
+      if (payload.size() > 0xffff) continue;
+      records.push_back(static_cast<uint8_t>(payload.size()));
+      records.push_back(static_cast<uint8_t>(payload.size() >> 8));
+      records.insert(records.end(), payload.begin(), payload.end());
+    }
+    c["records_framed_by_the_fuzzer"] = Sel(0x80 | 4, records);
+  }
+  c["length_above_bound"] = Sel(4, Builder().U32(0x7fffffff).U32(0).Done());
+  c["empty"] = Sel(4, Bytes());
+  return c;
+}
+
 // Inputs that once broke an invariant, kept as regression seeds. Each entry:
 // corpus name, file name, bytes (see the fuzzer for the format).
 struct RegressionSeed {
@@ -1043,6 +1088,7 @@ int Main(int argc, char** argv) {
       {"dma_transfer", DmaTransferSeeds()},
       {"device_feature", DeviceFeatureSeeds()},
       {"migration_data", MigrationDataSeeds()},
+      {"migration_stream", MigrationStreamSeeds()},
       {"session", SessionSeeds()},
       {"nvme_command", NvmeCommandSeeds()},
   };

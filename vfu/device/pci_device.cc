@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
+#include "vfu/device/migration_loader.h"
+#include "vfu/device/migration_saver.h"
 #include "vfu/pci/capabilities.h"
 #include "vfu/wire/errno_status.h"
 
@@ -68,6 +70,8 @@ PciDevice::PciDevice(PciDeviceSpec spec)
   }
   irqs_.set_listener([this](uint32_t index, uint32_t start, uint32_t count,
                             IrqController::Change change) {
+    // A migrated pending interrupt fires once its vector has an eventfd.
+    if (change == IrqController::Change::kEnabled) DeliverRestoredPending();
     OnIrqStateChanged(index, start, count, change);
   });
 }
@@ -287,9 +291,11 @@ absl::Status PciDevice::ReadRegion(uint32_t index, uint64_t offset, absl::Span<u
     if (offset < irq.msix_pba_offset) {
       return wire::WireError(EINVAL, "access straddles the MSI-X PBA");
     }
-    return msix_table_->ReadPba(offset - irq.msix_pba_offset, out, [this](uint32_t vector) {
-      return irqs_.IsPending(kMsixIrq, vector);
-    });
+    return msix_table_->ReadPba(
+        offset - irq.msix_pba_offset, out,
+        [this](uint32_t vector) ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_) {
+          return irqs_.IsPending(kMsixIrq, vector) || RestoredPendingLocked(kMsixIrq, vector);
+        });
   }
   return OnRegionRead(index, offset, out);
 }
@@ -423,6 +429,7 @@ void PciDevice::ResetConfig() {
     if (config_) config_->Reset();
     if (msix_table_) msix_table_->Reset();
     msix_table_driven_ = false;
+    restored_pending_.clear();
     UpdateDeviceMasks();
   }
   // A reset device drives no line; OnReset may raise it again.
@@ -430,6 +437,7 @@ void PciDevice::ResetConfig() {
 }
 
 absl::Status PciDevice::Reset() {
+  EndMigration();
   ResetConfig();
   return OnReset();
 }

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,13 @@
 #include "vfu/pci/msix_table.h"
 
 namespace vfu {
+
+class MigrationLoader;
+class MigrationSaver;
+namespace proto {
+class MigrationFrameworkState;
+class MigrationStreamHeader;
+}  // namespace proto
 
 class PciDevice : public Device {
  public:
@@ -66,6 +74,8 @@ class PciDevice : public Device {
   // FLR in the PCI Express capability's Device Control, when the capability
   // advertises FLR), after config space and the MSI-X table are back to
   // their defaults; for an FLR the client's interrupts are disabled too.
+  // DEVICE_RESET also ends any migration: the stream is dropped and the
+  // device runs (migration_state() is RUNNING; no OnMigrationStateChange).
   virtual absl::Status OnReset() { return absl::OkStatus(); }
   // Stop touching client memory and raising interrupts, then call `done`
   // (now or later, from any thread; see Device::Quiesce). OnUnquiesce ends
@@ -81,6 +91,46 @@ class PciDevice : public Device {
   // The client changed interrupt state with SET_IRQS.
   virtual void OnIrqStateChanged(uint32_t index, uint32_t start, uint32_t count,
                                  IrqController::Change change) {}
+
+  // ---- Migration hooks (opt in with PciDeviceSpec::migration) ----
+  //
+  // The framework writes and reads the stream (proto/migration_stream.proto)
+  // and saves what it owns: config space, the MSI-X table, pending
+  // interrupts and the memory of `backed_by_memory` regions (pre-copied in
+  // rounds with its own dirty tracking). The device adds its own state.
+
+  // One direct arc of a migration state change (migration_state.h), after
+  // the device quiesced (OnQuiesce, kMigration) and before it is
+  // unquiesced. Arcs into STOP, STOP_COPY and RESUMING: from then until an
+  // arc back to RUNNING or PRE_COPY the device must not touch client memory
+  // or raise interrupts (its in-flight work stays saved as device state).
+  // Called before the framework's own part of the arc, except for
+  // RESUMING -> STOP, where LoadState and the framework's restore come
+  // first. An error fails the state change with its errno.
+  virtual absl::Status OnMigrationStateChange(MigrationState from, MigrationState to) {
+    return absl::OkStatus();
+  }
+  enum class SavePhase {
+    kPreCopy,   // once per pre-copy round, the device running: may append
+                // nothing (most devices) or what it can send early
+    kStopCopy,  // once, the device stopped: the rest of its state
+  };
+  // Appends the device's own state to `out` (usually its own message,
+  // serialized). An error fails the MIG_DATA_READ.
+  virtual absl::Status SaveState(SavePhase phase, std::string& out) { return absl::OkStatus(); }
+  // Estimate of what the next kPreCopy SaveState will append.
+  virtual uint64_t PendingStateBytes() { return 0; }
+  // At RESUMING -> STOP, once the framework has checked the whole stream:
+  // every piece SaveState wrote, in order (the last from kStopCopy).
+  // Validate them before changing anything: an error refuses the stream
+  // (its errno fails the state change) and nothing of it is applied.
+  virtual absl::Status LoadState(absl::Span<const std::string> pieces) {
+    return absl::OkStatus();
+  }
+  // The state the last arc reached (RUNNING initially and after a reset).
+  MigrationState migration_state() const {
+    return migration_state_.load(std::memory_order_acquire);
+  }
 
   // ---- Services, any thread ----
 
@@ -188,9 +238,11 @@ class PciDevice : public Device {
     OnQuiesce(reason, std::move(done));
   }
   void Unquiesce() final { OnUnquiesce(); }
-  // The migration hooks (SupportsMigration, OnMigrationArc,
-  // ReadMigrationData, WriteMigrationData, MigrationDataEstimate) keep
-  // Device's defaults for now: a PciDevice does not migrate.
+  bool SupportsMigration() const final { return spec_.migration.has_value(); }
+  absl::Status OnMigrationArc(MigrationState from, MigrationState to) final;
+  absl::StatusOr<size_t> ReadMigrationData(absl::Span<uint8_t> out) final;
+  absl::Status WriteMigrationData(absl::Span<const uint8_t> data) final;
+  uint64_t MigrationDataEstimate() final;
   absl::Status SetIrqs(const wire::SetIrqsRequest& request, std::vector<UniqueFd>& fds) final;
   void OnAttach(std::shared_ptr<DeviceContext> context) final;
   void OnDetach() final;
@@ -226,6 +278,24 @@ class PciDevice : public Device {
   // MSI-X table after either changed (delivers what became unmasked).
   void UpdateDeviceMasks() ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
 
+  // Migration (pci_device_migration.cc).
+  proto::MigrationStreamHeader MigrationHeader() const ABSL_LOCKS_EXCLUDED(config_mu_);
+  std::unique_ptr<MigrationSaver> NewSaver();
+  std::unique_ptr<MigrationLoader> NewLoader();
+  proto::MigrationFrameworkState CaptureFrameworkState() ABSL_LOCKS_EXCLUDED(config_mu_);
+  // RESUMING -> STOP: judges the stream, then LoadState, then restores.
+  absl::Status FinishResuming();
+  // Raises the migrated pending interrupts whose vectors can fire now.
+  void DeliverRestoredPending() ABSL_LOCKS_EXCLUDED(config_mu_);
+  bool RestoredPendingLocked(uint32_t index, uint32_t vector) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(config_mu_);
+  // Any half-done stream is dropped; the state is RUNNING (Reset).
+  void EndMigration();
+  // Faults in the memory-backed regions' pages (contents kept) when a
+  // stream starts arriving, so restoring them at RESUMING -> STOP, inside
+  // the migration's downtime, copies instead of allocating page by page.
+  void PopulateRegionMemory();
+
   PciDeviceSpec spec_;
   absl::Status init_status_;
   std::vector<Region> regions_;  // indexed by region number; fixed after Build
@@ -240,6 +310,17 @@ class PciDevice : public Device {
   // table's masks (all set at reset, as PCI says) count only once the
   // client has written the table.
   bool msix_table_driven_ ABSL_GUARDED_BY(config_mu_) = false;
+
+  // Pending interrupts that arrived in a migration stream and have not been
+  // raised yet (their vector had no eventfd): raised once it has one, shown
+  // in the MSI-X PBA meanwhile. (index, vector) pairs.
+  std::vector<std::pair<uint32_t, uint32_t>> restored_pending_ ABSL_GUARDED_BY(config_mu_);
+
+  // The stream being read (source) or written (destination). Command strand
+  // only: migration hooks never run concurrently.
+  std::unique_ptr<MigrationSaver> saver_;
+  std::unique_ptr<MigrationLoader> loader_;
+  std::atomic<MigrationState> migration_state_{MigrationState::kRunning};
 
   // The attached client's context, or one that refuses every call.
   mutable absl::Mutex context_mu_;

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "vfu/base/unique_fd.h"
@@ -71,6 +72,15 @@ struct InterruptSpec {
   bool req = false;
 };
 
+// Live migration (PciDevice's migration hooks). A device opts in by naming
+// its model: a destination refuses a stream of another type.
+struct MigrationSpec {
+  std::string device_type;
+  // Version of the device's own state layout (what SaveState writes). A
+  // destination accepts streams of this version and older ones.
+  uint32_t device_version = 1;
+};
+
 struct PciDeviceSpec {
   pci::Identity identity;
   // PCI Express: 4 KiB config space with a PCI Express capability.
@@ -92,6 +102,8 @@ struct PciDeviceSpec {
   // in a writable BAR or device-specific region, outside the MSI-X table and
   // PBA. Doorbell i is PciDevice::ioeventfd(i); see ioeventfd_set.h.
   std::vector<IoeventfdSpec> ioeventfds;
+  // Set: the device migrates (DEVICE_FEATURE MIGRATION, MIG_DATA_*).
+  std::optional<MigrationSpec> migration;
 };
 
 }  // namespace vfu
