@@ -659,7 +659,55 @@ void NvmeController::DeleteSq(uint16_t qid) {
     sq = std::move(sqs_[qid]);
     sqs_[qid] = nullptr;
   }
-  if (sq != nullptr) DetachQueue(sq);
+  if (sq == nullptr) return;
+  // Its thread finishes the batch it runs (those commands complete
+  // normally, before this command's own completion).
+  DetachQueue(sq);
+  AbortUnfetched(*sq);
+}
+
+void NvmeController::AbortUnfetched(SubmissionQueue& sq) {
+  if (admin_dma_ == nullptr) return;
+  if (sq.shadowed()) (void)sq.RefreshTailFromShadow(*admin_dma_);
+  CompletionQueue& cq = sq.cq();
+  uint32_t aborted = 0;
+  uint32_t dropped = 0;
+  // Bounded by the queue size: every pass moves the head one entry on.
+  while (sq.Pending() > 0) {
+    if (!cq.Reserve()) {
+      // The CQ is full and we cannot wait for the driver here: the rest
+      // are implicitly aborted (NVMe 1.4 section 5.6 allows it).
+      dropped = sq.Pending();
+      break;
+    }
+    SubmissionEntry sqe;
+    absl::StatusOr<size_t> fetched = sq.Fetch(*admin_dma_, absl::MakeSpan(&sqe, 1));
+    if (!fetched.ok() || *fetched != 1) {
+      cq.Unreserve();
+      dropped = sq.Pending();
+      break;
+    }
+    sq.Advance(1);
+    const CompletionEntry cqe = {.dw0 = 0,
+                                 .dw1 = 0,
+                                 .sq_head = static_cast<uint16_t>(sq.head()),
+                                 .sq_id = sq.id(),
+                                 .cid = sqe.cid,
+                                 .status = static_cast<uint16_t>(kAbortedSqDeletion << 1)};
+    absl::Status posted = cq.Post(*admin_dma_, cqe);
+    if (!posted.ok()) {
+      if (posted.code() != absl::StatusCode::kFailedPrecondition) {
+        Fatal("cannot write an I/O completion queue");
+      }
+      return;
+    }
+    ++aborted;
+  }
+  if (aborted > 0 && cq.irq_enabled()) SignalVector(cq.vector());
+  if (dropped > 0) {
+    VFU_LOG_RATE_LIMITED(kWarning, "nvme: SQ ", sq.id(), " deleted with ", dropped,
+                         " commands its full CQ had no room for: not completed");
+  }
 }
 
 void NvmeController::DeleteCq(uint16_t qid) {

@@ -142,6 +142,11 @@ class NvmeController : public PciDevice, private AdminQueueHost {
       ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteSq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteCq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
+  // Delete I/O SQ: completes the commands the driver submitted and the
+  // controller had not fetched with Aborted - SQ Deletion, as far as the
+  // CQ has room (the rest are not completed). Admin thread, the queue
+  // detached from its thread.
+  void AbortUnfetched(SubmissionQueue& sq);
   void SetShadowDoorbells(uint64_t shadow, uint64_t event_index) override
       ABSL_LOCKS_EXCLUDED(queues_mu_);
   // Points queue `qid`'s doorbells (either may be null) at the shadow

@@ -1,6 +1,7 @@
 // The controller as a whole: many queues at once with verified data, reset
 // and detach with I/O in flight, and a hostile driver (queues in unmapped
 // memory, out-of-range doorbells).
+#include <atomic>
 #include <set>
 
 #include "devices/nvme/nvme_test_fixture.h"
@@ -292,6 +293,75 @@ TEST_F(ControllerTest, DeletingAQueueWithCommandsQueuedLetsItBeRecreated) {
   ASSERT_OK(driver_->CreateIoQueuePair(2, 64));
   ASSERT_OK_AND_ASSIGN(Completion done, driver_->Run(2, driver_->ReadCommand(1, 0, 1, buffer, 512)));
   EXPECT_EQ(done.status, kSuccess);
+}
+
+TEST_F(ControllerTest, DeletingASubmissionQueueAbortsWhatWasNotFetched) {
+  EnableWithQueues(1, 64);
+  ASSERT_OK(driver_->EnableShadowDoorbells());
+  const uint64_t buffer = driver_->Allocate(4096);
+  // One command served: the queue's thread is idle with EventIdx armed.
+  ASSERT_OK_AND_ASSIGN(Completion first,
+                       driver_->Run(1, driver_->ReadCommand(1, 0, 1, buffer, 512)));
+  ASSERT_EQ(first.status, kSuccess);
+  // Ten commands the controller can only learn of from the shadow tail: no
+  // doorbell wakes its thread, so none is fetched before the deletion.
+  constexpr uint16_t kQueued = 10;
+  for (uint16_t i = 0; i < kQueued; ++i) {
+    SubmissionEntry read = driver_->ReadCommand(1, i, 1, buffer, 512);
+    read.cid = static_cast<uint16_t>(100 + i);
+    ASSERT_OK(driver_->Submit(1, read, /*ring=*/false));
+  }
+  const uint32_t tail = (first.sq_head + kQueued) % 64;
+  std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(
+                                driver_->Host(driver_->shadow_buffer() + 8 * 1)))
+      .store(tail, std::memory_order_release);
+  SubmissionEntry del = {};
+  del.opcode = kAdminDeleteSq;
+  del.cdw10 = 1;
+  ASSERT_EQ(AdminStatus(del), kSuccess);
+  // Posted before the deletion completed: all there without waiting.
+  Completion aborted[kQueued + 1];
+  ASSERT_OK_AND_ASSIGN(size_t n, driver_->Reap(1, absl::MakeSpan(aborted), /*wait=*/false));
+  ASSERT_EQ(n, kQueued);
+  for (uint16_t i = 0; i < kQueued; ++i) {
+    EXPECT_EQ(aborted[i].cid, 100 + i);
+    EXPECT_EQ(aborted[i].status, kAbortedSqDeletion);
+    EXPECT_EQ(aborted[i].sq_id, 1);
+    EXPECT_EQ(aborted[i].sq_head, (first.sq_head + i + 1) % 64);
+  }
+}
+
+TEST_F(ControllerTest, DeletingABusySubmissionQueueCompletesEveryCommandOnce) {
+  EnableWithQueues(1, 64);
+  const uint64_t buffer = driver_->Allocate(4096);
+  constexpr uint16_t kCommands = 48;
+  for (uint16_t i = 0; i < kCommands; ++i) {
+    SubmissionEntry read = driver_->ReadCommand(1, i, 8, buffer, 4096);
+    read.cid = i;
+    ASSERT_OK(driver_->Submit(1, read, /*ring=*/i == kCommands - 1));
+  }
+  SubmissionEntry del = {};
+  del.opcode = kAdminDeleteSq;
+  del.cdw10 = 1;
+  ASSERT_EQ(AdminStatus(del), kSuccess);
+  // Those fetched completed normally, the rest were aborted: each once, all
+  // before the deletion's own completion.
+  Completion all[kCommands + 1];
+  ASSERT_OK_AND_ASSIGN(size_t n, driver_->Reap(1, absl::MakeSpan(all), /*wait=*/false));
+  ASSERT_EQ(n, kCommands);
+  std::vector<int> seen(kCommands, 0);
+  bool aborting = false;
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_LT(all[i].cid, kCommands);
+    ++seen[all[i].cid];
+    if (all[i].status == kAbortedSqDeletion) {
+      aborting = true;
+    } else {
+      EXPECT_EQ(all[i].status, kSuccess);
+      EXPECT_FALSE(aborting) << "a command ran after one was aborted";
+    }
+  }
+  for (uint16_t i = 0; i < kCommands; ++i) EXPECT_EQ(seen[i], 1) << "cid " << i;
 }
 
 }  // namespace

@@ -111,6 +111,9 @@ class NvmeDriver {
   // the EventIdx the controller left (as Linux's nvme_dbbuf_* do).
   absl::Status EnableShadowDoorbells();
   bool shadow_doorbells() const { return shadow_ != 0; }
+  // The shadow doorbell buffer's client address (0: none), for tests that
+  // update a shadow slot without ringing.
+  uint64_t shadow_buffer() const { return shadow_; }
   // Doorbell writes that went to the device (REGION_WRITE messages).
   uint64_t mmio_doorbells() const { return mmio_doorbells_; }
   // Of those, the ones that went through an ioeventfd instead of a message.
