@@ -375,7 +375,7 @@ void NvmeController::AdminLoop() {
     if (shutdown) Shutdown();
     for (uint32_t event : events) {
       if (std::optional<uint16_t> cid = admin_.QueueEvent(event)) {
-        PostAdmin(*cid, kSuccess, event);
+        PostEvent(*cid, event);
       }
     }
     // INTx/MSI unmasked: entries still unconsumed need their interrupt.
@@ -396,6 +396,7 @@ void NvmeController::AdminLoop() {
         }
       }
     }
+    PostPendingEvents();
     more = ServeAdminQueue();
   }
 }
@@ -469,6 +470,7 @@ void NvmeController::Disable() {
   for (const auto& cq : cqs) cq->Kill();
   for (const auto& sq : sqs) DetachQueue(sq);
   admin_.Reset();
+  aer_completions_.clear();  // a reset drops outstanding requests uncompleted
   write_cache_enabled_.store(admin_.write_cache_enabled(), std::memory_order_relaxed);
   admin_dma_ = nullptr;
   absl::MutexLock lock(&mu_);
@@ -536,29 +538,42 @@ bool NvmeController::ServeAdminQueue() {
   return sq->Pending() > 0;
 }
 
-void NvmeController::PostAdmin(uint16_t cid, uint16_t status, uint32_t dw0) {
+void NvmeController::PostEvent(uint16_t cid, uint32_t event) {
+  // At most kAerLimit wait: each answers a distinct outstanding request.
+  aer_completions_.push_back({.cid = cid, .event = event});
+  PostPendingEvents();
+  if (!aer_completions_.empty()) delayed_events_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void NvmeController::PostPendingEvents() {
+  if (aer_completions_.empty()) return;
   std::shared_ptr<SubmissionQueue> sq;
   {
     absl::ReaderMutexLock lock(&queues_mu_);
     sq = admin_sq_;
   }
   if (sq == nullptr || admin_dma_ == nullptr) return;
-  if (!sq->cq().Reserve()) {
-    VFU_LOG_RATE_LIMITED(kWarning, "nvme: admin completion queue full, event dropped");
-    return;
+  bool posted = false;
+  // A full admin CQ keeps them waiting: its head doorbell wakes this thread.
+  while (!aer_completions_.empty() && sq->cq().Reserve()) {
+    const EventCompletion& next = aer_completions_.front();
+    const CompletionEntry cqe = {.dw0 = next.event,
+                                 .dw1 = 0,
+                                 .sq_head = static_cast<uint16_t>(sq->head()),
+                                 .sq_id = 0,
+                                 .cid = next.cid,
+                                 .status = static_cast<uint16_t>(kSuccess << 1)};
+    absl::Status status = sq->cq().Post(*admin_dma_, cqe);
+    if (!status.ok()) {
+      if (status.code() != absl::StatusCode::kFailedPrecondition) {
+        Fatal("cannot write the admin completion queue");
+      }
+      break;
+    }
+    aer_completions_.pop_front();
+    posted = true;
   }
-  const CompletionEntry cqe = {.dw0 = dw0,
-                               .dw1 = 0,
-                               .sq_head = static_cast<uint16_t>(sq->head()),
-                               .sq_id = 0,
-                               .cid = cid,
-                               .status = static_cast<uint16_t>(status << 1)};
-  absl::Status posted = sq->cq().Post(*admin_dma_, cqe);
-  if (posted.ok()) {
-    SignalVector(0);
-  } else if (posted.code() != absl::StatusCode::kFailedPrecondition) {
-    Fatal("cannot write the admin completion queue");
-  }
+  if (posted) SignalVector(0);
 }
 
 // ---- AdminQueueHost ----

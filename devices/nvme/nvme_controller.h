@@ -34,12 +34,14 @@
 //
 // Bounds on what a client can make the controller hold: kMaxIoQueues
 // queue pairs of at most kMaxQueueEntries entries (none of it copied: the
-// queues stay in client memory), kAerLimit event requests, 16 queued events.
+// queues stay in client memory), kAerLimit event requests (and as many
+// event completions waiting for room in a full admin CQ), 16 queued events.
 #ifndef VFU_DEVICES_NVME_NVME_CONTROLLER_H_
 #define VFU_DEVICES_NVME_NVME_CONTROLLER_H_
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -94,6 +96,8 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   // tests and the benchmark's report).
   uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
   uint64_t bounced_transfers() const { return bounced_.load(std::memory_order_relaxed); }
+  // Event completions that had to wait for room in the admin CQ.
+  uint64_t delayed_events() const { return delayed_events_.load(std::memory_order_relaxed); }
 
  private:
   // One I/O thread and the submission queues it serves.
@@ -128,7 +132,10 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   // Serves the admin queue: whether entries remain.
   bool ServeAdminQueue() ABSL_LOCKS_EXCLUDED(mu_);
-  void PostAdmin(uint16_t cid, uint16_t status, uint32_t dw0) ABSL_LOCKS_EXCLUDED(mu_);
+  // Completes Asynchronous Event Request `cid` with `event`, now or (the
+  // admin CQ full) once the driver frees a slot; PostPendingEvents retries.
+  void PostEvent(uint16_t cid, uint32_t event) ABSL_LOCKS_EXCLUDED(mu_);
+  void PostPendingEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Removes `queue` from its thread; returns once the thread is done with it.
   void DetachQueue(const std::shared_ptr<SubmissionQueue>& queue);
 
@@ -210,12 +217,19 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   uint64_t event_index_buffer_ ABSL_GUARDED_BY(queues_mu_) = 0;
 
   // Admin thread only.
+  struct EventCompletion {
+    uint16_t cid;
+    uint32_t event;
+  };
+  // Event completions waiting for room in the admin CQ (at most kAerLimit).
+  std::deque<EventCompletion> aer_completions_;
   AdminCommandSet admin_;
   GuestData admin_data_;
   std::shared_ptr<DeviceContext> admin_dma_;
 
   std::atomic<uint64_t> zero_copy_{0};
   std::atomic<uint64_t> bounced_{0};
+  std::atomic<uint64_t> delayed_events_{0};
 
   // Last: started once everything above exists.
   std::vector<std::unique_ptr<IoThread>> io_threads_;

@@ -364,5 +364,59 @@ TEST_F(ControllerTest, DeletingABusySubmissionQueueCompletesEveryCommandOnce) {
   for (uint16_t i = 0; i < kCommands; ++i) EXPECT_EQ(seen[i], 1) << "cid " << i;
 }
 
+// Waits until admin CQ entry `slot` carries phase tag 1 (first pass).
+bool WaitForPosted(uint8_t* cq, uint32_t slot) {
+  const absl::Time deadline = absl::Now() + kTestTimeout;
+  auto* status = reinterpret_cast<uint16_t*>(cq + 16 * slot + 14);
+  while (absl::Now() < deadline) {
+    if ((std::atomic_ref<uint16_t>(*status).load(std::memory_order_acquire) & 1) != 0) return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+
+TEST_F(ControllerTest, AnEventWaitsForRoomInAFullAdminCompletionQueue) {
+  NvmeTestConfig config;
+  config.driver.admin_entries = 4;  // three completions fill the admin CQ
+  config.driver.interrupts = false;
+  Start(config);
+  ASSERT_OK(driver_->Enable());
+  ASSERT_OK_AND_ASSIGN(uint64_t asq, driver_->Read64(kRegAsq));
+  ASSERT_OK_AND_ASSIGN(uint64_t acq, driver_->Read64(kRegAcq));
+  // Raw admin entries, bypassing the driver's bookkeeping: an event request
+  // (kept by the controller), then three commands whose completions are
+  // never consumed.
+  auto put = [&](uint32_t slot, uint8_t opcode, uint16_t cid) {
+    SubmissionEntry sqe = {};
+    sqe.opcode = opcode;
+    sqe.cid = cid;
+    if (opcode == kAdminGetFeatures) sqe.cdw10 = 0x07;  // number of queues
+    std::memcpy(driver_->Host(asq + 64 * slot), &sqe, sizeof sqe);
+  };
+  put(0, kAdminAsyncEvent, 1);
+  put(1, kAdminGetFeatures, 2);
+  put(2, kAdminGetFeatures, 3);
+  ASSERT_OK(driver_->Write32(SqTailDoorbell(0), 3));
+  ASSERT_TRUE(WaitForPosted(driver_->Host(acq), 1));
+  put(3, kAdminGetFeatures, 4);
+  ASSERT_OK(driver_->Write32(SqTailDoorbell(0), 0));
+  ASSERT_TRUE(WaitForPosted(driver_->Host(acq), 2));
+  // The CQ is full. An event for the waiting request: a doorbell for a
+  // queue that does not exist.
+  ASSERT_OK(driver_->Write32(SqTailDoorbell(kMaxIoQueues), 1));
+  // Still full: its completion waits.
+  const absl::Time deadline = absl::Now() + kTestTimeout;
+  while (controller_->delayed_events() == 0 && absl::Now() < deadline) std::this_thread::yield();
+  ASSERT_EQ(controller_->delayed_events(), 1u);
+  // Freeing the slots lets it through.
+  ASSERT_OK(driver_->Write32(CqHeadDoorbell(0), 3));
+  ASSERT_TRUE(WaitForPosted(driver_->Host(acq), 3)) << "the event was lost";
+  CompletionEntry cqe;
+  std::memcpy(&cqe, driver_->Host(acq + 16 * 3), sizeof cqe);
+  EXPECT_EQ(cqe.cid, 1);
+  EXPECT_EQ(cqe.status >> 1, kSuccess);
+  EXPECT_EQ(cqe.dw0, AerResult(kAerTypeError, kAerInfoInvalidDoorbell, kLogError));
+}
+
 }  // namespace
 }  // namespace vfu::nvme
