@@ -49,6 +49,7 @@ PciDeviceSpec NvmeSpec() {
                      .msix_bar = 0,
                      .msix_table_offset = kMsixTableOffset,
                      .msix_pba_offset = kMsixPbaOffset};
+  spec.migration = MigrationSpec{.device_type = "vfu-nvme", .device_version = 1};
   return spec;
 }
 
@@ -320,6 +321,9 @@ absl::Status NvmeController::OnReset() {
   // The admin thread quiesces the queues; CSTS.RDY reads 1 until it has.
   ++reset_requests_;
   KickAdminLocked();
+  // A reset ends any migration: the device runs (once unquiesced).
+  migration_stopped_ = false;
+  ResumeLocked();
   return absl::OkStatus();
 }
 
@@ -335,11 +339,77 @@ void NvmeController::OnClientDetached() {
   while (resets_done_ < request && !stop_) admin_cv_.Wait(&mu_);
 }
 
+// ---- Quiesce ----
+
+void NvmeController::OnQuiesce(QuiesceReason reason, QuiesceDone done) {
+  QuiesceDone now;
+  QuiesceDone abandoned;
+  {
+    absl::MutexLock lock(&mu_);
+    quiesced_ = true;
+    // A quiesce the engine stopped waiting for: its late answer is ignored.
+    abandoned = std::move(quiesce_done_);
+    quiesce_done_ = nullptr;
+    unparked_ = 0;
+    if (admin_busy_) {
+      admin_owes_park_ = true;
+      ++unparked_;
+    }
+    for (auto& thread : io_threads_) {
+      absl::MutexLock thread_lock(&thread->mu);
+      thread->paused = true;
+      thread->owes_park = thread->busy;
+      if (thread->busy) ++unparked_;
+    }
+    if (unparked_ == 0) {
+      now = std::move(done);
+    } else {
+      quiesce_done_ = std::move(done);
+    }
+  }
+  if (abandoned) std::move(abandoned)(absl::OkStatus());
+  if (now) std::move(now)(absl::OkStatus());
+}
+
+QuiesceDone NvmeController::ParkedLocked() {
+  if (unparked_ == 0 || --unparked_ != 0) return nullptr;
+  QuiesceDone done = std::move(quiesce_done_);
+  quiesce_done_ = nullptr;
+  return done;
+}
+
+void NvmeController::ReportParked() {
+  QuiesceDone done;
+  {
+    absl::MutexLock lock(&mu_);
+    done = ParkedLocked();
+  }
+  if (done) std::move(done)(absl::OkStatus());
+}
+
+void NvmeController::OnUnquiesce() {
+  absl::MutexLock lock(&mu_);
+  quiesced_ = false;
+  ResumeLocked();
+}
+
+void NvmeController::ResumeLocked() {
+  if (PausedLocked()) return;
+  for (auto& thread : io_threads_) {
+    absl::MutexLock thread_lock(&thread->mu);
+    thread->paused = false;
+    thread->kicked = true;  // work may have arrived while parked
+    thread->cv.Signal();
+  }
+  KickAdminLocked();
+}
+
 // ---- Admin thread ----
 
 void NvmeController::AdminLoop() {
   bool more = false;
   for (;;) {
+    QuiesceDone parked;
     bool reset = false;
     bool enable = false;
     bool disable = false;
@@ -347,20 +417,38 @@ void NvmeController::AdminLoop() {
     uint64_t reset_target = 0;
     std::vector<uint32_t> events;
     bool unmasked = false;
+    bool paused = false;
     {
       absl::MutexLock lock(&mu_);
-      while (!stop_ && !admin_kicked_ && !more) admin_cv_.Wait(&mu_);
+      if (admin_busy_) {
+        admin_busy_ = false;
+        if (admin_owes_park_) {
+          admin_owes_park_ = false;
+          parked = ParkedLocked();
+        }
+      }
+    }
+    if (parked) std::move(parked)(absl::OkStatus());
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && !admin_kicked_ && !(more && !PausedLocked())) admin_cv_.Wait(&mu_);
       if (stop_) break;
       admin_kicked_ = false;
+      // Paused: only what touches no client memory (resets, enable,
+      // shutdown); events and the admin queue wait.
+      paused = PausedLocked();
+      admin_busy_ = !paused;
       reset = reset_requests_ != resets_done_;
       reset_target = reset_requests_;
       const bool want_enabled = (cc_ & kCcEnable) != 0;
       disable = !reset && (enabled_ || fatal_) && !want_enabled;
       enable = !reset && !enabled_ && want_enabled && !ready_ && !fatal_;
       shutdown = !reset && enabled_ && CcShn(cc_) != kShnNone && shutdown_state_ == kShstNormal;
-      events.swap(events_);
-      unmasked = unmasked_;
-      unmasked_ = false;
+      if (!paused) {
+        events.swap(events_);
+        unmasked = unmasked_;
+        unmasked_ = false;
+      }
     }
     if (reset || disable) Disable();
     if (reset) {
@@ -373,6 +461,10 @@ void NvmeController::AdminLoop() {
     }
     if (enable) Enable();
     if (shutdown) Shutdown();
+    if (paused) {
+      more = false;
+      continue;
+    }
     for (uint32_t event : events) {
       if (std::optional<uint16_t> cid = admin_.QueueEvent(event)) {
         PostEvent(*cid, event);
@@ -743,14 +835,23 @@ void NvmeController::IoLoop(IoThread& thread) {
   std::shared_ptr<DeviceContext> dma;
   bool more = false;
   for (;;) {
+    bool parked = false;
     {
       absl::MutexLock lock(&thread.mu);
       if (thread.busy) {
         thread.busy = false;
         ++thread.batches;
         thread.cv.SignalAll();
+        parked = thread.owes_park;
+        thread.owes_park = false;
       }
-      while (!thread.stop && !thread.kicked && !more) thread.cv.Wait(&thread.mu);
+    }
+    if (parked) ReportParked();
+    {
+      absl::MutexLock lock(&thread.mu);
+      while (!thread.stop && (thread.paused || (!thread.kicked && !more))) {
+        thread.cv.Wait(&thread.mu);
+      }
       if (thread.stop) return;
       thread.kicked = false;
       thread.busy = true;

@@ -72,6 +72,14 @@ class NvmeDriver {
   ~NvmeDriver();
 
   // ---- Registers ----
+  // Live migration with memory shared by both servers: maps this driver's
+  // guest memory on `destination` (a client of the server the device
+  // migrates to) and installs the same interrupt eventfds there; after the
+  // migration, UseClient(destination) sends register and doorbell accesses
+  // to it. Shared memory without ioeventfds only.
+  absl::Status ShareWith(Client& destination);
+  void UseClient(Client& destination) { client_ = &destination; }
+
   absl::StatusOr<uint32_t> Read32(uint64_t offset);
   absl::StatusOr<uint64_t> Read64(uint64_t offset);
   absl::Status Write32(uint64_t offset, uint32_t value, bool posted = false);
@@ -167,7 +175,7 @@ class NvmeDriver {
   // to the shadow buffer, and to the device when needed.
   absl::Status Doorbell(uint16_t qid, uint32_t index, uint32_t value);
 
-  Client& client_;
+  Client* client_;  // the device's server: changes with a migration
   NvmeDriverOptions options_;
   UniqueFd memfd_;
   uint8_t* memory_ = nullptr;
