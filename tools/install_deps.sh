@@ -23,6 +23,12 @@ packages=(
   libclang-rt-14-dev     # clang's sanitizer and fuzzer runtimes
   g++                    # the default compiler
   dpkg-dev               # apt-get source (Abseil's source package)
+  libgrpc++-dev          # gRPC C++ (the control-plane service, vfu/control/)
+  protobuf-compiler-grpc # grpc_cpp_plugin and grpc_python_plugin (service stubs)
+  python3-grpcio         # Python gRPC runtime (the Python control-plane test)
+  python3-protobuf       # Python protobuf runtime (the same test)
+  pkg-config             # vfu/capi's test of libvfio-user.pc
+  python3                # vfu/capi's dlopen and raw-client tests
 )
 
 missing=()

@@ -3,8 +3,9 @@
 # devices/dma_engine and devices/nvme), inspects the GPIO device the way
 # lspci -vvv would, toggles a GPIO line through vfio-user and shows its
 # interrupt arriving, has the DMA engine copy client memory and checks the
-# bytes, then drives the NVMe controller as a guest would: write a pattern,
-# read it back, verify, print IOPS. Installs
+# bytes, drives the NVMe controller as a guest would (write a pattern, read
+# it back, verify, print IOPS), and asks the servers' control planes what
+# they served (vfuctl). Installs
 # missing packages first; builds with Bazel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 quiet=(--color=no --curses=no --ui_event_filters=-info,-stdout,-stderr --noshow_progress)
 targets=(//devices/gpio //devices/gpio:gpio_toggle //devices/dma_engine //tools/inspect
-  //devices/nvme //tools/nvme)
+  //devices/nvme //tools/nvme //tools/vfuctl)
 if [[ -z "${VFU_DEMO_BIN:-}" ]]; then
   bazel build "${quiet[@]}" "${targets[@]}"
   VFU_DEMO_BIN=$(bazel info bazel-bin 2>/dev/null)
@@ -29,18 +30,19 @@ cleanup() {
 trap cleanup EXIT
 
 # start_server NAME BINARY SOCKET [FLAGS...]: runs the server in the
-# background with its log relayed (prefixed) to stderr, and returns once it
-# serves SOCKET.
+# background with its log relayed (prefixed) to stderr and its control plane
+# at $dir/NAME.control, and returns once it serves SOCKET.
 start_server() {
   local name=$1 binary=$2 socket=$3
   mkfifo "$dir/$name.log" "$dir/$name.ready"
-  "$binary" "${@:4}" "$socket" 2>"$dir/$name.log" &
+  "$binary" --control="$dir/$name.control" "${@:4}" "$socket" 2>"$dir/$name.log" &
   pids+=($!)
   {
     local served=0
     while IFS= read -r line; do
       echo "  [$name] $line" >&2
-      if [[ $served == 0 && $line == *"serving $socket"* ]]; then
+      # The control plane starts after the devices: wait for both.
+      if [[ $served == 0 && $line == *"serving 1 device(s) at $socket"* ]]; then
         served=1
         echo ready >"$dir/$name.ready"
       fi
@@ -89,6 +91,18 @@ start_server nvme "$bin/devices/nvme/nvme" "$nvme_socket" --namespace="$dir/disk
 
 step "nvme --mode=demo $nvme_socket (the guest's side: enable, identify, write, read back, IOPS)"
 "$bin/tools/nvme/nvme" --mode=demo "$nvme_socket"
+
+step "vfuctl list (each server's control plane, $dir/*.control)"
+for name in gpio dma_engine nvme; do
+  "$bin/tools/vfuctl/vfuctl" --control="$dir/$name.control" list
+done
+
+step "vfuctl stats: what the clients above made each device do"
+"$bin/tools/vfuctl/vfuctl" --control="$dir/gpio.control" stats
+for name in dma_engine nvme; do
+  echo
+  "$bin/tools/vfuctl/vfuctl" --control="$dir/$name.control" stats
+done
 
 step "stop the servers (SIGTERM)"
 kill -TERM "${pids[0]}"

@@ -24,6 +24,13 @@ ABSL_FLAG(std::string, socket_mode, "0600",
           "permissions of the socket files, in octal: who may connect (e.g. 0660 for a "
           "VMM running as another user of the same group)");
 
+ABSL_FLAG(std::string, control, "",
+          "serve the control plane (vfu.control.v1 over gRPC; see tools/vfuctl) at this UNIX "
+          "socket path; needs a binary linked with //devices/common:device_server_main_with_control");
+ABSL_FLAG(std::string, control_mode, "0600",
+          "permissions of the control socket, in octal: whoever can connect controls every "
+          "device of this server");
+
 namespace vfu::devices {
 namespace {
 
@@ -40,17 +47,23 @@ std::optional<mode_t> ParseMode(const std::string& text) {
 }
 
 absl::Status Serve(const DeviceServer& spec, const std::vector<std::string>& paths,
-                   mode_t socket_mode, const sigset_t& stop_signals) {
+                   mode_t socket_mode, const ControlPlaneOptions& control,
+                   const sigset_t& stop_signals) {
   // Devices outlive the server: declared first, destroyed last.
   std::vector<std::unique_ptr<Device>> devices;
-  VFU_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create());
-  for (const std::string& path : paths) {
+  ServerOptions server_options;
+  server_options.control = control;
+  VFU_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create(server_options));
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& path = paths[i];
     devices.push_back(spec.make_device());
     if (devices.back() == nullptr) {
       return absl::FailedPreconditionError(absl::StrCat(path, ": the device could not be made"));
     }
     DeviceOptions options;
     options.socket_mode = socket_mode;
+    // The control plane's name: the binary's, numbered when it serves more.
+    options.name = paths.size() == 1 ? spec.name : absl::StrCat(spec.name, i);
     absl::Status added = server->AddDevice(path, *devices.back(), options);
     if (!added.ok()) {
       return absl::Status(added.code(), absl::StrCat(path, ": ", added.message()));
@@ -77,7 +90,8 @@ int DeviceServerMain(int argc, char** argv, const DeviceServer& spec) {
   const std::string usage = absl::StrCat(
       "Serves ", spec.what, " over vfio-user at each SOCKET_PATH,\n",
       "one independent device per path, until SIGINT or SIGTERM.\n\n", "Usage: ", spec.name,
-      " [--socket_mode=0600] SOCKET_PATH [SOCKET_PATH...]");
+      " [--socket_mode=0600] [--control=PATH [--control_mode=0600]] SOCKET_PATH "
+      "[SOCKET_PATH...]");
   absl::SetProgramUsageMessage(usage);
   // --help lists the flags of this file and of the binary's own main
   // (named *_main.cc), not those of the libraries linked in.
@@ -104,6 +118,20 @@ int DeviceServerMain(int argc, char** argv, const DeviceServer& spec) {
     return 2;
   }
 
+  const std::optional<mode_t> control_mode = ParseMode(absl::GetFlag(FLAGS_control_mode));
+  if (!control_mode) {
+    std::fprintf(stderr, "%s: --control_mode wants octal permissions such as 0600, not \"%s\"\n",
+                 name, absl::GetFlag(FLAGS_control_mode).c_str());
+    return 2;
+  }
+  const ControlPlaneOptions control{.socket_path = absl::GetFlag(FLAGS_control),
+                                    .socket_mode = *control_mode};
+  if (!control.socket_path.empty() &&
+      std::set<std::string>(paths.begin(), paths.end()).count(control.socket_path) != 0) {
+    std::fprintf(stderr, "%s: --control names a device socket\n", name);
+    return 2;
+  }
+
   // Blocked before the server starts its threads, so they inherit the mask
   // and the signals wait for sigwait() instead of killing the process.
   sigset_t stop_signals;
@@ -115,7 +143,7 @@ int DeviceServerMain(int argc, char** argv, const DeviceServer& spec) {
     return 1;
   }
 
-  absl::Status status = Serve(spec, paths, *socket_mode, stop_signals);
+  absl::Status status = Serve(spec, paths, *socket_mode, control, stop_signals);
   if (!status.ok()) {
     std::fprintf(stderr, "%s: %s\n", name, status.ToString().c_str());
     return 1;

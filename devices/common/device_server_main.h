@@ -9,7 +9,11 @@
 //                      .make_device = [] { return std::make_unique<GpioDevice>(); }});
 //   }
 //
-// Flags: --socket_mode=0600 (octal permissions of the socket files), --help.
+// Flags: --socket_mode=0600 (octal permissions of the socket files),
+// --control=PATH and --control_mode=0600 (the control plane's socket; see
+// tools/vfuctl), --help. Every binary takes --control, but only binaries
+// that link :device_server_main_with_control can serve it (the others do
+// not link gRPC, and refuse the flag with exit status 1).
 // Exit status: 0 after a signal, 1 when serving fails (e.g. a path that
 // cannot be listened on), 2 for a malformed command line. Logs go to stderr
 // (VFU_LOG_LEVEL=debug|info|warning|error sets how much).

@@ -61,7 +61,9 @@ void GpioDevice::UpdateLocked(Levels before) {
 }
 
 void GpioDevice::SignalLocked(uint16_t pending_before) {
-  if (stopped_) return;  // signalled when it runs again, if still pending
+  // Stopped by migration: nothing is raised; a line still pending
+  // interrupts when the device runs again (OnMigrationStateChange).
+  if (stopped_) return;
   const uint16_t pending = PendingLocked();
   // The interrupt is a level ("some enabled line is pending"). INTx carries
   // it as one; MSI sends a message on each newly pending line. The

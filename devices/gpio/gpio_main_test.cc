@@ -82,7 +82,7 @@ TEST(GpioMainTest, HelpPrintsUsage) {
   Child child({"--help"});
   const int status = child.WaitForExit();
   ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
-  EXPECT_TRUE(absl::StrContains(child.output(), "Usage: gpio [--socket_mode=0600] SOCKET_PATH"))
+  EXPECT_TRUE(absl::StrContains(child.output(), "Usage: gpio [--socket_mode=0600] [--control=PATH [--control_mode=0600]] SOCKET_PATH"))
       << child.output();
   EXPECT_TRUE(absl::StrContains(child.output(), "-socket_mode (permissions of the socket files"))
       << child.output();

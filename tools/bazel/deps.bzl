@@ -35,6 +35,13 @@ def vfu_dependencies():
         path = "/usr",
         build_file = str(Label("//tools/bazel:system_protobuf.BUILD")),
     )
+    # gRPC for the control plane (vfu/control/), only in binaries that ask.
+    _maybe(
+        native.new_local_repository,
+        name = "vfu_grpc",
+        path = "/usr",
+        build_file = str(Label("//tools/bazel:system_grpc.BUILD")),
+    )
     _maybe(
         native.new_local_repository,
         name = "vfu_system",

@@ -24,6 +24,14 @@ expect "read back 4 MiB in 128 KiB commands"
 expect ": verified"
 expect "randread 4KiB qd32 x1 queue: "
 expect "controller shut down and disabled"
+expect "NAME  SOCKET"
+expect "device dma_engine"
+expect "device nvme"
+# The DMA checks above moved 1 MiB each way through DMA messages.
+if ! grep -qE '^dma_message_bytes_read +1048576$' <<<"$out"; then
+  echo "vfuctl stats did not show the DMA engine's 1 MiB of message DMA" >&2
+  exit 1
+fi
 expect "servers exited, sockets removed"
 if grep "dma check" <<<"$out" | grep -qv ': ok$'; then
   echo "a DMA check failed" >&2

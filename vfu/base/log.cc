@@ -32,6 +32,8 @@ std::atomic<int>& MinLevel() {
 absl::Mutex sink_mu(absl::kConstInit);
 std::function<void(LogLevel, std::string_view)>* sink ABSL_GUARDED_BY(sink_mu) = nullptr;
 std::atomic<bool> capture_active{false};
+// This thread's innermost ScopedThreadLogSink.
+thread_local ScopedThreadLogSink* thread_sink = nullptr;
 
 char LevelLetter(LogLevel level) {
   switch (level) {
@@ -57,6 +59,12 @@ namespace log_internal {
 
 bool CaptureActive() { return capture_active.load(std::memory_order_relaxed); }
 
+bool Enabled(LogLevel level) {
+  if (CaptureActive()) return true;
+  if (thread_sink != nullptr) return thread_sink->Wants(level);
+  return level >= MinLogLevel();
+}
+
 void EmitToCapture(LogLevel level, std::string message) {
   absl::MutexLock lock(&sink_mu);
   if (sink != nullptr) (*sink)(level, message);
@@ -71,6 +79,10 @@ void Emit(LogLevel level, const char* file, int line, std::string message) {
   {
     absl::MutexLock lock(&sink_mu);
     if (sink != nullptr) (*sink)(level, message);
+  }
+  if (thread_sink != nullptr) {
+    if (thread_sink->Wants(level)) thread_sink->Deliver(level, message);
+    return;
   }
   if (level < MinLogLevel()) return;
   const char* base = std::strrchr(file, '/');
@@ -121,5 +133,12 @@ ScopedLogCapture::~ScopedLogCapture() {
                    : nullptr;
   capture_active.store(sink != nullptr, std::memory_order_relaxed);
 }
+
+ScopedThreadLogSink::ScopedThreadLogSink(LogLevel min_level, Write write, void* arg)
+    : min_level_(min_level), write_(write), arg_(arg), previous_(thread_sink) {
+  thread_sink = this;
+}
+
+ScopedThreadLogSink::~ScopedThreadLogSink() { thread_sink = previous_; }
 
 }  // namespace vfu

@@ -16,6 +16,10 @@
 //
 // Held-back lines still reach an active ScopedLogCapture, so a test that
 // expects a line sees it whatever ran before it.
+//
+// A thread can send its lines elsewhere than stderr with a
+// ScopedThreadLogSink (the C API hands the lines logged while it serves a
+// context to that context's log callback, at the level the user asked).
 #ifndef VFU_BASE_LOG_H_
 #define VFU_BASE_LOG_H_
 
@@ -79,12 +83,34 @@ class ScopedLogCapture {
   std::function<void(LogLevel, std::string_view)> previous_;
 };
 
+// While alive, the lines this thread logs go to `write(arg, ...)` instead
+// of stderr when at `min_level` or above, and are dropped otherwise (all of
+// them when `write` is null); MinLogLevel() does not apply. An active
+// ScopedLogCapture still sees every line. Sinks nest per thread; create and
+// destroy on the same thread.
+class ScopedThreadLogSink {
+ public:
+  using Write = void (*)(void* arg, LogLevel level, std::string_view message);
+  ScopedThreadLogSink(LogLevel min_level, Write write, void* arg);
+  ~ScopedThreadLogSink();
+  ScopedThreadLogSink(const ScopedThreadLogSink&) = delete;
+  ScopedThreadLogSink& operator=(const ScopedThreadLogSink&) = delete;
+
+  bool Wants(LogLevel level) const { return write_ != nullptr && level >= min_level_; }
+  void Deliver(LogLevel level, std::string_view message) const { write_(arg_, level, message); }
+
+ private:
+  const LogLevel min_level_;
+  const Write write_;
+  void* const arg_;
+  ScopedThreadLogSink* const previous_;
+};
+
 }  // namespace vfu
 
 #define VFU_LOG(level, ...)                                                    \
   do {                                                                         \
-    if (::vfu::LogLevel::level >= ::vfu::MinLogLevel() ||                      \
-        ::vfu::log_internal::CaptureActive()) {                                \
+    if (::vfu::log_internal::Enabled(::vfu::LogLevel::level)) {                \
       ::vfu::log_internal::Emit(::vfu::LogLevel::level, __FILE__, __LINE__,    \
                                 ::absl::StrCat(__VA_ARGS__));                  \
     }                                                                          \
@@ -93,8 +119,7 @@ class ScopedLogCapture {
 #define VFU_LOG_RATE_LIMITED(level, ...)                                                  \
   do {                                                                                   \
     static ::vfu::LogRateLimiter vfu_log_limiter;                                        \
-    if (::vfu::LogLevel::level >= ::vfu::MinLogLevel() ||                                \
-        ::vfu::log_internal::CaptureActive()) {                                          \
+    if (::vfu::log_internal::Enabled(::vfu::LogLevel::level)) {                          \
       uint64_t vfu_log_suppressed = 0;                                                   \
       if (vfu_log_limiter.Allow(::absl::Now(), &vfu_log_suppressed)) {                   \
         ::vfu::log_internal::Emit(                                                       \
@@ -110,6 +135,9 @@ class ScopedLogCapture {
 
 namespace vfu::log_internal {
 bool CaptureActive();
+// Whether a line at `level` goes anywhere from this thread (its sink, or
+// stderr by MinLogLevel(), or a capture).
+bool Enabled(LogLevel level);
 // `message`, plus how many similar lines were held back if any.
 std::string WithSuppressed(std::string message, uint64_t suppressed);
 }  // namespace vfu::log_internal

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -97,6 +98,45 @@ TEST(LogRateLimiterTest, MacroWritesOneLineOfABurstAndCapturesAll) {
     ++written_lines;
   }
   EXPECT_EQ(written_lines, 1u) << written;
+}
+
+// A thread sink takes this thread's lines at its level and above; other
+// threads' lines and the lines below its level do not reach it; an inner
+// sink shadows the outer one until it goes.
+struct SinkLines {
+  std::vector<std::pair<LogLevel, std::string>> lines;
+  static void Write(void* arg, LogLevel level, std::string_view text) {
+    static_cast<SinkLines*>(arg)->lines.emplace_back(level, std::string(text));
+  }
+};
+
+TEST(LogTest, ThreadSinkTakesThisThreadsLinesAtItsLevel) {
+  SinkLines outer, inner;
+  {
+    ScopedThreadLogSink sink(LogLevel::kWarning, &SinkLines::Write, &outer);
+    EXPECT_TRUE(log_internal::Enabled(LogLevel::kWarning));
+    EXPECT_FALSE(log_internal::Enabled(LogLevel::kInfo));
+    VFU_LOG(kInfo, "below the sink's level");
+    VFU_LOG(kError, "to the ", "outer sink");
+    {
+      ScopedThreadLogSink shadow(LogLevel::kDebug, &SinkLines::Write, &inner);
+      VFU_LOG(kDebug, "to the inner sink");
+      VFU_LOG_RATE_LIMITED(kWarning, "rate limited, to the inner sink");
+    }
+    std::thread other([] { VFU_LOG(kWarning, "another thread's line"); });
+    other.join();
+    VFU_LOG(kWarning, "outer again");
+  }
+  EXPECT_THAT(outer.lines, ElementsAre(Pair(LogLevel::kError, "to the outer sink"),
+                                       Pair(LogLevel::kWarning, "outer again")));
+  EXPECT_THAT(inner.lines, ElementsAre(Pair(LogLevel::kDebug, "to the inner sink"),
+                                       Pair(LogLevel::kWarning, "rate limited, to the inner sink")));
+}
+
+// A sink without a writer drops every line of its thread.
+TEST(LogTest, ThreadSinkWithoutWriterDropsLines) {
+  ScopedThreadLogSink sink(LogLevel::kDebug, nullptr, nullptr);
+  EXPECT_FALSE(log_internal::Enabled(LogLevel::kError));
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include "vfu/device/migration_state.h"
 #include "vfu/dma/dma_sg_list.h"
 #include "vfu/wire/constants.h"
+#include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/irq.h"
 #include "vfu/wire/region_info.h"
 #include "vfu/wire/region_io_fds.h"
@@ -252,6 +253,12 @@ class Device {
   // uses the mapping any more.
   virtual void OnDmaMapped(const DmaRange& range) {}
   virtual void OnDmaUnmapped(const DmaRange& range) {}
+  // A DMA_UNMAP (decoded, after the quiesce) or the client leaving (a
+  // request with kDmaUnmapFlagAll) is about to unmap: called before the
+  // engine waits for the ranges to go idle, so a device that lets go of
+  // them here (libvfio-user's unregister callback) does not hold that wait
+  // up. The unmap may still fail (e.g. no such range).
+  virtual void BeforeDmaUnmap(const wire::DmaUnmapRequest& request) {}
 
   // A server refuses to serve a device whose description is invalid.
   virtual absl::Status Validate() const { return absl::OkStatus(); }

@@ -335,8 +335,9 @@ void Session::Detach() {
   const bool quiesced = wait->ready() && wait->status().ok();
   // PROTOCOL.md section 8: the client's mappings go with it (after any
   // device thread still copying has finished with them).
-  absl::StatusOr<std::vector<DmaRange>> removed =
-      dma_.Unmap(wire::DmaUnmapRequest{.flags = wire::kDmaUnmapFlagAll}, nullptr);
+  const wire::DmaUnmapRequest unmap_all{.flags = wire::kDmaUnmapFlagAll};
+  device_.BeforeDmaUnmap(unmap_all);
+  absl::StatusOr<std::vector<DmaRange>> removed = dma_.Unmap(unmap_all, nullptr);
   if (removed.ok()) {
     for (const DmaRange& range : *removed) device_.OnDmaUnmapped(range);
   }

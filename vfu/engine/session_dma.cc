@@ -32,6 +32,7 @@ absl::Status Session::HandleDmaUnmap(const InboundMessage& message,
                                      std::vector<uint8_t>& reply) {
   VFU_ASSIGN_OR_RETURN(wire::DmaUnmapRequest request,
                        wire::DecodeDmaUnmapRequest(message.payload(), message.fds.size()));
+  device_.BeforeDmaUnmap(request);
   std::vector<uint8_t> bitmap;
   VFU_ASSIGN_OR_RETURN(std::vector<DmaRange> removed,
                        dma_.Unmap(request, request.bitmap ? &bitmap : nullptr));

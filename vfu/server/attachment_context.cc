@@ -10,6 +10,11 @@
 namespace vfu {
 namespace {
 
+// Bytes the current thread's slow-path copy sent as messages (Read/Write
+// below run inside memory_.Read/Write, on the caller's thread), so the
+// rest of the copy is counted as mapped.
+thread_local uint64_t message_bytes_in_copy = 0;
+
 absl::Status RevokedError() {
   return absl::UnavailableError("the client this DMA handle belongs to has detached");
 }
@@ -26,12 +31,15 @@ absl::Status AttachmentContext::DmaRead(uint64_t iova, absl::Span<uint8_t> out) 
     if (revoked()) return RevokedError();
     if (std::optional<absl::Status> done =
             FastPathStatus(table_.TryReadMapped(iova, out), "DMA read", iova, out.size())) {
+      if (done->ok()) RecordMapped(/*write=*/false, out.size());
       return *done;
     }
   }
   if (!BeginCall()) return RevokedError();
+  message_bytes_in_copy = 0;
   absl::Status status = memory_.Read(iova, out);
   EndCall();
+  if (status.ok()) RecordMapped(/*write=*/false, out.size() - message_bytes_in_copy);
   return status;
 }
 
@@ -41,12 +49,15 @@ absl::Status AttachmentContext::DmaWrite(uint64_t iova, absl::Span<const uint8_t
     if (revoked()) return RevokedError();
     if (std::optional<absl::Status> done =
             FastPathStatus(table_.TryWriteMapped(iova, data), "DMA write", iova, data.size())) {
+      if (done->ok()) RecordMapped(/*write=*/true, data.size());
       return *done;
     }
   }
   if (!BeginCall()) return RevokedError();
+  message_bytes_in_copy = 0;
   absl::Status status = memory_.Write(iova, data);
   EndCall();
+  if (status.ok()) RecordMapped(/*write=*/true, data.size() - message_bytes_in_copy);
   return status;
 }
 
@@ -55,6 +66,9 @@ absl::StatusOr<DmaSgList> AttachmentContext::DmaPin(uint64_t iova, uint64_t leng
   if (!BeginCall()) return RevokedError();
   absl::StatusOr<DmaSgList> list = memory_.Pin(iova, length, direction);
   EndCall();
+  // The device copies through the pinned mapping itself: counted as mapped
+  // DMA of the whole range.
+  if (list.ok()) RecordMapped(direction == DmaDirection::kWrite, length);
   return list;
 }
 
@@ -82,11 +96,31 @@ void AttachmentContext::EndCall() {
 }
 
 absl::Status AttachmentContext::Read(uint64_t iova, absl::Span<uint8_t> out) {
-  return DmaReadViaMessages(connection_, connection_.dma_config(), iova, out);
+  const MessageDmaConfig config = connection_.dma_config();
+  absl::Status status = DmaReadViaMessages(connection_, config, iova, out);
+  if (status.ok()) RecordMessages(/*write=*/false, out.size(), config.max_transfer);
+  return status;
 }
 
 absl::Status AttachmentContext::Write(uint64_t iova, absl::Span<const uint8_t> data) {
-  return DmaWriteViaMessages(connection_, connection_.dma_config(), iova, data);
+  const MessageDmaConfig config = connection_.dma_config();
+  absl::Status status = DmaWriteViaMessages(connection_, config, iova, data);
+  if (status.ok()) RecordMessages(/*write=*/true, data.size(), config.max_transfer);
+  return status;
+}
+
+void AttachmentContext::RecordMapped(bool write, uint64_t bytes) {
+  if (DeviceStatistics* stats = connection_.observer().stats(); stats && bytes != 0) {
+    stats->RecordMappedDma(write, bytes);
+  }
+}
+
+void AttachmentContext::RecordMessages(bool write, uint64_t bytes, uint64_t max_transfer) {
+  message_bytes_in_copy += bytes;
+  if (DeviceStatistics* stats = connection_.observer().stats(); stats && bytes != 0) {
+    const uint64_t per_message = max_transfer == 0 ? bytes : max_transfer;
+    stats->RecordMessageDma(write, bytes, (bytes + per_message - 1) / per_message);
+  }
 }
 
 }  // namespace vfu

@@ -70,6 +70,11 @@ class AttachmentContext final : public DeviceContext, private MessageDmaPath {
   absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) override;
   absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) override;
 
+  // Statistics (DeviceStatistics): DMA copied through mappings, and DMA
+  // sent as messages of at most `max_transfer` bytes.
+  void RecordMapped(bool write, uint64_t bytes);
+  void RecordMessages(bool write, uint64_t bytes, uint64_t max_transfer);
+
   DmaMapTable& table_;
   Connection& connection_;
   DmaMemory memory_;

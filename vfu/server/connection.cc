@@ -28,6 +28,7 @@ constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
 
 Connection::Connection(UniqueFd socket, Environment env)
     : env_(std::move(env)),
+      observer_(std::move(env_.reporting)),
       socket_(std::move(socket)),
       reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
       twin_reader_(kPreNegotiationMaxMessage, env_.session.version.max_msg_fds),
@@ -68,6 +69,7 @@ absl::Status Connection::StartOnIoThread() {
 void Connection::CloseOnIoThread(std::string_view why) {
   if (closed_.exchange(true, std::memory_order_acq_rel)) return;
   VFU_LOG_RATE_LIMITED(kInfo, env_.name, ": client disconnected: ", why);
+  observer_.OnClosing(why);
   if (reply_polling_) {
     reply_polling_ = false;
     env_.reactor->RemovePoller(this);
@@ -100,6 +102,7 @@ void Connection::CloseOnIoThread(std::string_view why) {
       absl::MutexLock lock(&hold_mu_);
       strand_finished_ = true;
     }
+    observer_.OnDetached();
     Outgoing done;
     done.kind = Outgoing::Kind::kFinished;
     outgoing_.enqueue(strand_producer_, std::move(done));
@@ -318,11 +321,13 @@ void Connection::WriteOnIoThread() {
   if (strand_paused_for_fds_.exchange(false, std::memory_order_acquire) && !strand_paused_) {
     // The strand paused itself (RunCommand): ours to resume now.
     strand_paused_ = true;
+    observer_.OnRepliesBackedUp();
     ArmStallTimerOnIoThread(true);
   }
   if (!strand_paused_ && (queued > env_.runtime.outbound_high_water ||
                           queued_fds > env_.runtime.outbound_fds_high_water)) {
     strand_paused_ = true;
+    observer_.OnRepliesBackedUp();
     HoldStrand(kHoldBackPressure);
     ArmStallTimerOnIoThread(true);
   } else if (strand_paused_ && queued <= env_.runtime.outbound_low_water &&
@@ -372,8 +377,9 @@ void Connection::UpdateInterestOnIoThread() {
     // finished before the store saw no pause and did not kick us, so its
     // decrement must be visible to the second look. (RunCommand decrements,
     // then reads the flag; both sides seq_cst.)
-    reading_paused_.store(true, std::memory_order_seq_cst);
+    const bool was_paused = reading_paused_.exchange(true, std::memory_order_seq_cst);
     read = below_limit();
+    if (!read && !was_paused) observer_.OnCommandsBackedUp();
   }
   if (read) reading_paused_.store(false, std::memory_order_seq_cst);
   uint32_t events = (read ? uint32_t{EPOLLIN} : 0u) | (writer_.empty() ? 0u : uint32_t{EPOLLOUT});
@@ -411,17 +417,20 @@ void Connection::RunCommand(InboundMessage message, size_t queued_charge) {
   // went away (its reply is dropped by the IO thread). A command parked
   // before it finishes first, keeping the replies in order.
   FinishWaitingCommand();
+  const ConnectionObserver::CommandStart start = observer_.BeforeCommand(message);
   Session::Result result = session_.Handle(std::move(message));
   if (result.device_wait) {
-    AwaitDevice(std::move(result.device_wait), queued_charge);
+    AwaitDevice(std::move(result.device_wait), queued_charge, start);
     return;
   }
-  FinishCommand(std::move(result), queued_charge);
+  FinishCommand(std::move(result), queued_charge, start);
 }
 
-void Connection::AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge) {
+void Connection::AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge,
+                             const ConnectionObserver::CommandStart& start) {
   device_wait_ = wait;
   device_wait_charge_ = queued_charge;
+  device_wait_start_ = start;
   // From inside this task: it is the last to run until the device answers.
   HoldStrand(kHoldDevice);
   wait->OnReady([weak = weak_from_this()] {
@@ -449,7 +458,8 @@ void Connection::FinishWaitingCommand() {
   // Not ready only once the client is gone (nothing holds the strand then).
   const bool answered =
       wait->ready() || wait->WaitFor(env_.runtime.quiesce_wait_after_disconnect);
-  FinishCommand(answered ? session_.Continue() : session_.Abandon(), device_wait_charge_);
+  FinishCommand(answered ? session_.Continue() : session_.Abandon(), device_wait_charge_,
+                device_wait_start_);
 }
 
 void Connection::HoldStrand(uint32_t reason) {
@@ -467,7 +477,10 @@ void Connection::ReleaseStrand(uint32_t reason) {
   if (holds_ == 0) strand_.Resume();
 }
 
-void Connection::FinishCommand(Session::Result result, size_t queued_charge) {
+void Connection::FinishCommand(Session::Result result, size_t queued_charge,
+                               const ConnectionObserver::CommandStart& start) {
+  // A parked command's latency includes the device's wait.
+  observer_.AfterCommand(start, result);
   if (result.negotiated) {
     {
       absl::MutexLock lock(&dma_mu_);

@@ -78,6 +78,7 @@
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
 #include "vfu/server/attachment_context.h"
+#include "vfu/server/connection_observer.h"
 #include "vfu/server/runtime_options.h"
 #include "vfu/transport/message_reader.h"
 #include "vfu/transport/message_writer.h"
@@ -101,6 +102,8 @@ class Connection : public ClientChannel,
     std::string name;
     // Runs on the IO thread once the connection is closed and idle.
     std::function<void(Connection*)> on_finished;
+    // Statistics and events (ConnectionObserver).
+    ConnectionReporting reporting;
   };
 
   Connection(UniqueFd socket, Environment env);
@@ -113,6 +116,10 @@ class Connection : public ClientChannel,
   // the device's DMA handle, detaches the device, then calls on_finished.
   // Idempotent. IO thread.
   void CloseOnIoThread(std::string_view why);
+
+  // Runs `task` on the strand after the commands received so far. IO
+  // thread, before the connection is closed.
+  void PostToStrandOnIoThread(std::function<void()> task) { strand_.Post(std::move(task)); }
 
   // ClientChannel: sends a command to the client and waits for its reply.
   // Any thread.
@@ -128,6 +135,7 @@ class Connection : public ClientChannel,
 
   bool closed() const { return closed_.load(std::memory_order_acquire); }
   const std::string& name() const { return env_.name; }
+  const ConnectionObserver& observer() const { return observer_; }
 
  private:
   // Something for the IO thread: a message to send, or a change of state
@@ -185,9 +193,11 @@ class Connection : public ClientChannel,
   // Strand. `queued_charge`: what the command added to queued_bytes_.
   void RunCommand(InboundMessage message, size_t queued_charge);
   // Queues what a command produced and counts it done.
-  void FinishCommand(Session::Result result, size_t queued_charge);
+  void FinishCommand(Session::Result result, size_t queued_charge,
+                     const ConnectionObserver::CommandStart& start);
   // Parks the command that waits for `wait` until the device answers.
-  void AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge);
+  void AwaitDevice(std::shared_ptr<DeviceWait> wait, size_t queued_charge,
+                   const ConnectionObserver::CommandStart& start);
   // Finishes the parked command, if any (waiting for the device, bounded,
   // only once the client is gone).
   void FinishWaitingCommand();
@@ -206,6 +216,7 @@ class Connection : public ClientChannel,
   void KickIoThread();
 
   Environment env_;
+  ConnectionObserver observer_;
   // IO thread only.
   UniqueFd socket_;
   UniqueFd twin_socket_;
@@ -271,6 +282,7 @@ class Connection : public ClientChannel,
   // Strand only: the command waiting for the device, and its charge.
   std::shared_ptr<DeviceWait> device_wait_;
   size_t device_wait_charge_ = 0;
+  ConnectionObserver::CommandStart device_wait_start_;
 
   mutable absl::Mutex dma_mu_;
   MessageDmaConfig dma_config_ ABSL_GUARDED_BY(dma_mu_);

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "vfu/base/log.h"
 #include "vfu/base/status_macros.h"
 #include "vfu/server/unix_listener.h"
@@ -18,8 +19,16 @@ namespace vfu {
 DeviceEndpoint::DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor,
                                WorkerPool& pool, SessionOptions session,
                                RuntimeOptions runtime)
+    : DeviceEndpoint(socket_path, socket_path, device, reactor, pool, std::move(session), runtime,
+                     /*events=*/nullptr) {}
+
+DeviceEndpoint::DeviceEndpoint(std::string socket_path, std::string name, Device& device,
+                               Reactor& reactor, WorkerPool& pool, SessionOptions session,
+                               RuntimeOptions runtime, EventBus* events)
     : socket_path_(std::move(socket_path)),
+      name_(name.empty() ? socket_path_ : std::move(name)),
       device_(device),
+      events_(events),
       reactor_(reactor),
       pool_(pool),
       session_options_(std::move(session)),
@@ -66,8 +75,16 @@ void DeviceEndpoint::WatchListenerOnIoThread(bool watch) {
   if (!status.ok()) VFU_LOG(kError, socket_path_, ": epoll modify: ", status.message());
 }
 
+bool DeviceEndpoint::MayAcceptOnIoThread() const {
+  return !shutting_down_ && !device_task_running_ && current() == nullptr;
+}
+
 void DeviceEndpoint::OnReady(uint32_t) {
   if (shutting_down_) return;
+  if (device_task_running_) {
+    WatchListenerOnIoThread(false);
+    return;
+  }
   if (current() != nullptr) {
     // Watched once more after the accept only to notice this: the client
     // waits in the backlog until the attached one is gone.
@@ -109,10 +126,21 @@ void DeviceEndpoint::OnRetryTimer() {
   uint64_t expirations;
   while (::read(retry_timer_.get(), &expirations, sizeof expirations) > 0) {
   }
-  if (!shutting_down_ && current() == nullptr) WatchListenerOnIoThread(true);
+  if (MayAcceptOnIoThread()) WatchListenerOnIoThread(true);
 }
 
 void DeviceEndpoint::ServeOnIoThread(UniqueFd client) {
+  ConnectionReporting reporting{.stats = runtime_options_.statistics ? &statistics_ : nullptr,
+                                .events = events_,
+                                .device = name_};
+  reporting.client.connected_at = absl::Now();
+  struct ucred peer = {};
+  socklen_t peer_size = sizeof peer;
+  if (::getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &peer, &peer_size) == 0) {
+    reporting.client.pid = peer.pid;
+    reporting.client.uid = peer.uid;
+    reporting.client.gid = peer.gid;
+  }
   Connection::Environment env{
       .reactor = &reactor_,
       .pool = &pool_,
@@ -122,6 +150,7 @@ void DeviceEndpoint::ServeOnIoThread(UniqueFd client) {
       .runtime = runtime_options_,
       .name = socket_path_,
       .on_finished = [this](Connection* c) { OnConnectionFinished(c); },
+      .reporting = std::move(reporting),
   };
   auto connection = std::make_shared<Connection>(std::move(client), std::move(env));
   {
@@ -151,7 +180,16 @@ void DeviceEndpoint::OnConnectionFinished(Connection* connection) {
     if (connection_.get() == connection) released = std::move(connection_);
   }
   released.reset();
+  if (!deferred_device_tasks_.empty() && !shutting_down_) {
+    // RunOnDevice calls that came during the teardown; the first one
+    // starts now, the rest follow it (StartDeviceTaskOnIoThread).
+    std::vector<DeviceTask> tasks = std::move(deferred_device_tasks_);
+    deferred_device_tasks_.clear();
+    for (auto& task : tasks) StartDeviceTaskOnIoThread(std::move(task));
+    return;
+  }
   if (shutting_down_) {
+    CancelDeviceTasksOnIoThread();
     if (shutdown_done_) {
       auto done = std::move(shutdown_done_);
       shutdown_done_ = nullptr;
@@ -178,11 +216,107 @@ void DeviceEndpoint::ShutdownOnIoThread(std::function<void()> done) {
   }
   std::shared_ptr<Connection> connection = current();
   if (connection == nullptr) {
+    if (device_task_running_) {
+      // Finished when the task is (StartDeviceTaskOnIoThread).
+      shutdown_done_ = std::move(done);
+      return;
+    }
+    CancelDeviceTasksOnIoThread();
     done();
     return;
   }
   shutdown_done_ = std::move(done);
   connection->CloseOnIoThread("server shutting down");
+}
+
+absl::Status DeviceEndpoint::RunOnDevice(std::function<absl::Status(Device&)> task,
+                                         absl::Time deadline) {
+  // Shared with the task, which may outlive this call (deadline).
+  struct Outcome {
+    absl::Notification handed_off;
+    absl::Notification done;
+    absl::Status status;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  DeviceTask device_task{
+      .run =
+          [this, outcome, task = std::move(task)] {
+            outcome->status = task(device_);
+            outcome->done.Notify();
+          },
+      .cancel =
+          [outcome] {
+            outcome->status = absl::UnavailableError("the device is being removed");
+            outcome->done.Notify();
+          },
+  };
+  reactor_.Post([this, outcome, device_task = std::move(device_task)]() mutable {
+    if (shutting_down_) {
+      device_task.cancel();
+    } else {
+      StartDeviceTaskOnIoThread(std::move(device_task));
+    }
+    outcome->handed_off.Notify();
+  });
+  // The IO thread never blocks, so the hand-off is prompt; waiting for it
+  // keeps `this` alive for the posted closure, whatever the deadline.
+  outcome->handed_off.WaitForNotification();
+  if (!outcome->done.WaitForNotificationWithDeadline(deadline)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(name_, ": the device did not get to the request in time (it still will)"));
+  }
+  return outcome->status;
+}
+
+void DeviceEndpoint::StartDeviceTaskOnIoThread(DeviceTask task) {
+  std::shared_ptr<Connection> connection = current();
+  if (connection != nullptr && !connection->closed()) {
+    // In order with the client's commands, on its strand (which runs it
+    // even if the client leaves meanwhile).
+    connection->PostToStrandOnIoThread(std::move(task.run));
+    return;
+  }
+  if (connection != nullptr || device_task_running_) {
+    // A client is being torn down, or another task runs: after it.
+    deferred_device_tasks_.push_back(std::move(task));
+    return;
+  }
+  device_task_running_ = true;
+  WatchListenerOnIoThread(false);
+  pool_.Submit([this, run = std::move(task.run)] {
+    run();
+    reactor_.Post([this] {
+      device_task_running_ = false;
+      if (!deferred_device_tasks_.empty() && !shutting_down_) {
+        DeviceTask next = std::move(deferred_device_tasks_.front());
+        deferred_device_tasks_.erase(deferred_device_tasks_.begin());
+        StartDeviceTaskOnIoThread(std::move(next));
+        return;
+      }
+      if (shutting_down_) {
+        CancelDeviceTasksOnIoThread();
+        if (shutdown_done_) {
+          auto done = std::move(shutdown_done_);
+          shutdown_done_ = nullptr;
+          done();
+        }
+        return;
+      }
+      if (MayAcceptOnIoThread()) WatchListenerOnIoThread(true);
+    });
+  });
+}
+
+void DeviceEndpoint::CancelDeviceTasksOnIoThread() {
+  std::vector<DeviceTask> tasks = std::move(deferred_device_tasks_);
+  deferred_device_tasks_.clear();
+  for (DeviceTask& task : tasks) task.cancel();
+}
+
+std::optional<ClientIdentity> DeviceEndpoint::client() const {
+  std::shared_ptr<Connection> connection = current();
+  if (connection == nullptr) return std::nullopt;
+  return connection->observer().client();
 }
 
 std::shared_ptr<Connection> DeviceEndpoint::current() const {

@@ -18,8 +18,13 @@
 // (AttachmentContext), revoked at detach; the endpoint owns the DMA map
 // table the client fills and the next client reuses.
 //
+// Statistics and events: the endpoint keeps its device's DeviceStatistics
+// and hands them, the server's EventBus and the client's SO_PEERCRED
+// identity to each connection (ConnectionObserver).
+//
 // Threads: the reactor handlers and the *OnIoThread methods run on the IO
-// thread; clients_served() on any thread.
+// thread; clients_served(), statistics(), client() and RunOnDevice() on any
+// thread.
 #ifndef VFU_SERVER_DEVICE_ENDPOINT_H_
 #define VFU_SERVER_DEVICE_ENDPOINT_H_
 
@@ -29,7 +34,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -43,6 +50,9 @@
 #include "vfu/reactor/reactor.h"
 #include "vfu/server/connection.h"
 #include "vfu/server/runtime_options.h"
+#include "vfu/stats/device_statistics.h"
+#include "vfu/stats/event_bus.h"
+#include "vfu/stats/server_event.h"
 
 namespace vfu {
 
@@ -50,6 +60,11 @@ class DeviceEndpoint : private Reactor::Handler {
  public:
   DeviceEndpoint(std::string socket_path, Device& device, Reactor& reactor, WorkerPool& pool,
                  SessionOptions session, RuntimeOptions runtime);
+  // With a name for events (default: the socket path) and the bus they go
+  // to (none: not published). `events` must outlive the endpoint.
+  DeviceEndpoint(std::string socket_path, std::string name, Device& device, Reactor& reactor,
+                 WorkerPool& pool, SessionOptions session, RuntimeOptions runtime,
+                 EventBus* events);
   ~DeviceEndpoint() override;
 
   // Creates the listening socket (see ListenUnix). Any thread, before the
@@ -61,9 +76,24 @@ class DeviceEndpoint : private Reactor::Handler {
   // once no connection is left. IO thread.
   void ShutdownOnIoThread(std::function<void()> done);
 
+  // Runs `task` on a worker with the device to itself: after the commands
+  // the attached client already sent and before the next ones, or, with no
+  // client, while new clients wait in the backlog. Returns its status, or
+  // DeadlineExceeded if it has not finished by `deadline` (it still runs),
+  // or Unavailable while shutting down. Any thread but the IO thread and
+  // the device's own strand.
+  absl::Status RunOnDevice(std::function<absl::Status(Device&)> task, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   const std::string& socket_path() const { return socket_path_; }
+  const std::string& name() const { return name_; }
+  Device& device() const { return device_; }
+  absl::Time added_at() const { return added_at_; }
   // Clients served so far (statistic).
   uint64_t clients_served() const { return clients_served_.load(std::memory_order_relaxed); }
+  const DeviceStatistics& statistics() const { return statistics_; }
+  // The attached client, if any.
+  std::optional<ClientIdentity> client() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   // The accept-retry timer's handler.
@@ -84,10 +114,25 @@ class DeviceEndpoint : private Reactor::Handler {
   void BackOffOnIoThread(int error);
   void WatchListenerOnIoThread(bool watch);
   void OnConnectionFinished(Connection* connection);
+  // Whether a new client may be accepted now (no client, no device task,
+  // not shutting down).
+  bool MayAcceptOnIoThread() const;
+  // RunOnDevice's work: `run` on a worker, or `cancel` (on the IO thread)
+  // when the endpoint shuts down first.
+  struct DeviceTask {
+    std::function<void()> run;
+    std::function<void()> cancel;
+  };
+  void StartDeviceTaskOnIoThread(DeviceTask task);
+  void CancelDeviceTasksOnIoThread();
   std::shared_ptr<Connection> current() const ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string socket_path_;
+  const std::string name_;
   Device& device_;
+  EventBus* const events_;
+  const absl::Time added_at_ = absl::Now();
+  DeviceStatistics statistics_;
   Reactor& reactor_;
   WorkerPool& pool_;
   // Fixed once constructed (it points at migration_).
@@ -102,6 +147,12 @@ class DeviceEndpoint : private Reactor::Handler {
   // The current attachment has logged its waiting client.
   bool waiting_client_logged_ = false;
   std::function<void()> shutdown_done_;
+  // A RunOnDevice task runs on a worker with no client attached; nothing
+  // is accepted meanwhile.
+  bool device_task_running_ = false;
+  // RunOnDevice tasks that arrived while a client was being torn down:
+  // run once it is gone.
+  std::vector<DeviceTask> deferred_device_tasks_;
 
   mutable absl::Mutex mu_;
   // The client being served or torn down, if any. Written on the IO thread;

@@ -97,6 +97,11 @@ struct RuntimeOptions {
   // Layout of DMA_READ/DMA_WRITE messages. QEMU's client uses its own
   // variant (PROTOCOL.md 4.10).
   wire::DmaTransferLayout dma_layout = wire::DmaTransferLayout::kSpec;
+  // Per-command statistics (DeviceStatistics: counts, errors, bytes,
+  // latency). On by default and cheap; false exists so that tools/bench can
+  // measure what they cost against the same server in the same run.
+  // Events are published either way.
+  bool statistics = true;
 };
 
 }  // namespace vfu

@@ -11,8 +11,20 @@
 // run on the workers, one command at a time per device, in arrival order.
 // Devices must outlive the server (or at least Stop()).
 //
-// Thread safety: AddDevice() before Start(); Start() and Stop() from one
-// controlling thread, never from a device hook.
+// Devices can also come and go while the server runs (AddDevice() and
+// RemoveDevice() after Start(), as the control plane does): other devices
+// and their clients are not disturbed.
+//
+// Observability: every device keeps DeviceStatistics, and the server
+// publishes events (clients attached, detached, refused; resets; devices
+// added and removed; rate-limited protocol errors) to its EventBus. With
+// ServerOptions::control set, Start() also starts the control-plane service
+// (vfu/server/control_plane.h; the binary must link //vfu/control).
+//
+// Thread safety: Start() and Stop() from one controlling thread, never from
+// a device hook. AddDevice(), RemoveDevice(), ResetDevice(), FindDevice()
+// and devices() from any thread but the IO thread and device hooks,
+// concurrently with each other.
 #ifndef VFU_SERVER_SERVER_H_
 #define VFU_SERVER_SERVER_H_
 
@@ -22,17 +34,23 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "vfu/device/device.h"
 #include "vfu/dispatch/worker_pool.h"
 #include "vfu/dma/dma_address_space.h"
 #include "vfu/engine/session.h"
 #include "vfu/reactor/reactor.h"
+#include "vfu/server/control_plane.h"
 #include "vfu/server/device_endpoint.h"
 #include "vfu/server/runtime_options.h"
+#include "vfu/stats/event_bus.h"
 
 namespace vfu {
 
@@ -55,15 +73,25 @@ struct ServerOptions {
   // VERSION negotiation: what the server offers every client.
   wire::ServerVersionPolicy version = DefaultVersionPolicy();
   RuntimeOptions runtime;
+  // The control-plane service; off unless a socket path is given.
+  ControlPlaneOptions control;
+  // Events kept for the control plane's feeds (EventBus's bound).
+  size_t event_buffer = EventBus::kDefaultCapacity;
 };
 
 struct DeviceOptions {
+  // The device's name in the control plane and its events; unique within
+  // the server. Empty: the socket path.
+  std::string name;
   // Permissions of the socket file: who may connect.
   mode_t socket_mode = 0600;
   // Layout of this device's DMA_READ/DMA_WRITE messages, when its clients
   // differ from the server's default (e.g. a device served to QEMU, whose
   // layout differs from the spec's, PROTOCOL.md 4.10).
   std::optional<wire::DmaTransferLayout> dma_layout;
+  // Per-command statistics for this device (RuntimeOptions::statistics);
+  // off only if either says so.
+  bool statistics = true;
 };
 
 class Server {
@@ -75,12 +103,33 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Serves `device` at `socket_path` (see ListenUnix for how an existing
-  // file is treated). Before Start().
+  // file is treated). Before Start(), or while running: the device is
+  // served from when this returns. AlreadyExists for a path or name in use.
   absl::Status AddDevice(const std::string& socket_path, Device& device,
-                         DeviceOptions options = {});
+                         DeviceOptions options = {}) ABSL_LOCKS_EXCLUDED(membership_mu_, mu_);
 
-  // Starts the IO thread; clients can connect from now on.
-  absl::Status Start();
+  // Stops serving the device named `device` (its name or socket path): its
+  // client, if any, is disconnected as by Stop() (commands it sent run, the
+  // device is detached), then the socket is removed. When this returns the
+  // server no longer uses the device. NotFound for an unknown device.
+  absl::Status RemoveDevice(std::string_view device) ABSL_LOCKS_EXCLUDED(membership_mu_, mu_);
+
+  // Resets the device (Device::Reset) as a client's DEVICE_RESET would, in
+  // order with its client's commands (DeviceEndpoint::RunOnDevice).
+  absl::Status ResetDevice(std::string_view device, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The device named `device` (name or socket path), or null.
+  std::shared_ptr<DeviceEndpoint> FindDevice(std::string_view device) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Every device, in the order added.
+  std::vector<std::shared_ptr<DeviceEndpoint>> devices() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  EventBus& events() { return events_; }
+  absl::Time started_at() const { return created_at_; }
+
+  // Starts the IO thread; clients can connect from now on. Then the
+  // control plane, if configured.
+  absl::Status Start() ABSL_LOCKS_EXCLUDED(membership_mu_, mu_);
 
   // Disconnects every client, removes the sockets, stops the threads.
   // Commands a client sent before that still run, in order, with their
@@ -89,22 +138,35 @@ class Server {
   // they or device threads attempt fails at once with Unavailable. Then
   // every device is detached, its DMA handles revoked: a device thread that
   // keeps one gets Unavailable from it, never freed memory. Idempotent.
-  void Stop();
+  // The control plane stops first.
+  void Stop() ABSL_LOCKS_EXCLUDED(membership_mu_, mu_);
 
   // For benchmarks and tests.
   Reactor& reactor() { return *reactor_; }
   WorkerPool& pool() { return *pool_; }
-  const DeviceEndpoint& endpoint(size_t i) const { return *endpoints_[i]; }
+  const DeviceEndpoint& endpoint(size_t i) const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   Server(ServerOptions options, std::unique_ptr<Reactor> reactor);
 
-  ServerOptions options_;
+  // Runs ShutdownOnIoThread for each of `endpoints` and waits until all
+  // are done. The reactor must be running.
+  void ShutDownEndpoints(const std::vector<std::shared_ptr<DeviceEndpoint>>& endpoints);
+
+  const ServerOptions options_;
+  const absl::Time created_at_ = absl::Now();
   std::unique_ptr<Reactor> reactor_;
   std::unique_ptr<WorkerPool> pool_;
-  std::vector<std::unique_ptr<DeviceEndpoint>> endpoints_;
-  bool started_ = false;
-  bool stopped_ = false;
+  EventBus events_;
+  // Serializes changes to the set of devices, Start() and Stop() (held
+  // while they wait for the IO thread, which never takes it).
+  absl::Mutex membership_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<DeviceEndpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // Controlling thread only (Start/Stop).
+  std::unique_ptr<ControlPlane> control_plane_;
 };
 
 }  // namespace vfu

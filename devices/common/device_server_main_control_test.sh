@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# device_server_main's --control: served (socket with the asked mode) by a
+# binary linked with the control plane; refused by one without, which must
+# not link gRPC at all.
+set -euo pipefail
+with=$1
+without=$2
+# Short: socket paths must fit in sockaddr_un (TEST_TMPDIR may not).
+dir=$(mktemp -d /tmp/vfu-control-XXXXXX)
+pid=
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# Polls (bounded) until the path is a socket.
+await_socket() {
+  for _ in $(seq 600); do
+    [[ -S $1 ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "FAIL: server exited" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "FAIL: $1 never appeared" >&2
+  return 1
+}
+
+"$with" --control="$dir/control.sock" --control_mode=0640 "$dir/dev.sock" 2>"$dir/log" &
+pid=$!
+await_socket "$dir/control.sock"
+mode=$(stat -c %a "$dir/control.sock")
+[[ $mode == 640 ]] || { echo "FAIL: control socket mode $mode, want 640" >&2; exit 1; }
+kill -TERM "$pid"
+wait "$pid" || { echo "FAIL: server did not exit 0 on SIGTERM" >&2; cat "$dir/log" >&2; exit 1; }
+pid=
+[[ ! -e $dir/control.sock ]] || { echo "FAIL: control socket left behind" >&2; exit 1; }
+
+status=0
+"$without" --control="$dir/control.sock" "$dir/dev.sock" 2>"$dir/log2" || status=$?
+[[ $status == 1 ]] || { echo "FAIL: exit $status without a control plane, want 1" >&2; exit 1; }
+grep -q "no control plane" "$dir/log2" || { echo "FAIL: no reason given:" >&2; cat "$dir/log2" >&2; exit 1; }
+if ldd "$without" | grep -q grpc; then
+  echo "FAIL: the binary without a control plane links gRPC" >&2
+  exit 1
+fi
+ldd "$with" | grep -q grpc || { echo "FAIL: the control-plane binary does not link gRPC" >&2; exit 1; }
+
+status=0
+"$with" --control_mode=9 "$dir/dev.sock" 2>/dev/null || status=$?
+[[ $status == 2 ]] || { echo "FAIL: bad --control_mode exit $status, want 2" >&2; exit 1; }
+echo PASS
