@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "vfu/base/status_macros.h"
+
 namespace vfu::nvme {
 namespace {
 
@@ -418,6 +420,59 @@ std::optional<uint16_t> AdminCommandSet::QueueEvent(uint32_t event) {
   }
   if (queued_events_.size() < kMaxQueuedEvents) queued_events_.push_back(event);
   return std::nullopt;
+}
+
+void AdminCommandSet::SaveState(NvmeAdminState& out) const {
+  out.set_arbitration(arbitration_);
+  out.set_over_temperature(over_temperature_);
+  out.set_under_temperature(under_temperature_);
+  out.set_write_cache_enabled(write_cache_enabled_);
+  out.set_queues_allocated(queues_allocated_);
+  out.set_queues_created(queues_created_);
+  out.set_interrupt_coalescing(interrupt_coalescing_);
+  for (uint32_t vector = 0; vector < coalescing_disabled_.size(); ++vector) {
+    if (coalescing_disabled_[vector]) out.add_coalescing_disabled_vectors(vector);
+  }
+  out.set_async_event_config(async_event_config_);
+  for (uint16_t cid : pending_event_requests_) out.add_event_requests(cid);
+  for (uint32_t event : queued_events_) out.add_queued_events(event);
+}
+
+absl::Status AdminCommandSet::CheckState(const NvmeAdminState& state) {
+  if (state.over_temperature() > 0xffff || state.under_temperature() > 0xffff) {
+    return absl::InvalidArgumentError("nvme: temperature threshold out of range");
+  }
+  if (state.queues_allocated() == 0 || state.queues_allocated() > kMaxIoQueues) {
+    return absl::InvalidArgumentError("nvme: queue count out of range");
+  }
+  for (uint32_t vector : state.coalescing_disabled_vectors()) {
+    if (vector >= kMsixVectors) return absl::InvalidArgumentError("nvme: vector out of range");
+  }
+  if (static_cast<size_t>(state.event_requests_size()) > kAerLimit ||
+      static_cast<size_t>(state.queued_events_size()) > kMaxQueuedEvents) {
+    return absl::InvalidArgumentError("nvme: too many event requests or events");
+  }
+  for (uint32_t cid : state.event_requests()) {
+    if (cid > 0xffff) return absl::InvalidArgumentError("nvme: event request CID out of range");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AdminCommandSet::LoadState(const NvmeAdminState& state) {
+  VFU_RETURN_IF_ERROR(CheckState(state));
+  arbitration_ = state.arbitration();
+  over_temperature_ = static_cast<uint16_t>(state.over_temperature());
+  under_temperature_ = static_cast<uint16_t>(state.under_temperature());
+  write_cache_enabled_ = state.write_cache_enabled();
+  queues_allocated_ = static_cast<uint16_t>(state.queues_allocated());
+  queues_created_ = state.queues_created();
+  interrupt_coalescing_ = state.interrupt_coalescing();
+  coalescing_disabled_.fill(false);
+  for (uint32_t vector : state.coalescing_disabled_vectors()) coalescing_disabled_[vector] = true;
+  async_event_config_ = state.async_event_config();
+  pending_event_requests_.assign(state.event_requests().begin(), state.event_requests().end());
+  queued_events_.assign(state.queued_events().begin(), state.queued_events().end());
+  return absl::OkStatus();
 }
 
 }  // namespace vfu::nvme

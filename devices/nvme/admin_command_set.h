@@ -28,6 +28,7 @@
 #include "devices/nvme/guest_data.h"
 #include "devices/nvme/nvme_defs.h"
 #include "devices/nvme/nvme_namespace.h"
+#include "devices/nvme/nvme_state.pb.h"
 #include "vfu/device/device.h"
 
 namespace vfu::nvme {
@@ -85,6 +86,12 @@ class AdminCommandSet {
   // event waits for the next request (at most kMaxQueuedEvents wait; more
   // are dropped, the driver learns of them from the log).
   std::optional<uint16_t> QueueEvent(uint32_t event);
+
+  // Migration: features and event state. LoadState checks every value
+  // first and changes nothing on an error.
+  void SaveState(NvmeAdminState& out) const;
+  static absl::Status CheckState(const NvmeAdminState& state);
+  absl::Status LoadState(const NvmeAdminState& state);
 
   // Whether the volatile write cache is enabled (Set Features 06h).
   bool write_cache_enabled() const { return write_cache_enabled_; }

@@ -49,6 +49,7 @@ PciDeviceSpec NvmeSpec() {
                      .msix_bar = 0,
                      .msix_table_offset = kMsixTableOffset,
                      .msix_pba_offset = kMsixPbaOffset};
+  spec.migration = MigrationSpec{.device_type = "vfu-nvme", .device_version = 1};
   return spec;
 }
 
@@ -320,6 +321,9 @@ absl::Status NvmeController::OnReset() {
   // The admin thread quiesces the queues; CSTS.RDY reads 1 until it has.
   ++reset_requests_;
   KickAdminLocked();
+  // A reset ends any migration: the device runs (once unquiesced).
+  migration_stopped_ = false;
+  ResumeLocked();
   return absl::OkStatus();
 }
 
@@ -335,11 +339,77 @@ void NvmeController::OnClientDetached() {
   while (resets_done_ < request && !stop_) admin_cv_.Wait(&mu_);
 }
 
+// ---- Quiesce ----
+
+void NvmeController::OnQuiesce(QuiesceReason reason, QuiesceDone done) {
+  QuiesceDone now;
+  QuiesceDone abandoned;
+  {
+    absl::MutexLock lock(&mu_);
+    quiesced_ = true;
+    // A quiesce the engine stopped waiting for: its late answer is ignored.
+    abandoned = std::move(quiesce_done_);
+    quiesce_done_ = nullptr;
+    unparked_ = 0;
+    if (admin_busy_) {
+      admin_owes_park_ = true;
+      ++unparked_;
+    }
+    for (auto& thread : io_threads_) {
+      absl::MutexLock thread_lock(&thread->mu);
+      thread->paused = true;
+      thread->owes_park = thread->busy;
+      if (thread->busy) ++unparked_;
+    }
+    if (unparked_ == 0) {
+      now = std::move(done);
+    } else {
+      quiesce_done_ = std::move(done);
+    }
+  }
+  if (abandoned) std::move(abandoned)(absl::OkStatus());
+  if (now) std::move(now)(absl::OkStatus());
+}
+
+QuiesceDone NvmeController::ParkedLocked() {
+  if (unparked_ == 0 || --unparked_ != 0) return nullptr;
+  QuiesceDone done = std::move(quiesce_done_);
+  quiesce_done_ = nullptr;
+  return done;
+}
+
+void NvmeController::ReportParked() {
+  QuiesceDone done;
+  {
+    absl::MutexLock lock(&mu_);
+    done = ParkedLocked();
+  }
+  if (done) std::move(done)(absl::OkStatus());
+}
+
+void NvmeController::OnUnquiesce() {
+  absl::MutexLock lock(&mu_);
+  quiesced_ = false;
+  ResumeLocked();
+}
+
+void NvmeController::ResumeLocked() {
+  if (PausedLocked()) return;
+  for (auto& thread : io_threads_) {
+    absl::MutexLock thread_lock(&thread->mu);
+    thread->paused = false;
+    thread->kicked = true;  // work may have arrived while parked
+    thread->cv.Signal();
+  }
+  KickAdminLocked();
+}
+
 // ---- Admin thread ----
 
 void NvmeController::AdminLoop() {
   bool more = false;
   for (;;) {
+    QuiesceDone parked;
     bool reset = false;
     bool enable = false;
     bool disable = false;
@@ -347,20 +417,38 @@ void NvmeController::AdminLoop() {
     uint64_t reset_target = 0;
     std::vector<uint32_t> events;
     bool unmasked = false;
+    bool paused = false;
     {
       absl::MutexLock lock(&mu_);
-      while (!stop_ && !admin_kicked_ && !more) admin_cv_.Wait(&mu_);
+      if (admin_busy_) {
+        admin_busy_ = false;
+        if (admin_owes_park_) {
+          admin_owes_park_ = false;
+          parked = ParkedLocked();
+        }
+      }
+    }
+    if (parked) std::move(parked)(absl::OkStatus());
+    {
+      absl::MutexLock lock(&mu_);
+      while (!stop_ && !admin_kicked_ && !(more && !PausedLocked())) admin_cv_.Wait(&mu_);
       if (stop_) break;
       admin_kicked_ = false;
+      // Paused: only what touches no client memory (resets, enable,
+      // shutdown); events and the admin queue wait.
+      paused = PausedLocked();
+      admin_busy_ = !paused;
       reset = reset_requests_ != resets_done_;
       reset_target = reset_requests_;
       const bool want_enabled = (cc_ & kCcEnable) != 0;
       disable = !reset && (enabled_ || fatal_) && !want_enabled;
       enable = !reset && !enabled_ && want_enabled && !ready_ && !fatal_;
       shutdown = !reset && enabled_ && CcShn(cc_) != kShnNone && shutdown_state_ == kShstNormal;
-      events.swap(events_);
-      unmasked = unmasked_;
-      unmasked_ = false;
+      if (!paused) {
+        events.swap(events_);
+        unmasked = unmasked_;
+        unmasked_ = false;
+      }
     }
     if (reset || disable) Disable();
     if (reset) {
@@ -373,9 +461,13 @@ void NvmeController::AdminLoop() {
     }
     if (enable) Enable();
     if (shutdown) Shutdown();
+    if (paused) {
+      more = false;
+      continue;
+    }
     for (uint32_t event : events) {
       if (std::optional<uint16_t> cid = admin_.QueueEvent(event)) {
-        PostAdmin(*cid, kSuccess, event);
+        PostEvent(*cid, event);
       }
     }
     // INTx/MSI unmasked: entries still unconsumed need their interrupt.
@@ -396,6 +488,7 @@ void NvmeController::AdminLoop() {
         }
       }
     }
+    PostPendingEvents();
     more = ServeAdminQueue();
   }
 }
@@ -469,6 +562,7 @@ void NvmeController::Disable() {
   for (const auto& cq : cqs) cq->Kill();
   for (const auto& sq : sqs) DetachQueue(sq);
   admin_.Reset();
+  aer_completions_.clear();  // a reset drops outstanding requests uncompleted
   write_cache_enabled_.store(admin_.write_cache_enabled(), std::memory_order_relaxed);
   admin_dma_ = nullptr;
   absl::MutexLock lock(&mu_);
@@ -536,29 +630,42 @@ bool NvmeController::ServeAdminQueue() {
   return sq->Pending() > 0;
 }
 
-void NvmeController::PostAdmin(uint16_t cid, uint16_t status, uint32_t dw0) {
+void NvmeController::PostEvent(uint16_t cid, uint32_t event) {
+  // At most kAerLimit wait: each answers a distinct outstanding request.
+  aer_completions_.push_back({.cid = cid, .event = event});
+  PostPendingEvents();
+  if (!aer_completions_.empty()) delayed_events_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void NvmeController::PostPendingEvents() {
+  if (aer_completions_.empty()) return;
   std::shared_ptr<SubmissionQueue> sq;
   {
     absl::ReaderMutexLock lock(&queues_mu_);
     sq = admin_sq_;
   }
   if (sq == nullptr || admin_dma_ == nullptr) return;
-  if (!sq->cq().Reserve()) {
-    VFU_LOG_RATE_LIMITED(kWarning, "nvme: admin completion queue full, event dropped");
-    return;
+  bool posted = false;
+  // A full admin CQ keeps them waiting: its head doorbell wakes this thread.
+  while (!aer_completions_.empty() && sq->cq().Reserve()) {
+    const EventCompletion& next = aer_completions_.front();
+    const CompletionEntry cqe = {.dw0 = next.event,
+                                 .dw1 = 0,
+                                 .sq_head = static_cast<uint16_t>(sq->head()),
+                                 .sq_id = 0,
+                                 .cid = next.cid,
+                                 .status = static_cast<uint16_t>(kSuccess << 1)};
+    absl::Status status = sq->cq().Post(*admin_dma_, cqe);
+    if (!status.ok()) {
+      if (status.code() != absl::StatusCode::kFailedPrecondition) {
+        Fatal("cannot write the admin completion queue");
+      }
+      break;
+    }
+    aer_completions_.pop_front();
+    posted = true;
   }
-  const CompletionEntry cqe = {.dw0 = dw0,
-                               .dw1 = 0,
-                               .sq_head = static_cast<uint16_t>(sq->head()),
-                               .sq_id = 0,
-                               .cid = cid,
-                               .status = static_cast<uint16_t>(status << 1)};
-  absl::Status posted = sq->cq().Post(*admin_dma_, cqe);
-  if (posted.ok()) {
-    SignalVector(0);
-  } else if (posted.code() != absl::StatusCode::kFailedPrecondition) {
-    Fatal("cannot write the admin completion queue");
-  }
+  if (posted) SignalVector(0);
 }
 
 // ---- AdminQueueHost ----
@@ -659,7 +766,55 @@ void NvmeController::DeleteSq(uint16_t qid) {
     sq = std::move(sqs_[qid]);
     sqs_[qid] = nullptr;
   }
-  if (sq != nullptr) DetachQueue(sq);
+  if (sq == nullptr) return;
+  // Its thread finishes the batch it runs (those commands complete
+  // normally, before this command's own completion).
+  DetachQueue(sq);
+  AbortUnfetched(*sq);
+}
+
+void NvmeController::AbortUnfetched(SubmissionQueue& sq) {
+  if (admin_dma_ == nullptr) return;
+  if (sq.shadowed()) (void)sq.RefreshTailFromShadow(*admin_dma_);
+  CompletionQueue& cq = sq.cq();
+  uint32_t aborted = 0;
+  uint32_t dropped = 0;
+  // Bounded by the queue size: every pass moves the head one entry on.
+  while (sq.Pending() > 0) {
+    if (!cq.Reserve()) {
+      // The CQ is full and we cannot wait for the driver here: the rest
+      // are implicitly aborted (NVMe 1.4 section 5.6 allows it).
+      dropped = sq.Pending();
+      break;
+    }
+    SubmissionEntry sqe;
+    absl::StatusOr<size_t> fetched = sq.Fetch(*admin_dma_, absl::MakeSpan(&sqe, 1));
+    if (!fetched.ok() || *fetched != 1) {
+      cq.Unreserve();
+      dropped = sq.Pending();
+      break;
+    }
+    sq.Advance(1);
+    const CompletionEntry cqe = {.dw0 = 0,
+                                 .dw1 = 0,
+                                 .sq_head = static_cast<uint16_t>(sq.head()),
+                                 .sq_id = sq.id(),
+                                 .cid = sqe.cid,
+                                 .status = static_cast<uint16_t>(kAbortedSqDeletion << 1)};
+    absl::Status posted = cq.Post(*admin_dma_, cqe);
+    if (!posted.ok()) {
+      if (posted.code() != absl::StatusCode::kFailedPrecondition) {
+        Fatal("cannot write an I/O completion queue");
+      }
+      return;
+    }
+    ++aborted;
+  }
+  if (aborted > 0 && cq.irq_enabled()) SignalVector(cq.vector());
+  if (dropped > 0) {
+    VFU_LOG_RATE_LIMITED(kWarning, "nvme: SQ ", sq.id(), " deleted with ", dropped,
+                         " commands its full CQ had no room for: not completed");
+  }
 }
 
 void NvmeController::DeleteCq(uint16_t qid) {
@@ -680,14 +835,23 @@ void NvmeController::IoLoop(IoThread& thread) {
   std::shared_ptr<DeviceContext> dma;
   bool more = false;
   for (;;) {
+    bool parked = false;
     {
       absl::MutexLock lock(&thread.mu);
       if (thread.busy) {
         thread.busy = false;
         ++thread.batches;
         thread.cv.SignalAll();
+        parked = thread.owes_park;
+        thread.owes_park = false;
       }
-      while (!thread.stop && !thread.kicked && !more) thread.cv.Wait(&thread.mu);
+    }
+    if (parked) ReportParked();
+    {
+      absl::MutexLock lock(&thread.mu);
+      while (!thread.stop && (thread.paused || (!thread.kicked && !more))) {
+        thread.cv.Wait(&thread.mu);
+      }
       if (thread.stop) return;
       thread.kicked = false;
       thread.busy = true;

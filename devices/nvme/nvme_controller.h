@@ -25,6 +25,11 @@
 // PRPs, out-of-range doorbells) gets error statuses, an error event (AER)
 // for bad doorbells, or CSTS.CFS when a queue cannot be read or written.
 //
+// Quiesce and migration: the threads park between batches, so a command is
+// either completed or still unfetched in its SQ; the saved state is the
+// registers, every queue's indices, features and events (commands fetched
+// and not completed are the Asynchronous Event Requests, saved by CID).
+//
 // Doorbells on ioeventfds: the SQ tail and CQ head doorbells of I/O queues
 // 1 .. kIoeventfdQueues are offered to the client as ioeventfds (DEVICE_GET_REGION_IO_FDS); a
 // doorbell thread waits on them and wakes the queue's thread. A ring
@@ -34,14 +39,17 @@
 //
 // Bounds on what a client can make the controller hold: kMaxIoQueues
 // queue pairs of at most kMaxQueueEntries entries (none of it copied: the
-// queues stay in client memory), kAerLimit event requests, 16 queued events.
+// queues stay in client memory), kAerLimit event requests (and as many
+// event completions waiting for room in a full admin CQ), 16 queued events.
 #ifndef VFU_DEVICES_NVME_NVME_CONTROLLER_H_
 #define VFU_DEVICES_NVME_NVME_CONTROLLER_H_
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -56,6 +64,7 @@
 #include "devices/nvme/nvme_defs.h"
 #include "devices/nvme/nvme_namespace.h"
 #include "devices/nvme/nvme_queue.h"
+#include "devices/nvme/nvme_state.pb.h"
 #include "vfu/device/pci_device.h"
 #include "vfu/vfu.h"
 
@@ -89,11 +98,29 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   // Resets the controller and returns once no thread uses the departed
   // client's memory (quick: its DMA fails at once by now).
   void OnClientDetached() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Quiesce: the I/O threads finish the batch they run (every command
+  // fetched is completed in it) and park; the admin thread parks after its
+  // round. The last to park calls `done`. Parked threads touch no client
+  // memory and raise no interrupt; resets still go through (they touch
+  // neither).
+  void OnQuiesce(QuiesceReason reason, QuiesceDone done) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnUnquiesce() override ABSL_LOCKS_EXCLUDED(mu_);
+  // Migration (device type "vfu-nvme", nvme_controller_migration.cc): the
+  // threads stay parked while migration stops the device; the state saved
+  // at STOP_COPY is nvme_state.proto's NvmeControllerState.
+  absl::Status OnMigrationStateChange(MigrationState from, MigrationState to) override
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status SaveState(SavePhase phase, std::string& out) override
+      ABSL_LOCKS_EXCLUDED(mu_, queues_mu_);
+  absl::Status LoadState(absl::Span<const std::string> pieces) override
+      ABSL_LOCKS_EXCLUDED(mu_, queues_mu_);
 
   // Transfers that went zero copy / through messages, over all threads (for
   // tests and the benchmark's report).
   uint64_t zero_copy_transfers() const { return zero_copy_.load(std::memory_order_relaxed); }
   uint64_t bounced_transfers() const { return bounced_.load(std::memory_order_relaxed); }
+  // Event completions that had to wait for room in the admin CQ.
+  uint64_t delayed_events() const { return delayed_events_.load(std::memory_order_relaxed); }
 
  private:
   // One I/O thread and the submission queues it serves.
@@ -108,6 +135,10 @@ class NvmeController : public PciDevice, private AdminQueueHost {
     // ended ones, so a remover knows its queue is out of every snapshot.
     bool busy ABSL_GUARDED_BY(mu) = false;
     uint64_t batches ABSL_GUARDED_BY(mu) = 0;
+    // Quiesced or stopped by migration: no new batch. `owes_park`: a
+    // quiesce counted this thread busy and waits for its batch to end.
+    bool paused ABSL_GUARDED_BY(mu) = false;
+    bool owes_park ABSL_GUARDED_BY(mu) = false;
     std::thread thread;
   };
 
@@ -128,7 +159,10 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   // Serves the admin queue: whether entries remain.
   bool ServeAdminQueue() ABSL_LOCKS_EXCLUDED(mu_);
-  void PostAdmin(uint16_t cid, uint16_t status, uint32_t dw0) ABSL_LOCKS_EXCLUDED(mu_);
+  // Completes Asynchronous Event Request `cid` with `event`, now or (the
+  // admin CQ full) once the driver frees a slot; PostPendingEvents retries.
+  void PostEvent(uint16_t cid, uint32_t event) ABSL_LOCKS_EXCLUDED(mu_);
+  void PostPendingEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Removes `queue` from its thread; returns once the thread is done with it.
   void DetachQueue(const std::shared_ptr<SubmissionQueue>& queue);
 
@@ -142,6 +176,11 @@ class NvmeController : public PciDevice, private AdminQueueHost {
       ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteSq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
   void DeleteCq(uint16_t qid) override ABSL_LOCKS_EXCLUDED(queues_mu_);
+  // Delete I/O SQ: completes the commands the driver submitted and the
+  // controller had not fetched with Aborted - SQ Deletion, as far as the
+  // CQ has room (the rest are not completed). Admin thread, the queue
+  // detached from its thread.
+  void AbortUnfetched(SubmissionQueue& sq);
   void SetShadowDoorbells(uint64_t shadow, uint64_t event_index) override
       ABSL_LOCKS_EXCLUDED(queues_mu_);
   // Points queue `qid`'s doorbells (either may be null) at the shadow
@@ -167,6 +206,19 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   void UpdateIntxLevel() ABSL_LOCKS_EXCLUDED(queues_mu_);
   void Fatal(const char* why) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // ---- Quiesce ----
+  // A thread counted busy by a quiesce parked: the `done` to call when it
+  // was the last (empty otherwise).
+  QuiesceDone ParkedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReportParked() ABSL_LOCKS_EXCLUDED(mu_);
+  bool PausedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return quiesced_ || migration_stopped_;
+  }
+  // Lets the threads run again unless still quiesced or stopped.
+  void ResumeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Migration: checks a saved state against the controller's limits.
+  static absl::Status CheckState(const NvmeControllerState& state);
+
   std::vector<std::unique_ptr<NvmeNamespace>> namespaces_;
   const NvmCommandSet nvm_;
 
@@ -189,6 +241,14 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   bool unmasked_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar admin_cv_;
+  bool quiesced_ ABSL_GUARDED_BY(mu_) = false;
+  bool migration_stopped_ ABSL_GUARDED_BY(mu_) = false;
+  // The quiesce waiting for `unparked_` threads to park.
+  QuiesceDone quiesce_done_ ABSL_GUARDED_BY(mu_);
+  uint32_t unparked_ ABSL_GUARDED_BY(mu_) = 0;
+  // The admin thread is in a round that may touch client memory.
+  bool admin_busy_ ABSL_GUARDED_BY(mu_) = false;
+  bool admin_owes_park_ ABSL_GUARDED_BY(mu_) = false;
   // INTMS: the MSI/INTx vector mask (bit 0 used).
   std::atomic<uint32_t> interrupt_mask_{0};
   std::atomic<uint64_t> page_size_{4096};
@@ -205,12 +265,19 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   uint64_t event_index_buffer_ ABSL_GUARDED_BY(queues_mu_) = 0;
 
   // Admin thread only.
+  struct EventCompletion {
+    uint16_t cid;
+    uint32_t event;
+  };
+  // Event completions waiting for room in the admin CQ (at most kAerLimit).
+  std::deque<EventCompletion> aer_completions_;
   AdminCommandSet admin_;
   GuestData admin_data_;
   std::shared_ptr<DeviceContext> admin_dma_;
 
   std::atomic<uint64_t> zero_copy_{0};
   std::atomic<uint64_t> bounced_{0};
+  std::atomic<uint64_t> delayed_events_{0};
 
   // Last: started once everything above exists.
   std::vector<std::unique_ptr<IoThread>> io_threads_;

@@ -29,7 +29,7 @@ uint16_t LoadStatus(const uint8_t* entry) {
 }  // namespace
 
 NvmeDriver::NvmeDriver(Client& client, NvmeDriverOptions options)
-    : client_(client), options_(options) {}
+    : client_(&client), options_(options) {}
 
 NvmeDriver::~NvmeDriver() {
   if (memfd_ && memory_ != nullptr) ::munmap(memory_, options_.memory_bytes);
@@ -54,7 +54,7 @@ absl::Status NvmeDriver::Init() {
     void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(), 0);
     if (memory == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap");
     memory_ = static_cast<uint8_t*>(memory);
-    VFU_RETURN_IF_ERROR(client_.DmaMap(options_.iova, size, kReadWrite, DuplicateFd(memfd_.get())));
+    VFU_RETURN_IF_ERROR(client_->DmaMap(options_.iova, size, kReadWrite, DuplicateFd(memfd_.get())));
   } else {
     // Page aligned within the vector: one spare page of slack.
     plain_memory_.assign(size + kPage, 0);
@@ -63,7 +63,7 @@ absl::Status NvmeDriver::Init() {
     // The device's DMA messages are served on this driver's thread, inside
     // its client calls and Reap's waits: the memory has one writer at a
     // time, as it would behind a real IOMMU-less DMA model.
-    VFU_RETURN_IF_ERROR(client_.DmaMapMemory(options_.iova, absl::MakeSpan(memory_, size)));
+    VFU_RETURN_IF_ERROR(client_->DmaMapMemory(options_.iova, absl::MakeSpan(memory_, size)));
   }
   scratch_list_ = Allocate(kPage);
   std::vector<UniqueFd> sent;
@@ -74,13 +74,25 @@ absl::Status NvmeDriver::Init() {
     eventfds_.push_back(std::move(fd));
   }
   if (options_.interrupts) {
-    VFU_RETURN_IF_ERROR(client_.SetIrqEventfds(kMsixIrq, 0, std::move(sent)));
+    VFU_RETURN_IF_ERROR(client_->SetIrqEventfds(kMsixIrq, 0, std::move(sent)));
   }
   if (options_.ioeventfds) {
-    VFU_ASSIGN_OR_RETURN(IoeventfdWriter writer, IoeventfdWriter::Create(client_, kBar0Region));
+    VFU_ASSIGN_OR_RETURN(IoeventfdWriter writer, IoeventfdWriter::Create(*client_, kBar0Region));
     ioeventfds_.emplace(std::move(writer));
   }
   return absl::OkStatus();
+}
+
+absl::Status NvmeDriver::ShareWith(Client& destination) {
+  if (!options_.shared_memory || options_.ioeventfds) {
+    return absl::FailedPreconditionError("only a driver on shared memory without ioeventfds moves");
+  }
+  VFU_RETURN_IF_ERROR(destination.DmaMap(options_.iova, options_.memory_bytes, kReadWrite,
+                                         DuplicateFd(memfd_.get())));
+  if (!options_.interrupts) return absl::OkStatus();
+  std::vector<UniqueFd> sent;
+  for (const UniqueFd& fd : eventfds_) sent.push_back(DuplicateFd(fd.get()));
+  return destination.SetIrqEventfds(kMsixIrq, 0, std::move(sent));
 }
 
 uint64_t NvmeDriver::Allocate(uint64_t bytes, uint64_t alignment) {
@@ -96,7 +108,7 @@ uint64_t NvmeDriver::Allocate(uint64_t bytes, uint64_t alignment) {
 // ---- Registers ----
 
 absl::StatusOr<uint32_t> NvmeDriver::Read32(uint64_t offset) {
-  VFU_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, client_.RegionRead(kBar0Region, offset, 4));
+  VFU_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, client_->RegionRead(kBar0Region, offset, 4));
   if (bytes.size() != 4) return absl::DataLossError("short register read");
   uint32_t value;
   std::memcpy(&value, bytes.data(), 4);
@@ -104,7 +116,7 @@ absl::StatusOr<uint32_t> NvmeDriver::Read32(uint64_t offset) {
 }
 
 absl::StatusOr<uint64_t> NvmeDriver::Read64(uint64_t offset) {
-  VFU_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, client_.RegionRead(kBar0Region, offset, 8));
+  VFU_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, client_->RegionRead(kBar0Region, offset, 8));
   if (bytes.size() != 8) return absl::DataLossError("short register read");
   uint64_t value;
   std::memcpy(&value, bytes.data(), 8);
@@ -114,7 +126,7 @@ absl::StatusOr<uint64_t> NvmeDriver::Read64(uint64_t offset) {
 absl::Status NvmeDriver::Write32(uint64_t offset, uint32_t value, bool posted) {
   uint8_t bytes[4];
   std::memcpy(bytes, &value, 4);
-  return client_.RegionWrite(kBar0Region, offset, bytes, posted);
+  return client_->RegionWrite(kBar0Region, offset, bytes, posted);
 }
 
 absl::Status NvmeDriver::WaitForCsts(uint32_t mask, uint32_t value) {
@@ -277,7 +289,7 @@ absl::StatusOr<size_t> NvmeDriver::Reap(uint16_t qid, absl::Span<Completion> out
   for (;;) {
     // fd-less memory: completions arrive as DMA_WRITE messages; serve
     // what came.
-    if (!options_.shared_memory) VFU_RETURN_IF_ERROR(client_.Poll(absl::ZeroDuration()));
+    if (!options_.shared_memory) VFU_RETURN_IF_ERROR(client_->Poll(absl::ZeroDuration()));
     while (n < out.size()) {
       std::optional<Completion> completion = Peek(queue);
       if (!completion) break;
@@ -286,7 +298,7 @@ absl::StatusOr<size_t> NvmeDriver::Reap(uint16_t qid, absl::Span<Completion> out
     if (n > 0 || !wait) break;
     if (!options_.shared_memory) {
       if (absl::Now() > deadline) return absl::DeadlineExceededError("no completion");
-      VFU_RETURN_IF_ERROR(client_.Poll(absl::Milliseconds(1)));
+      VFU_RETURN_IF_ERROR(client_->Poll(absl::Milliseconds(1)));
     } else if (options_.interrupts) {
       VFU_RETURN_IF_ERROR(WaitInterrupt(qid, deadline));
     } else if (absl::Now() > deadline) {

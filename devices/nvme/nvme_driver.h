@@ -72,6 +72,14 @@ class NvmeDriver {
   ~NvmeDriver();
 
   // ---- Registers ----
+  // Live migration with memory shared by both servers: maps this driver's
+  // guest memory on `destination` (a client of the server the device
+  // migrates to) and installs the same interrupt eventfds there; after the
+  // migration, UseClient(destination) sends register and doorbell accesses
+  // to it. Shared memory without ioeventfds only.
+  absl::Status ShareWith(Client& destination);
+  void UseClient(Client& destination) { client_ = &destination; }
+
   absl::StatusOr<uint32_t> Read32(uint64_t offset);
   absl::StatusOr<uint64_t> Read64(uint64_t offset);
   absl::Status Write32(uint64_t offset, uint32_t value, bool posted = false);
@@ -111,6 +119,9 @@ class NvmeDriver {
   // the EventIdx the controller left (as Linux's nvme_dbbuf_* do).
   absl::Status EnableShadowDoorbells();
   bool shadow_doorbells() const { return shadow_ != 0; }
+  // The shadow doorbell buffer's client address (0: none), for tests that
+  // update a shadow slot without ringing.
+  uint64_t shadow_buffer() const { return shadow_; }
   // Doorbell writes that went to the device (REGION_WRITE messages).
   uint64_t mmio_doorbells() const { return mmio_doorbells_; }
   // Of those, the ones that went through an ioeventfd instead of a message.
@@ -164,7 +175,7 @@ class NvmeDriver {
   // to the shadow buffer, and to the device when needed.
   absl::Status Doorbell(uint16_t qid, uint32_t index, uint32_t value);
 
-  Client& client_;
+  Client* client_;  // the device's server: changes with a migration
   NvmeDriverOptions options_;
   UniqueFd memfd_;
   uint8_t* memory_ = nullptr;

@@ -123,4 +123,17 @@ bool SubmissionQueue::ArmEventIndex(DeviceContext& dma) {
   return RefreshTailFromShadow(dma) && Pending() > 0;
 }
 
+CompletionQueue::Indices CompletionQueue::indices() const {
+  absl::MutexLock lock(&mu_);
+  return {.head = head_, .tail = tail_, .phase = phase_};
+}
+
+void CompletionQueue::Restore(Indices indices) {
+  absl::MutexLock lock(&mu_);
+  head_ = indices.head % size_;
+  tail_ = indices.tail % size_;
+  phase_ = indices.phase;
+  reserved_ = 0;
+}
+
 }  // namespace vfu::nvme

@@ -63,6 +63,18 @@ class CompletionQueue {
   // Deleted or reset: later posts are dropped.
   void Kill() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Migration: the indices, read with every serving thread parked (no
+  // slot reserved then), and restored into a fresh queue from checked values.
+  struct Indices {
+    uint32_t head = 0;
+    uint32_t tail = 0;
+    bool phase = true;
+  };
+  Indices indices() const ABSL_LOCKS_EXCLUDED(mu_);
+  void Restore(Indices indices) ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t shadow_head_address() const { return shadow_head_.load(std::memory_order_acquire); }
+  uint64_t event_index_address() const { return event_index_.load(std::memory_order_acquire); }
+
   // Shadow doorbells (Doorbell Buffer Config): the driver writes its head
   // to client memory at `shadow_head` and rings the MMIO doorbell only when
   // it passes the value the controller left at `event_index`.
@@ -127,6 +139,14 @@ class SubmissionQueue {
   // not move the head.
   absl::StatusOr<size_t> Fetch(DeviceContext& dma, absl::Span<SubmissionEntry> out) const;
   void Advance(uint32_t count) { head_ = (head_ + count) % size_; }
+  // Migration: a fresh queue takes the indices of the one it replaces.
+  void Restore(uint32_t head, uint32_t tail) {
+    head_ = head % size_;
+    tail_.store(tail % size_, std::memory_order_release);
+  }
+  uint64_t shadow_tail_address() const { return shadow_tail_.load(std::memory_order_acquire); }
+  uint64_t event_index_address() const { return event_index_.load(std::memory_order_acquire); }
+  uint64_t base() const { return base_; }
 
   // Shadow doorbells: the tail lives in client memory at `shadow_tail`; the
   // driver rings the MMIO doorbell only when its new tail passes the value
