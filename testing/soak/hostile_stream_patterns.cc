@@ -36,6 +36,7 @@
 #include "devices/scratchpad/scratchpad_device.h"
 #include "testing/soak/raw_connection.h"
 #include "testing/soak/session_helpers.h"
+#include "vfu/server/runtime_options.h"
 #include "vfu/wire/dma_map.h"
 #include "vfu/wire/dma_unmap.h"
 #include "vfu/wire/region_access.h"
@@ -245,6 +246,11 @@ bool PeerHungUp(int fd, absl::Time deadline) {
   }
 }
 
+// Socket buffers on both sides that hold replies the server has written
+// but the client has not read: generous, so that a flood past the server's
+// high-water mark plus this really leaves the server holding too much.
+constexpr uint64_t kKernelBufferAllowance = 8 << 20;
+
 class StoppedReader : public Pattern {
  public:
   std::string_view name() const override { return "stopped_reader"; }
@@ -255,12 +261,19 @@ class StoppedReader : public Pattern {
     absl::StatusOr<RawConnection> connection = ConnectRaw(context, stats, /*negotiate=*/true);
     if (!connection.ok()) return stats.Fail("connect: ", connection.status().ToString());
     // Flood until the socket stays full for a while (the server stopped
-    // reading us), bounded by count and time.
-    const std::vector<uint8_t> read = RegionReadMessage(0, 0, 4000);
+    // reading us), bounded by count and time. The server gives up on a
+    // client only once its unread replies pass the high-water mark, so a
+    // pause in its reading before that (a slow server: its command queue
+    // is full) is not the end of the flood.
+    constexpr uint32_t kReplyBytes = 4000;
+    const std::vector<uint8_t> read = RegionReadMessage(0, 0, kReplyBytes);
+    const uint64_t enough_sent =
+        (RuntimeOptions().outbound_high_water + kKernelBufferAllowance) / kReplyBytes;
     absl::Time last_progress = absl::Now();
     uint32_t sent = 0;
     size_t offset = 0;
-    while (sent < context.scale.burst * 10 && absl::Now() - last_progress < absl::Milliseconds(500) &&
+    while (sent < context.scale.burst * 10 &&
+           (sent < enough_sent || absl::Now() - last_progress < absl::Milliseconds(500)) &&
            absl::Now() < context.session_deadline) {
       absl::StatusOr<size_t> n = connection->TrySend(absl::MakeConstSpan(read).subspan(offset), {});
       if (!n.ok()) return;  // closed on us already: fine
@@ -277,6 +290,8 @@ class StoppedReader : public Pattern {
         ++stats.operations;
       }
     }
+    // The server was never owed enough to give up on us (time ran out).
+    if (sent < enough_sent) return;
     // Now read nothing: the server must give up on us.
     const absl::Duration bound = context.scale.server_write_stall + absl::Seconds(20);
     if (!PeerHungUp(connection->fd(), absl::Now() + bound)) {
