@@ -34,6 +34,22 @@ uint32_t QueueSize(const SubmissionEntry& sqe) { return (sqe.cdw10 >> 16) + 1; }
 
 AdminCommandSet::Result Status(uint16_t status) { return {.status = status}; }
 
+// The features Get Features and Set Features know; others are Invalid Field.
+bool IsSupportedFeature(uint8_t fid) {
+  switch (fid) {
+    case kFeatArbitration:
+    case kFeatTemperatureThreshold:
+    case kFeatVolatileWriteCache:
+    case kFeatNumberOfQueues:
+    case kFeatInterruptCoalescing:
+    case kFeatInterruptVectorConfig:
+    case kFeatAsyncEventConfig:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace
 
 AdminCommandSet::AdminCommandSet(ControllerIdentity identity,
@@ -239,18 +255,7 @@ AdminCommandSet::Result AdminCommandSet::GetFeatures(const SubmissionEntry& sqe)
   const uint32_t select = (sqe.cdw10 >> 8) & 7;
   if (select > 3) return Status(kInvalidField);
   const bool defaults = select == 1 || select == 2;  // nothing is saveable
-  switch (fid) {
-    case kFeatArbitration:
-    case kFeatTemperatureThreshold:
-    case kFeatVolatileWriteCache:
-    case kFeatNumberOfQueues:
-    case kFeatInterruptCoalescing:
-    case kFeatInterruptVectorConfig:
-    case kFeatAsyncEventConfig:
-      break;
-    default:
-      return Status(kInvalidField);
-  }
+  if (!IsSupportedFeature(fid)) return Status(kInvalidField);
   // SEL 011b: the capabilities: changeable (bit 2), not saveable.
   if (select == 3) return {.status = kSuccess, .dw0 = 1u << 2};
   switch (fid) {
@@ -286,18 +291,7 @@ AdminCommandSet::Result AdminCommandSet::GetFeatures(const SubmissionEntry& sqe)
 AdminCommandSet::Result AdminCommandSet::SetFeatures(const SubmissionEntry& sqe) {
   const uint8_t fid = sqe.cdw10 & 0xff;
   const bool save = (sqe.cdw10 >> 31) != 0;
-  switch (fid) {
-    case kFeatArbitration:
-    case kFeatTemperatureThreshold:
-    case kFeatVolatileWriteCache:
-    case kFeatNumberOfQueues:
-    case kFeatInterruptCoalescing:
-    case kFeatInterruptVectorConfig:
-    case kFeatAsyncEventConfig:
-      break;
-    default:
-      return Status(kInvalidField);
-  }
+  if (!IsSupportedFeature(fid)) return Status(kInvalidField);
   if (save) return Status(kFeatureNotSaveable);
   switch (fid) {
     case kFeatArbitration:
