@@ -16,6 +16,7 @@
 #include "devices/gpio/gpio_device.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/corrupted_migration.h"
 #include "testing/status_matchers.h"
 #include "vfu/client/migration.h"
 
@@ -173,18 +174,7 @@ TEST_F(DmaEngineMigrationTest, CorruptedStreamIsRefusedAndTheSourceResumes) {
   ASSERT_NO_FATAL_FAILURE(StartPeer(peer_.device));
   ASSERT_NO_FATAL_FAILURE(StartJob());
   ASSERT_OK(SetMigrationState(*peer_.client, MigrationState::kResuming));
-  MigrationOptions options;
-  options.precopy = false;
-  bool flipped = false;
-  ASSERT_OK(SaveMigration(*client_, options, [&](absl::Span<const uint8_t> bytes) {
-              std::vector<uint8_t> copy(bytes.begin(), bytes.end());
-              if (!flipped && copy.size() > 40) {
-                copy[40] ^= 0x20;
-                flipped = true;
-              }
-              return WriteMigrationData(*peer_.client, copy);
-            }).status());
-  ASSERT_TRUE(flipped);
+  ASSERT_OK(testing::CopyMigrationWithOneBitFlipped(*client_, *peer_.client));
   const absl::Status refused = SetMigrationState(*peer_.client, MigrationState::kStop);
   EXPECT_THAT(refused, testing::StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK_AND_ASSIGN(MigrationState destination_state, GetMigrationState(*peer_.client));

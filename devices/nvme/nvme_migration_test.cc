@@ -12,6 +12,7 @@
 
 #include "devices/gpio/gpio_device.h"
 #include "devices/nvme/nvme_test_fixture.h"
+#include "testing/corrupted_migration.h"
 #include "vfu/client/migration.h"
 
 namespace vfu::nvme {
@@ -189,18 +190,7 @@ TEST_F(NvmeMigrationTest, CorruptedStreamIsRefusedAndTheSourceResumes) {
   ASSERT_NO_FATAL_FAILURE(StartPeer());
   ASSERT_NO_FATAL_FAILURE(StartIo());
   ASSERT_OK(SetMigrationState(*peer_.client, MigrationState::kResuming));
-  MigrationOptions options;
-  options.precopy = false;
-  bool flipped = false;
-  ASSERT_OK(SaveMigration(*client_, options, [&](absl::Span<const uint8_t> bytes) {
-              std::vector<uint8_t> copy(bytes.begin(), bytes.end());
-              if (!flipped && copy.size() > 40) {
-                copy[40] ^= 0x20;
-                flipped = true;
-              }
-              return WriteMigrationData(*peer_.client, copy);
-            }).status());
-  ASSERT_TRUE(flipped);
+  ASSERT_OK(testing::CopyMigrationWithOneBitFlipped(*client_, *peer_.client));
   EXPECT_THAT(SetMigrationState(*peer_.client, MigrationState::kStop),
               testing::StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK(SetMigrationState(*client_, MigrationState::kRunning));
