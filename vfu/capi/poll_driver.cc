@@ -73,6 +73,8 @@ PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, Uniq
       epoll_fd_(std::move(epoll_fd)),
       wake_fd_(std::move(wake_fd)) {
   writer_.set_spare_buffers(&spares_);
+  dma_.set_fault_handler(
+      [this](uint64_t, uint64_t) { memory_faulted_.store(true, std::memory_order_release); });
 }
 
 PollDriver::~PollDriver() {
@@ -129,6 +131,7 @@ int PollDriver::Attach() {
   reader_->assembler().set_spare_buffers(&spares_);
   session_->set_spare_buffers(&spares_);
   dma_config_ = MessageDmaConfig();
+  memory_faulted_.store(false, std::memory_order_relaxed);
   peer_gone_ = false;
   close_after_flush_ = false;
   return 0;
@@ -149,6 +152,11 @@ int PollDriver::Run() {
 
 int PollDriver::RunOnce() {
   if (parked_) return Fail(EBUSY);
+  if (memory_faulted_.exchange(false, std::memory_order_acq_rel)) {
+    VFU_LOG_RATE_LIMITED(kWarning, ctx_.path,
+                         ": the client took away memory under a DMA copy: disconnecting it");
+    peer_gone_ = true;
+  }
   if (!peer_gone_) FlushWriter();
   if (!peer_gone_ && writer_.queued_bytes() < kMaxQueuedReplyBytes) ReadInbound();
   const int handled = ProcessInbound();
@@ -343,37 +351,19 @@ void PollDriver::Disconnect() {
 
 absl::Status PollDriver::DmaRead(uint64_t iova, absl::Span<uint8_t> out) {
   if (!attached()) return absl::UnavailableError("no client attached");
-  switch (dma_.TryReadMapped(iova, out)) {
-    case MappedAccess::kDone:
-      return absl::OkStatus();
-    case MappedAccess::kFaulted:
-      return wire::WireError(EFAULT, "client memory faulted");
-    case MappedAccess::kNotMapped:
-      break;
-  }
-  {
-    absl::StatusOr<DmaSgList> list = dma_.Translate(iova, out.size(), DmaDirection::kRead);
-    if (!list.ok()) return list.status();
-    if (list->all_host()) return list->Read(0, out);
-  }  // The pin goes before we wait for the client.
-  return DmaReadViaMessages(*this, dma_config_, iova, out);
+  return memory_.Read(iova, out);
 }
 
 absl::Status PollDriver::DmaWrite(uint64_t iova, absl::Span<const uint8_t> data) {
   if (!attached()) return absl::UnavailableError("no client attached");
-  switch (dma_.TryWriteMapped(iova, data)) {
-    case MappedAccess::kDone:
-      return absl::OkStatus();
-    case MappedAccess::kFaulted:
-      return wire::WireError(EFAULT, "client memory faulted");
-    case MappedAccess::kNotMapped:
-      break;
-  }
-  {
-    absl::StatusOr<DmaSgList> list = dma_.Translate(iova, data.size(), DmaDirection::kWrite);
-    if (!list.ok()) return list.status();
-    if (list->all_host()) return list->Write(0, data);
-  }
+  return memory_.Write(iova, data);
+}
+
+absl::Status PollDriver::Read(uint64_t iova, absl::Span<uint8_t> out) {
+  return DmaReadViaMessages(*this, dma_config_, iova, out);
+}
+
+absl::Status PollDriver::Write(uint64_t iova, absl::Span<const uint8_t> data) {
   return DmaWriteViaMessages(*this, dma_config_, iova, data);
 }
 

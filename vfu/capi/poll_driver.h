@@ -34,6 +34,7 @@
 #ifndef VFU_CAPI_POLL_DRIVER_H_
 #define VFU_CAPI_POLL_DRIVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -46,6 +47,7 @@
 #include "vfu/capi/context.h"
 #include "vfu/capi/driver.h"
 #include "vfu/device/device.h"
+#include "vfu/dma/dma_memory.h"
 #include "vfu/dma/dma_map_table.h"
 #include "vfu/engine/client_channel.h"
 #include "vfu/engine/message_dma.h"
@@ -56,7 +58,10 @@
 
 namespace vfu::capi {
 
-class PollDriver : public Driver, public DeviceContext, public ClientChannel {
+class PollDriver : public Driver,
+                   public DeviceContext,
+                   public ClientChannel,
+                   private MessageDmaPath {
  public:
   // Creates, binds and listens on the socket at ctx.path (which must not
   // exist). Errors carry an errno (wire::ReplyErrno).
@@ -115,6 +120,9 @@ class PollDriver : public Driver, public DeviceContext, public ClientChannel {
   // The client is gone: reset callback (LOST_CONN), unregister its memory,
   // detach the session, close the socket.
   void Disconnect();
+  // MessageDmaPath: fd-less client memory, through DMA_READ / DMA_WRITE.
+  absl::Status Read(uint64_t iova, absl::Span<uint8_t> out) override;
+  absl::Status Write(uint64_t iova, absl::Span<const uint8_t> data) override;
 
   vfu_ctx& ctx_;
   UniqueFd listen_fd_;
@@ -124,6 +132,12 @@ class PollDriver : public Driver, public DeviceContext, public ClientChannel {
   bool wake_signalled_ = false;
   UniqueFd client_fd_;
   DmaMapTable dma_;
+  // The device's copies: the table's fast path, mmapped segments, messages.
+  DmaMemory memory_{dma_, *this};
+  // Set (from whichever thread copied) when the client took memory away
+  // under a copy; the next vfu_run_ctx() disconnects it, as the threaded
+  // runtime does.
+  std::atomic<bool> memory_faulted_{false};
   std::unique_ptr<CallbackDevice> device_;
   // Message buffers passed from the writer (sent replies) and the session
   // (handled commands) back to the reader and the session, so a message

@@ -387,6 +387,34 @@ static void test_irqs(void) {
     vfu_destroy_ctx(ctx);
 }
 
+/*
+ * A client that shrinks the file behind its mapping fails the copy (no
+ * SIGBUS) and is disconnected by the next vfu_run_ctx(), as the threaded
+ * runtime does.
+ */
+static void test_shrunk_memory_fails_the_copy_and_disconnects(void) {
+    vfu_ctx_t *ctx = make_ctx();
+    int sock = attach_client(ctx);
+    int fd = make_memfd(0x2000, 0x33);
+    send_dma_map(sock, 60, 0x300000, 0x2000, fd);
+    expect_run(ctx, 1, 0);
+    expect_reply(sock, 60, VFIO_USER_DMA_MAP, 0);
+    dma_sg_t *sgl = calloc(1, dma_sg_size());
+    CHECK(vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)0x301000, 0x100, sgl, 1, PROT_READ) == 1);
+    uint8_t data[0x100];
+    CHECK(vfu_sgl_read(ctx, sgl, 1, data) == 0 && data[0] == 0x33);
+    CHECK(ftruncate(fd, 0) == 0);
+    close(fd);
+    const int resets_before = seen.resets[VFU_RESET_LOST_CONN];
+    errno = 0;
+    CHECK(vfu_sgl_read(ctx, sgl, 1, data) == -1 && errno != 0);
+    expect_run(ctx, -1, ENOTCONN);
+    CHECK(seen.resets[VFU_RESET_LOST_CONN] == resets_before + 1);
+    free(sgl);
+    close(sock);
+    vfu_destroy_ctx(ctx);
+}
+
 static void test_disconnect_and_reattach(void) {
     vfu_ctx_t *ctx = make_ctx();
     int listen_fd = vfu_get_poll_fd(ctx);
@@ -547,6 +575,7 @@ int main(void) {
     test_dma_map_sgl_and_quiesce();
     test_irqs();
     test_disconnect_and_reattach();
+    test_shrunk_memory_fails_the_copy_and_disconnects();
     test_oversized_body_is_not_executed();
     test_sgl_read_without_fd_keeps_commands();
     CHECK(rmdir(socket_dir) == 0);  /* every context removed its socket */
