@@ -39,11 +39,15 @@ status=0
 "$without" --control="$dir/control.sock" "$dir/dev.sock" 2>"$dir/log2" || status=$?
 [[ $status == 1 ]] || { echo "FAIL: exit $status without a control plane, want 1" >&2; exit 1; }
 grep -q "no control plane" "$dir/log2" || { echo "FAIL: no reason given:" >&2; cat "$dir/log2" >&2; exit 1; }
-if ldd "$without" | grep -q grpc; then
+# ldd's output is taken whole first: `ldd | grep -q` under pipefail fails
+# at random when grep stops reading early (SIGPIPE).
+libs_without=$(ldd "$without")
+libs_with=$(ldd "$with")
+if grep -q grpc <<<"$libs_without"; then
   echo "FAIL: the binary without a control plane links gRPC" >&2
   exit 1
 fi
-ldd "$with" | grep -q grpc || { echo "FAIL: the control-plane binary does not link gRPC" >&2; exit 1; }
+grep -q grpc <<<"$libs_with" || { echo "FAIL: the control-plane binary does not link gRPC" >&2; exit 1; }
 
 status=0
 "$with" --control_mode=9 "$dir/dev.sock" 2>/dev/null || status=$?
