@@ -62,10 +62,19 @@
 //
 // Servers (--server). `vfu`: vfu's threaded Server (IO thread + workers).
 // `capi`: a device written against the libvfio-user-compatible C API
-// (vfu/capi) in poll mode: the server child's one thread calls
-// vfu_run_ctx() when the socket is readable (spinning on it in `spin`
-// mode, as SPDK's pollers do), nothing crosses threads. `both` measures
-// both, each against its own floors, in one run.
+// (vfu/capi) in poll mode: the server child's serving thread waits in
+// poll(2) on vfu_get_poll_fd() alone and calls vfu_run_ctx() (in `spin`
+// mode it polls without sleeping while work keeps coming, as SPDK's pollers
+// do, and sleeps after 200 us without work so that it leaves the CPUs to
+// the floors measured in between); nothing crosses threads. `both` runs the
+// two server children side by side, each figure of one next to the same
+// figure of the other within each round, each against its own floor, and
+// adds rows of the C API's (c) and (d) against the threaded server's
+// (mode "<mode>/capi:vfu", the threaded figure in the floor column). In
+// sleep mode the C API also gets (a'): the raw ping-pong with both ends
+// waiting in poll(2) before each read, as a poll-mode server and vfu's
+// client must, which costs a few microseconds per wake-up more than
+// blocking in recv(2); (b) is shown against it too.
 //
 // Modes (--mode). `spin`: the client sets ClientOptions::busy_poll, and both
 // raw ends spin on non-blocking send/recv. `sleep`: the client sleeps in
@@ -99,6 +108,7 @@
 // between passes.
 #include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -119,6 +129,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -296,12 +307,22 @@ std::vector<uint8_t> ReadReplyMessage() {
 
 // -------------------------------------------------------------- raw socket
 
+// How a raw end waits for data.
+enum class RawWait {
+  kSpin,   // non-blocking calls in a loop
+  kBlock,  // blocking in recv(2) (bounded by SO_RCVTIMEO/SO_SNDTIMEO)
+  // Waits in poll(2) for the socket to be readable, then reads: the wait a
+  // poll-mode server (and vfu's client) cannot avoid, which costs a few
+  // microseconds more per wake-up than blocking in recv(2).
+  kPoll,
+};
+
 // One end of a raw stream, waiting the way the vfu client does in the same
-// mode: spinning on non-blocking calls, or blocking in the kernel (bounded
-// by SO_RCVTIMEO/SO_SNDTIMEO). Borrows the fd.
+// mode: spinning on non-blocking calls, or blocking in the kernel. Borrows
+// the fd.
 class RawEnd {
  public:
-  RawEnd(int fd, bool spin) : fd_(fd), spin_(spin) {
+  RawEnd(int fd, RawWait wait) : fd_(fd), spin_(wait == RawWait::kSpin), poll_(wait == RawWait::kPoll) {
     if (!spin_) {
       const struct timeval limit = {.tv_sec = kStallLimitNs / 1000000000, .tv_usec = 0};
       ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
@@ -330,6 +351,13 @@ class RawEnd {
   absl::StatusOr<size_t> Receive(absl::Span<uint8_t> out) {
     const int flags = spin_ ? MSG_DONTWAIT : 0;
     int64_t stalled_since = 0;
+    if (poll_) {
+      pollfd readable = {.fd = fd_, .events = POLLIN, .revents = 0};
+      const struct timespec limit = {.tv_sec = kStallLimitNs / 1000000000, .tv_nsec = 0};
+      if (::ppoll(&readable, 1, &limit, nullptr) == 0) {
+        return absl::DeadlineExceededError("poll: raw peer stalled");
+      }
+    }
     for (;;) {
       const ssize_t n = ::recv(fd_, out.data(), out.size(), flags);
       if (n >= 0) return static_cast<size_t>(n);
@@ -363,14 +391,15 @@ class RawEnd {
 
   const int fd_;
   const bool spin_;
+  const bool poll_;
 };
 
 // The raw peer of every floor: frames the stream by msg_size and answers
 // each command that wants a reply (the reads, never the posted writes) with
 // a 36-byte REGION_READ reply, the answers to one chunk in one send. Returns
 // the exit code: 0 at EOF.
-int RunEchoChild(UniqueFd socket, bool spin) {
-  RawEnd end(socket.get(), spin);
+int RunEchoChild(UniqueFd socket, RawWait wait) {
+  RawEnd end(socket.get(), wait);
   std::vector<uint8_t> in(kEchoBufferSize);
   size_t begin = 0;
   size_t filled = 0;
@@ -605,28 +634,76 @@ int RunServerChild(UniqueFd control, const std::string& socket_path, int workers
   return 0;
 }
 
-// The same BAR0 as BarDevice, served through the C API.
+// The same BAR0 as BarDevice, served through the C API. The counters are
+// read by the child's control thread.
 struct CapiBar {
   uint8_t bytes[kBarSize] = {};
-  uint64_t reads = 0;
-  uint64_t writes = 0;
+  std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> writes{0};
 };
 
 ssize_t CapiBarAccess(vfu_ctx_t* ctx, char* buf, size_t count, loff_t offset, bool is_write) {
   auto* bar = static_cast<CapiBar*>(vfu_get_private(ctx));
   if (is_write) {
     std::memcpy(bar->bytes + offset, buf, count);
-    ++bar->writes;
+    bar->writes.fetch_add(1, std::memory_order_relaxed);
   } else {
     PeerStamp().store(NowNs(), std::memory_order_relaxed);
     std::memcpy(buf, bar->bytes + offset, count);
-    ++bar->reads;
+    bar->reads.fetch_add(1, std::memory_order_relaxed);
   }
   return static_cast<ssize_t>(count);
 }
 
-// The poll-mode C server: one thread serves the control socket and the
-// device. `spin`: never sleeps, calling vfu_run_ctx() in a loop.
+// How long a spinning C server keeps polling after its last work before it
+// sleeps in poll(2): long enough to span any client's turnaround, short
+// enough that it is asleep while the floors between its figures run (a
+// spinning server there would take a CPU from them).
+constexpr int64_t kCapiIdleSpinNs = 200 * 1000;
+
+// The signal that wakes the serving thread for shutdown. It is blocked
+// except inside ppoll(2), so it cannot be missed between a check of the
+// stop flag and the sleep.
+constexpr int kCapiStopSignal = SIGUSR1;
+
+void IgnoreStopSignal(int) {}
+
+// The poll-mode C server's serving thread: waits on vfu_get_poll_fd() alone,
+// as an event-loop user does, and calls vfu_run_ctx() when it is readable.
+// The parent's control socket is the child's main thread's business, so the
+// serving thread's wait is the same as a real server's.
+void ServeCapi(vfu_ctx_t* ctx, bool spin, const std::atomic<bool>& stop,
+               std::atomic<pid_t>& tid) {
+  tid.store(::gettid());
+  sigset_t during_wait;
+  pthread_sigmask(SIG_SETMASK, nullptr, &during_wait);
+  sigdelset(&during_wait, kCapiStopSignal);
+  const struct timespec no_wait = {};
+  bool attached = false;
+  int64_t last_work_ns = 0;
+  while (!stop.load(std::memory_order_acquire)) {
+    pollfd fd = {.fd = vfu_get_poll_fd(ctx), .events = POLLIN, .revents = 0};
+    const bool spinning = spin && attached && NowNs() - last_work_ns < kCapiIdleSpinNs;
+    const int n = ::ppoll(&fd, 1, spinning ? &no_wait : nullptr, &during_wait);
+    if (n < 0) continue;  // EINTR: the stop flag is checked above
+    if (!attached) {
+      if (fd.revents != 0 && vfu_attach_ctx(ctx) == 0) {
+        attached = true;
+        last_work_ns = NowNs();
+      }
+      continue;
+    }
+    // Spinning, run whether or not poll() saw the bytes arrive.
+    if (!spinning && fd.revents == 0) continue;
+    const int handled = vfu_run_ctx(ctx);
+    if (handled > 0) last_work_ns = NowNs();
+    if (handled < 0 && errno == ENOTCONN) attached = false;
+  }
+}
+
+// The poll-mode C server: one thread serves the device (ServeCapi), the
+// main thread answers the parent. `spin`: the serving thread polls without
+// sleeping while work keeps coming, as SPDK's pollers do.
 int RunCapiServerChild(UniqueFd control, const std::string& socket_path, bool spin) {
   CapiBar bar;
   vfu_ctx_t* ctx = vfu_create_ctx(VFU_TRANS_SOCK, socket_path.c_str(),
@@ -638,34 +715,31 @@ int RunCapiServerChild(UniqueFd control, const std::string& socket_path, bool sp
     std::fprintf(stderr, "vfu_bench capi server: setup failed: %s\n", std::strerror(errno));
     return 1;
   }
-  if (!WriteAll(control.get(), &kReady, 1)) return 1;
-  bool attached = false;
-  int rc = 0;
-  for (;;) {
-    pollfd fds[2] = {{.fd = control.get(), .events = POLLIN, .revents = 0},
-                     {.fd = vfu_get_poll_fd(ctx), .events = POLLIN, .revents = 0}};
-    if (::poll(fds, 2, spin ? 0 : -1) < 0 && errno != EINTR) {
-      rc = 1;
-      break;
-    }
-    if (fds[0].revents != 0) {
-      char request;
-      if (!ReadAll(control.get(), &request, 1) || request != kStatsRequest) break;
-      ServerStats stats;
-      stats.device_reads = bar.reads;
-      stats.device_writes = bar.writes;
-      stats.io_thread = SelfUsage();
-      if (!WriteAll(control.get(), &stats, sizeof stats)) break;
-    }
-    if (!attached) {
-      if (fds[1].revents != 0) attached = vfu_attach_ctx(ctx) == 0;
-      continue;
-    }
-    // Spinning, run whether or not poll() saw the bytes arrive.
-    if ((spin || fds[1].revents != 0) && vfu_run_ctx(ctx) < 0 && errno == ENOTCONN) {
-      attached = false;
-    }
+  struct sigaction wake = {};
+  wake.sa_handler = IgnoreStopSignal;  // no SA_RESTART: ppoll returns EINTR
+  sigemptyset(&wake.sa_mask);
+  sigaction(kCapiStopSignal, &wake, nullptr);
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, kCapiStopSignal);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);  // the serving thread inherits it
+
+  std::atomic<bool> stop{false};
+  std::atomic<pid_t> serving_tid{0};
+  std::thread serving([&] { ServeCapi(ctx, spin, stop, serving_tid); });
+  while (serving_tid.load() == 0) std::this_thread::yield();
+  int rc = WriteAll(control.get(), &kReady, 1) ? 0 : 1;
+  char request;
+  while (rc == 0 && ReadAll(control.get(), &request, 1) && request == kStatsRequest) {
+    ServerStats stats;
+    stats.device_reads = bar.reads.load(std::memory_order_relaxed);
+    stats.device_writes = bar.writes.load(std::memory_order_relaxed);
+    stats.io_thread = ReadThreadUsage(::getpid(), serving_tid.load());
+    if (!WriteAll(control.get(), &stats, sizeof stats)) break;
   }
+  stop.store(true, std::memory_order_release);
+  pthread_kill(serving.native_handle(), kCapiStopSignal);
+  serving.join();
   vfu_destroy_ctx(ctx);
   return rc;
 }
@@ -803,12 +877,12 @@ using VfuRun = absl::FunctionRef<absl::StatusOr<Pass>(Client&, Limit)>;
 
 // Forks an echo child, runs a warm-up and a measured pass against it, and
 // reaps it.
-absl::StatusOr<Measurement> MeasureRaw(bool spin, int count, int64_t pass_ns, RawRun run) {
+absl::StatusOr<Measurement> MeasureRaw(RawWait wait, int count, int64_t pass_ns, RawRun run) {
   VFU_ASSIGN_OR_RETURN(std::unique_ptr<ChildProcess> child,
-                       ChildProcess::Fork([spin](UniqueFd socket) {
-                         return RunEchoChild(std::move(socket), spin);
+                       ChildProcess::Fork([wait](UniqueFd socket) {
+                         return RunEchoChild(std::move(socket), wait);
                        }));
-  RawEnd end(child->fd(), spin);
+  RawEnd end(child->fd(), wait);
   VFU_RETURN_IF_ERROR(run(end, WarmupLimit(count, pass_ns)).status());
   const ThreadUsage client0 = SelfUsage();
   const ThreadUsage peer0 = child->usage();
@@ -1072,26 +1146,52 @@ struct Config {
   int window;
   int workers;
   int reactor_busy_poll_us;
-  std::string socket_path;
+  std::string socket_path;       // the threaded server's
+  std::string capi_socket_path;  // the C API server's
 };
 
-// Runs every figure of one mode `config.rounds` times, each floor right
+// One server under measurement in a mode: its child, its client and what
+// its rounds measured.
+struct ServerRun {
+  bool capi = false;
+  std::unique_ptr<ServerProcess> server;
+  std::unique_ptr<Client> client;
+  Series raw_rtt, vfu_rtt, raw_pipe, vfu_pipe, raw_writes, vfu_writes;
+  std::vector<double> median_ratios, p99_ratios, pipe_ratios, flood_ratios;
+  // Sleep mode, C API: the ping-pong with both raw ends waiting in poll(2)
+  // first, and (b) against it.
+  Series polled_rtt;
+  std::vector<double> polled_ratios;
+  // Each round's figures, to compare servers round by round.
+  std::vector<double> pipe_rates, flood_rates;
+};
+
+// Runs every figure of one mode `config.rounds` times for each server in
+// `kinds` (false: the threaded Server, true: the C API), each floor right
 // before its figure (so both see the same background load), and appends the
-// mode's rows.
-absl::Status RunMode(const Config& config, bool spin, bool capi, std::vector<Row>& rows) {
-  const std::string mode = absl::StrCat(spin ? "spin" : "sleep", capi ? "/capi" : "");
-  VFU_ASSIGN_OR_RETURN(std::unique_ptr<ServerProcess> server,
-                       ServerProcess::Start(config.socket_path, config.workers,
-                                            config.reactor_busy_poll_us, capi, spin));
-  ClientOptions options;
-  options.busy_poll = spin;
-  VFU_ASSIGN_OR_RETURN(std::unique_ptr<Client> client,
-                       Client::Connect(config.socket_path, options));
+// mode's rows. With both servers, their children run side by side (the one
+// not measured is idle and asleep) and their figures alternate within each
+// round, so the comparison rows of the C API against the threaded server
+// see the same load too.
+absl::Status RunMode(const Config& config, bool spin, const std::vector<bool>& kinds,
+                     std::vector<Row>& rows) {
+  std::vector<ServerRun> runs;
+  for (bool capi : kinds) {
+    ServerRun& run = runs.emplace_back();
+    run.capi = capi;
+    const std::string path = capi ? config.capi_socket_path : config.socket_path;
+    VFU_ASSIGN_OR_RETURN(run.server, ServerProcess::Start(path, config.workers,
+                                                          config.reactor_busy_poll_us, capi, spin));
+    ClientOptions options;
+    options.busy_poll = spin;
+    VFU_ASSIGN_OR_RETURN(run.client, Client::Connect(path, options));
+  }
   const int iterations = config.iterations;
   const int messages = config.messages;
   const int window = config.window;
   uint32_t next_value = 1;
   const int64_t pass_ns = config.pass_ns;
+  const RawWait raw_wait = spin ? RawWait::kSpin : RawWait::kBlock;
   auto raw_pipelined = [window](RawEnd& end, Limit limit) {
     return RawPipelined(end, limit, window);
   };
@@ -1101,43 +1201,53 @@ absl::Status RunMode(const Config& config, bool spin, bool capi, std::vector<Row
   };
   auto vfu_flood = [&next_value](Client& c, Limit limit) { return VfuFlood(c, limit, next_value); };
 
-  Series raw_rtt, vfu_rtt, raw_pipe, vfu_pipe, raw_writes, vfu_writes;
-  std::vector<double> median_ratios, p99_ratios, pipe_ratios, flood_ratios;
   for (int round = 0; round < config.rounds; ++round) {
     // (a), (b)
-    VFU_ASSIGN_OR_RETURN(Measurement a, MeasureRaw(spin, iterations, pass_ns, RawPingPong));
-    VFU_ASSIGN_OR_RETURN(Measurement b,
-                         MeasureVfu(*server, *client, iterations, pass_ns, VfuRoundTrips));
-    const Percentiles pa = Summarize(a.pass.rtt_ns);
-    const Percentiles pb = Summarize(b.pass.rtt_ns);
-    median_ratios.push_back(pb.median_ns / pa.median_ns);
-    p99_ratios.push_back(pb.p99_ns / pa.p99_ns);
-    raw_rtt.Add(a);
-    vfu_rtt.Add(b);
-
+    for (ServerRun& run : runs) {
+      VFU_ASSIGN_OR_RETURN(Measurement a, MeasureRaw(raw_wait, iterations, pass_ns, RawPingPong));
+      VFU_ASSIGN_OR_RETURN(Measurement b, MeasureVfu(*run.server, *run.client, iterations,
+                                                     pass_ns, VfuRoundTrips));
+      const Percentiles pa = Summarize(a.pass.rtt_ns);
+      const Percentiles pb = Summarize(b.pass.rtt_ns);
+      run.median_ratios.push_back(pb.median_ns / pa.median_ns);
+      run.p99_ratios.push_back(pb.p99_ns / pa.p99_ns);
+      run.raw_rtt.Add(a);
+      run.vfu_rtt.Add(b);
+      if (run.capi && !spin) {
+        VFU_ASSIGN_OR_RETURN(Measurement polled,
+                             MeasureRaw(RawWait::kPoll, iterations, pass_ns, RawPingPong));
+        run.polled_ratios.push_back(pb.median_ns / Summarize(polled.pass.rtt_ns).median_ns);
+        run.polled_rtt.Add(polled);
+      }
+    }
     // (c)
-    VFU_ASSIGN_OR_RETURN(Measurement c0, MeasureRaw(spin, messages, pass_ns, raw_pipelined));
-    VFU_ASSIGN_OR_RETURN(Measurement c1,
-                         MeasureVfu(*server, *client, messages, pass_ns, vfu_pipelined));
-    pipe_ratios.push_back(c1.pass.rate() / c0.pass.rate());
-    raw_pipe.Add(c0);
-    vfu_pipe.Add(c1);
-
+    for (ServerRun& run : runs) {
+      VFU_ASSIGN_OR_RETURN(Measurement c0, MeasureRaw(raw_wait, messages, pass_ns, raw_pipelined));
+      VFU_ASSIGN_OR_RETURN(Measurement c1,
+                           MeasureVfu(*run.server, *run.client, messages, pass_ns, vfu_pipelined));
+      run.pipe_ratios.push_back(c1.pass.rate() / c0.pass.rate());
+      run.pipe_rates.push_back(c1.pass.rate());
+      run.raw_pipe.Add(c0);
+      run.vfu_pipe.Add(c1);
+    }
     // (d)
-    VFU_ASSIGN_OR_RETURN(Measurement d0, MeasureRaw(spin, messages, pass_ns, raw_flood));
-    VFU_ASSIGN_OR_RETURN(Measurement d1,
-                         MeasureVfu(*server, *client, messages, pass_ns, vfu_flood));
-    flood_ratios.push_back(d1.pass.rate() / d0.pass.rate());
-    raw_writes.Add(d0);
-    vfu_writes.Add(d1);
+    for (ServerRun& run : runs) {
+      VFU_ASSIGN_OR_RETURN(Measurement d0, MeasureRaw(raw_wait, messages, pass_ns, raw_flood));
+      VFU_ASSIGN_OR_RETURN(Measurement d1,
+                           MeasureVfu(*run.server, *run.client, messages, pass_ns, vfu_flood));
+      run.flood_ratios.push_back(d1.pass.rate() / d0.pass.rate());
+      run.flood_rates.push_back(d1.pass.rate());
+      run.raw_writes.Add(d0);
+      run.vfu_writes.Add(d1);
+    }
   }
-  client.reset();
-  VFU_RETURN_IF_ERROR(server->Stop());
+  for (ServerRun& run : runs) {
+    run.client.reset();
+    VFU_RETURN_IF_ERROR(run.server->Stop());
+  }
 
-  const Percentiles raw_p = Summarize(raw_rtt.total.rtt_ns);
-  const Percentiles vfu_p = Summarize(vfu_rtt.total.rtt_ns);
-  auto add = [&](std::string figure, double value, bool latency, std::optional<Costs> costs,
-                 std::string costs_label = "") -> Row& {
+  auto add = [&](const std::string& mode, std::string figure, double value, bool latency,
+                 std::optional<Costs> costs, std::string costs_label = "") -> Row& {
     Row& row = rows.emplace_back();
     row.mode = mode;
     row.figure = std::move(figure);
@@ -1154,31 +1264,69 @@ absl::Status RunMode(const Config& config, bool spin, bool capi, std::vector<Row
     row.target = target;
     row.target_ratio = target_ratio;
   };
-  add("(a) raw ping-pong rtt, median", raw_p.median_ns, true, raw_rtt.costs, "(a) raw");
-  add("(a) raw ping-pong rtt, p99", raw_p.p99_ns, true, std::nullopt);
-  compare(add("(b) REGION_READ rtt, median", vfu_p.median_ns, true, vfu_rtt.costs, "(b) vfu"),
-          raw_p.median_ns, median_ratios, Target::kAtMost, capi ? 1.1 : 1.3);
-  compare(add("(b) REGION_READ rtt, p99", vfu_p.p99_ns, true, std::nullopt), raw_p.p99_ns,
-          p99_ratios);
-  const double raw_request = Median(raw_rtt.total.request_leg_ns);
-  const double raw_reply = Median(ReplyLegs(raw_rtt.total));
-  add("(a) request leg: send -> echo child, median", raw_request, true, std::nullopt);
-  add("(a) reply leg: echo child -> reply, median", raw_reply, true, std::nullopt);
-  compare(add("(b) request leg: send -> device, median", Median(vfu_rtt.total.request_leg_ns), true,
-              std::nullopt),
-          raw_request, {});
-  compare(add("(b) reply leg: device -> reply, median", Median(ReplyLegs(vfu_rtt.total)), true,
-              std::nullopt),
-          raw_reply, {});
-  add(absl::StrCat("(c) raw pipelined echo, window ", window), raw_pipe.total.rate(), false,
-      raw_pipe.costs, "(c) raw");
-  compare(add(absl::StrCat("(c) pipelined REGION_READ, window ", window), vfu_pipe.total.rate(),
-              false, vfu_pipe.costs, "(c) vfu"),
-          raw_pipe.total.rate(), pipe_ratios, Target::kAtLeast, 0.6);
-  add("(d) raw write flood + 1 echo", raw_writes.total.rate(), false, raw_writes.costs, "(d) raw");
-  compare(add("(d) NO_REPLY REGION_WRITE flood + 1 read", vfu_writes.total.rate(), false,
-              vfu_writes.costs, "(d) vfu"),
-          raw_writes.total.rate(), flood_ratios, Target::kAtLeast, 0.1);
+  for (ServerRun& run : runs) {
+    const std::string mode = absl::StrCat(spin ? "spin" : "sleep", run.capi ? "/capi" : "");
+    const Percentiles raw_p = Summarize(run.raw_rtt.total.rtt_ns);
+    const Percentiles vfu_p = Summarize(run.vfu_rtt.total.rtt_ns);
+    add(mode, "(a) raw ping-pong rtt, median", raw_p.median_ns, true, run.raw_rtt.costs,
+        "(a) raw");
+    add(mode, "(a) raw ping-pong rtt, p99", raw_p.p99_ns, true, std::nullopt);
+    compare(add(mode, "(b) REGION_READ rtt, median", vfu_p.median_ns, true, run.vfu_rtt.costs,
+                "(b) vfu"),
+            raw_p.median_ns, run.median_ratios, Target::kAtMost, run.capi ? 1.1 : 1.3);
+    compare(add(mode, "(b) REGION_READ rtt, p99", vfu_p.p99_ns, true, std::nullopt), raw_p.p99_ns,
+            run.p99_ratios);
+    if (!run.polled_ratios.empty()) {
+      const double polled = Summarize(run.polled_rtt.total.rtt_ns).median_ns;
+      add(mode, "(a') raw ping-pong, ends wait in poll(2), median", polled, true,
+          run.polled_rtt.costs, "(a') raw");
+      compare(add(mode, "(b) REGION_READ rtt, of (a'), median", vfu_p.median_ns, true,
+                  std::nullopt),
+              polled, run.polled_ratios);
+    }
+    const double raw_request = Median(run.raw_rtt.total.request_leg_ns);
+    const double raw_reply = Median(ReplyLegs(run.raw_rtt.total));
+    add(mode, "(a) request leg: send -> echo child, median", raw_request, true, std::nullopt);
+    add(mode, "(a) reply leg: echo child -> reply, median", raw_reply, true, std::nullopt);
+    compare(add(mode, "(b) request leg: send -> device, median",
+                Median(run.vfu_rtt.total.request_leg_ns), true, std::nullopt),
+            raw_request, {});
+    compare(add(mode, "(b) reply leg: device -> reply, median",
+                Median(ReplyLegs(run.vfu_rtt.total)), true, std::nullopt),
+            raw_reply, {});
+    add(mode, absl::StrCat("(c) raw pipelined echo, window ", window), run.raw_pipe.total.rate(),
+        false, run.raw_pipe.costs, "(c) raw");
+    compare(add(mode, absl::StrCat("(c) pipelined REGION_READ, window ", window),
+                run.vfu_pipe.total.rate(), false, run.vfu_pipe.costs, "(c) vfu"),
+            run.raw_pipe.total.rate(), run.pipe_ratios, Target::kAtLeast, 0.6);
+    add(mode, "(d) raw write flood + 1 echo", run.raw_writes.total.rate(), false,
+        run.raw_writes.costs, "(d) raw");
+    compare(add(mode, "(d) NO_REPLY REGION_WRITE flood + 1 read", run.vfu_writes.total.rate(),
+                false, run.vfu_writes.costs, "(d) vfu"),
+            run.raw_writes.total.rate(), run.flood_ratios, Target::kAtLeast, 0.1);
+  }
+  if (runs.size() == 2) {
+    // The C API in poll mode against the threaded server: the "floor"
+    // column holds the threaded server's figure.
+    const ServerRun& threaded = runs[0].capi ? runs[1] : runs[0];
+    const ServerRun& capi = runs[0].capi ? runs[0] : runs[1];
+    auto per_round = [](const std::vector<double>& mine, const std::vector<double>& theirs) {
+      std::vector<double> ratios;
+      for (size_t i = 0; i < mine.size() && i < theirs.size(); ++i) {
+        ratios.push_back(mine[i] / theirs[i]);
+      }
+      return ratios;
+    };
+    const std::string mode = absl::StrCat(spin ? "spin" : "sleep", "/capi:vfu");
+    compare(add(mode, absl::StrCat("(c) pipelined, window ", window, ", of the threaded server"),
+                capi.vfu_pipe.total.rate(), false, std::nullopt),
+            threaded.vfu_pipe.total.rate(), per_round(capi.pipe_rates, threaded.pipe_rates),
+            Target::kAtLeast, 1.0);
+    compare(add(mode, "(d) NO_REPLY flood, of the threaded server", capi.vfu_writes.total.rate(),
+                false, std::nullopt),
+            threaded.vfu_writes.total.rate(), per_round(capi.flood_rates, threaded.flood_rates),
+            Target::kAtLeast, 1.0);
+  }
   return absl::OkStatus();
 }
 
@@ -1485,6 +1633,7 @@ absl::Status Run() {
       .workers = absl::GetFlag(FLAGS_workers),
       .reactor_busy_poll_us = absl::GetFlag(FLAGS_reactor_busy_poll_us),
       .socket_path = "",  // Set once the directory exists.
+      .capi_socket_path = "",
   };
   const std::string mode = absl::GetFlag(FLAGS_mode);
   if (const std::string server = absl::GetFlag(FLAGS_server);
@@ -1527,6 +1676,7 @@ absl::Status Run() {
   if (::mkdtemp(pattern.data()) == nullptr) return absl::ErrnoToStatus(errno, "mkdtemp");
   const std::string dir = pattern;
   config.socket_path = dir + "/bench.sock";
+  config.capi_socket_path = dir + "/capi.sock";
 
   if (!absl::GetFlag(FLAGS_csv)) {
     std::printf(
@@ -1547,14 +1697,15 @@ absl::Status Run() {
   const std::string server_kind = absl::GetFlag(FLAGS_server);
   for (bool spin : {true, false}) {
     if (mode == (spin ? "sleep" : "spin")) continue;
-    for (bool capi : {false, true}) {
-      if (server_kind == (capi ? "vfu" : "capi")) continue;
-      status = RunMode(config, spin, capi, rows);
-      if (!status.ok()) break;
-    }
+    std::vector<bool> kinds;
+    if (server_kind != "capi") kinds.push_back(false);
+    if (server_kind != "vfu") kinds.push_back(true);
+    status = RunMode(config, spin, kinds, rows);
     if (!status.ok()) break;
   }
-  ::unlink(config.socket_path.c_str());  // The server removes it; this is for a failed run.
+  // The servers remove them; this is for a failed run.
+  ::unlink(config.socket_path.c_str());
+  ::unlink(config.capi_socket_path.c_str());
   ::rmdir(dir.c_str());
   VFU_RETURN_IF_ERROR(status);
   if (!absl::GetFlag(FLAGS_report).empty()) {

@@ -253,7 +253,6 @@ int PollDriver::ProcessInbound() {
   }
   if (!InboundPending()) {
     inbound_.clear();
-  inbound_head_ = 0;
     inbound_head_ = 0;
   }
   return handled;
