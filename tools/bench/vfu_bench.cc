@@ -62,8 +62,8 @@
 //
 // Servers (--server). `vfu`: vfu's threaded Server (IO thread + workers).
 // `capi`: a device written against the libvfio-user-compatible C API
-// (vfu/capi) in poll mode: the server child's serving thread waits in
-// poll(2) on vfu_get_poll_fd() alone and calls vfu_run_ctx() (in `spin`
+// (vfu/capi) in poll mode: the server child's one thread waits in poll(2)
+// on vfu_get_poll_fd() and calls vfu_run_ctx() (in `spin`
 // mode it polls without sleeping while work keeps coming, as SPDK's pollers
 // do, and sleeps after 200 us without work so that it leaves the CPUs to
 // the floors measured in between); nothing crosses threads. `both` runs the
@@ -108,7 +108,6 @@
 // between passes.
 #include <dirent.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -129,7 +128,6 @@
 #include <new>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -634,23 +632,22 @@ int RunServerChild(UniqueFd control, const std::string& socket_path, int workers
   return 0;
 }
 
-// The same BAR0 as BarDevice, served through the C API. The counters are
-// read by the child's control thread.
+// The same BAR0 as BarDevice, served through the C API.
 struct CapiBar {
   uint8_t bytes[kBarSize] = {};
-  std::atomic<uint64_t> reads{0};
-  std::atomic<uint64_t> writes{0};
+  uint64_t reads = 0;
+  uint64_t writes = 0;
 };
 
 ssize_t CapiBarAccess(vfu_ctx_t* ctx, char* buf, size_t count, loff_t offset, bool is_write) {
   auto* bar = static_cast<CapiBar*>(vfu_get_private(ctx));
   if (is_write) {
     std::memcpy(bar->bytes + offset, buf, count);
-    bar->writes.fetch_add(1, std::memory_order_relaxed);
+    ++bar->writes;
   } else {
     PeerStamp().store(NowNs(), std::memory_order_relaxed);
     std::memcpy(buf, bar->bytes + offset, count);
-    bar->reads.fetch_add(1, std::memory_order_relaxed);
+    ++bar->reads;
   }
   return static_cast<ssize_t>(count);
 }
@@ -661,49 +658,13 @@ ssize_t CapiBarAccess(vfu_ctx_t* ctx, char* buf, size_t count, loff_t offset, bo
 // spinning server there would take a CPU from them).
 constexpr int64_t kCapiIdleSpinNs = 200 * 1000;
 
-// The signal that wakes the serving thread for shutdown. It is blocked
-// except inside ppoll(2), so it cannot be missed between a check of the
-// stop flag and the sleep.
-constexpr int kCapiStopSignal = SIGUSR1;
-
-void IgnoreStopSignal(int) {}
-
-// The poll-mode C server's serving thread: waits on vfu_get_poll_fd() alone,
-// as an event-loop user does, and calls vfu_run_ctx() when it is readable.
-// The parent's control socket is the child's main thread's business, so the
-// serving thread's wait is the same as a real server's.
-void ServeCapi(vfu_ctx_t* ctx, bool spin, const std::atomic<bool>& stop,
-               std::atomic<pid_t>& tid) {
-  tid.store(::gettid());
-  sigset_t during_wait;
-  pthread_sigmask(SIG_SETMASK, nullptr, &during_wait);
-  sigdelset(&during_wait, kCapiStopSignal);
-  const struct timespec no_wait = {};
-  bool attached = false;
-  int64_t last_work_ns = 0;
-  while (!stop.load(std::memory_order_acquire)) {
-    pollfd fd = {.fd = vfu_get_poll_fd(ctx), .events = POLLIN, .revents = 0};
-    const bool spinning = spin && attached && NowNs() - last_work_ns < kCapiIdleSpinNs;
-    const int n = ::ppoll(&fd, 1, spinning ? &no_wait : nullptr, &during_wait);
-    if (n < 0) continue;  // EINTR: the stop flag is checked above
-    if (!attached) {
-      if (fd.revents != 0 && vfu_attach_ctx(ctx) == 0) {
-        attached = true;
-        last_work_ns = NowNs();
-      }
-      continue;
-    }
-    // Spinning, run whether or not poll() saw the bytes arrive.
-    if (!spinning && fd.revents == 0) continue;
-    const int handled = vfu_run_ctx(ctx);
-    if (handled > 0) last_work_ns = NowNs();
-    if (handled < 0 && errno == ENOTCONN) attached = false;
-  }
-}
-
-// The poll-mode C server: one thread serves the device (ServeCapi), the
-// main thread answers the parent. `spin`: the serving thread polls without
-// sleeping while work keeps coming, as SPDK's pollers do.
+// The poll-mode C server: one thread serves the parent's control socket and
+// the device, waiting in poll(2) on both, calling vfu_run_ctx() when the
+// device's poll fd is readable. (A serving thread that waited on the poll
+// fd alone, with the control socket on another thread, measured twice this
+// round trip under load, in runs alternating with this one.)
+// `spin`: polls without sleeping while work keeps coming, as SPDK's pollers
+// do.
 int RunCapiServerChild(UniqueFd control, const std::string& socket_path, bool spin) {
   CapiBar bar;
   vfu_ctx_t* ctx = vfu_create_ctx(VFU_TRANS_SOCK, socket_path.c_str(),
@@ -715,31 +676,40 @@ int RunCapiServerChild(UniqueFd control, const std::string& socket_path, bool sp
     std::fprintf(stderr, "vfu_bench capi server: setup failed: %s\n", std::strerror(errno));
     return 1;
   }
-  struct sigaction wake = {};
-  wake.sa_handler = IgnoreStopSignal;  // no SA_RESTART: ppoll returns EINTR
-  sigemptyset(&wake.sa_mask);
-  sigaction(kCapiStopSignal, &wake, nullptr);
-  sigset_t blocked;
-  sigemptyset(&blocked);
-  sigaddset(&blocked, kCapiStopSignal);
-  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);  // the serving thread inherits it
-
-  std::atomic<bool> stop{false};
-  std::atomic<pid_t> serving_tid{0};
-  std::thread serving([&] { ServeCapi(ctx, spin, stop, serving_tid); });
-  while (serving_tid.load() == 0) std::this_thread::yield();
-  int rc = WriteAll(control.get(), &kReady, 1) ? 0 : 1;
-  char request;
-  while (rc == 0 && ReadAll(control.get(), &request, 1) && request == kStatsRequest) {
-    ServerStats stats;
-    stats.device_reads = bar.reads.load(std::memory_order_relaxed);
-    stats.device_writes = bar.writes.load(std::memory_order_relaxed);
-    stats.io_thread = ReadThreadUsage(::getpid(), serving_tid.load());
-    if (!WriteAll(control.get(), &stats, sizeof stats)) break;
+  if (!WriteAll(control.get(), &kReady, 1)) return 1;
+  bool attached = false;
+  int64_t last_work_ns = 0;
+  int rc = 0;
+  for (;;) {
+    const bool spinning = spin && attached && NowNs() - last_work_ns < kCapiIdleSpinNs;
+    pollfd fds[2] = {{.fd = control.get(), .events = POLLIN, .revents = 0},
+                     {.fd = vfu_get_poll_fd(ctx), .events = POLLIN, .revents = 0}};
+    if (::poll(fds, 2, spinning ? 0 : -1) < 0 && errno != EINTR) {
+      rc = 1;
+      break;
+    }
+    if (fds[0].revents != 0) {
+      char request;
+      if (!ReadAll(control.get(), &request, 1) || request != kStatsRequest) break;
+      ServerStats stats;
+      stats.device_reads = bar.reads;
+      stats.device_writes = bar.writes;
+      stats.io_thread = SelfUsage();
+      if (!WriteAll(control.get(), &stats, sizeof stats)) break;
+    }
+    if (!attached) {
+      if (fds[1].revents != 0 && vfu_attach_ctx(ctx) == 0) {
+        attached = true;
+        last_work_ns = NowNs();
+      }
+      continue;
+    }
+    // Spinning, run whether or not poll() saw the bytes arrive.
+    if (!spinning && fds[1].revents == 0) continue;
+    const int handled = vfu_run_ctx(ctx);
+    if (handled > 0) last_work_ns = NowNs();
+    if (handled < 0 && errno == ENOTCONN) attached = false;
   }
-  stop.store(true, std::memory_order_release);
-  pthread_kill(serving.native_handle(), kCapiStopSignal);
-  serving.join();
   vfu_destroy_ctx(ctx);
   return rc;
 }
