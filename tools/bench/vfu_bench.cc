@@ -1120,20 +1120,40 @@ struct Config {
   std::string capi_socket_path;  // the C API server's
 };
 
+// A rate figure, (c) or (d), over the rounds: the raw floor's and vfu's
+// passes, and each round's ratio and vfu rate (to compare servers round by
+// round).
+struct RateFigure {
+  Series raw, vfu;
+  std::vector<double> ratios, rates;
+};
+
+// One round of a rate figure: its floor, then the figure.
+absl::Status MeasureRate(RawWait raw_wait, ServerProcess& server, Client& client, int messages,
+                         int64_t pass_ns, RawRun raw_run, VfuRun vfu_run, RateFigure& figure) {
+  VFU_ASSIGN_OR_RETURN(Measurement raw, MeasureRaw(raw_wait, messages, pass_ns, raw_run));
+  VFU_ASSIGN_OR_RETURN(Measurement vfu, MeasureVfu(server, client, messages, pass_ns, vfu_run));
+  figure.ratios.push_back(vfu.pass.rate() / raw.pass.rate());
+  figure.rates.push_back(vfu.pass.rate());
+  figure.raw.Add(raw);
+  figure.vfu.Add(vfu);
+  return absl::OkStatus();
+}
+
 // One server under measurement in a mode: its child, its client and what
 // its rounds measured.
 struct ServerRun {
   bool capi = false;
   std::unique_ptr<ServerProcess> server;
   std::unique_ptr<Client> client;
-  Series raw_rtt, vfu_rtt, raw_pipe, vfu_pipe, raw_writes, vfu_writes;
-  std::vector<double> median_ratios, p99_ratios, pipe_ratios, flood_ratios;
+  Series raw_rtt, vfu_rtt;
+  std::vector<double> median_ratios, p99_ratios;
+  RateFigure pipelined;  // (c)
+  RateFigure flood;      // (d)
   // Sleep mode, C API: the ping-pong with both raw ends waiting in poll(2)
   // first, and (b) against it.
   Series polled_rtt;
   std::vector<double> polled_ratios;
-  // Each round's figures, to compare servers round by round.
-  std::vector<double> pipe_rates, flood_rates;
 };
 
 // Runs every figure of one mode `config.rounds` times for each server in
@@ -1190,25 +1210,14 @@ absl::Status RunMode(const Config& config, bool spin, const std::vector<bool>& k
         run.polled_rtt.Add(polled);
       }
     }
-    // (c)
+    // (c), then (d)
     for (ServerRun& run : runs) {
-      VFU_ASSIGN_OR_RETURN(Measurement c0, MeasureRaw(raw_wait, messages, pass_ns, raw_pipelined));
-      VFU_ASSIGN_OR_RETURN(Measurement c1,
-                           MeasureVfu(*run.server, *run.client, messages, pass_ns, vfu_pipelined));
-      run.pipe_ratios.push_back(c1.pass.rate() / c0.pass.rate());
-      run.pipe_rates.push_back(c1.pass.rate());
-      run.raw_pipe.Add(c0);
-      run.vfu_pipe.Add(c1);
+      VFU_RETURN_IF_ERROR(MeasureRate(raw_wait, *run.server, *run.client, messages, pass_ns,
+                                      raw_pipelined, vfu_pipelined, run.pipelined));
     }
-    // (d)
     for (ServerRun& run : runs) {
-      VFU_ASSIGN_OR_RETURN(Measurement d0, MeasureRaw(raw_wait, messages, pass_ns, raw_flood));
-      VFU_ASSIGN_OR_RETURN(Measurement d1,
-                           MeasureVfu(*run.server, *run.client, messages, pass_ns, vfu_flood));
-      run.flood_ratios.push_back(d1.pass.rate() / d0.pass.rate());
-      run.flood_rates.push_back(d1.pass.rate());
-      run.raw_writes.Add(d0);
-      run.vfu_writes.Add(d1);
+      VFU_RETURN_IF_ERROR(MeasureRate(raw_wait, *run.server, *run.client, messages, pass_ns,
+                                      raw_flood, vfu_flood, run.flood));
     }
   }
   for (ServerRun& run : runs) {
@@ -1264,16 +1273,16 @@ absl::Status RunMode(const Config& config, bool spin, const std::vector<bool>& k
     compare(add(mode, "(b) reply leg: device -> reply, median",
                 Median(ReplyLegs(run.vfu_rtt.total)), true, std::nullopt),
             raw_reply, {});
-    add(mode, absl::StrCat("(c) raw pipelined echo, window ", window), run.raw_pipe.total.rate(),
-        false, run.raw_pipe.costs, "(c) raw");
+    add(mode, absl::StrCat("(c) raw pipelined echo, window ", window),
+        run.pipelined.raw.total.rate(), false, run.pipelined.raw.costs, "(c) raw");
     compare(add(mode, absl::StrCat("(c) pipelined REGION_READ, window ", window),
-                run.vfu_pipe.total.rate(), false, run.vfu_pipe.costs, "(c) vfu"),
-            run.raw_pipe.total.rate(), run.pipe_ratios, Target::kAtLeast, 0.6);
-    add(mode, "(d) raw write flood + 1 echo", run.raw_writes.total.rate(), false,
-        run.raw_writes.costs, "(d) raw");
-    compare(add(mode, "(d) NO_REPLY REGION_WRITE flood + 1 read", run.vfu_writes.total.rate(),
-                false, run.vfu_writes.costs, "(d) vfu"),
-            run.raw_writes.total.rate(), run.flood_ratios, Target::kAtLeast, 0.1);
+                run.pipelined.vfu.total.rate(), false, run.pipelined.vfu.costs, "(c) vfu"),
+            run.pipelined.raw.total.rate(), run.pipelined.ratios, Target::kAtLeast, 0.6);
+    add(mode, "(d) raw write flood + 1 echo", run.flood.raw.total.rate(), false,
+        run.flood.raw.costs, "(d) raw");
+    compare(add(mode, "(d) NO_REPLY REGION_WRITE flood + 1 read", run.flood.vfu.total.rate(),
+                false, run.flood.vfu.costs, "(d) vfu"),
+            run.flood.raw.total.rate(), run.flood.ratios, Target::kAtLeast, 0.1);
   }
   if (runs.size() == 2) {
     // The C API in poll mode against the threaded server: the "floor"
@@ -1289,12 +1298,12 @@ absl::Status RunMode(const Config& config, bool spin, const std::vector<bool>& k
     };
     const std::string mode = absl::StrCat(spin ? "spin" : "sleep", "/capi:vfu");
     compare(add(mode, absl::StrCat("(c) pipelined, window ", window, ", of the threaded server"),
-                capi.vfu_pipe.total.rate(), false, std::nullopt),
-            threaded.vfu_pipe.total.rate(), per_round(capi.pipe_rates, threaded.pipe_rates),
-            Target::kAtLeast, 1.0);
-    compare(add(mode, "(d) NO_REPLY flood, of the threaded server", capi.vfu_writes.total.rate(),
+                capi.pipelined.vfu.total.rate(), false, std::nullopt),
+            threaded.pipelined.vfu.total.rate(),
+            per_round(capi.pipelined.rates, threaded.pipelined.rates), Target::kAtLeast, 1.0);
+    compare(add(mode, "(d) NO_REPLY flood, of the threaded server", capi.flood.vfu.total.rate(),
                 false, std::nullopt),
-            threaded.vfu_writes.total.rate(), per_round(capi.flood_rates, threaded.flood_rates),
+            threaded.flood.vfu.total.rate(), per_round(capi.flood.rates, threaded.flood.rates),
             Target::kAtLeast, 1.0);
   }
   return absl::OkStatus();
