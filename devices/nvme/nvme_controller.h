@@ -60,6 +60,7 @@
 #include "absl/types/span.h"
 #include "devices/nvme/admin_command_set.h"
 #include "devices/nvme/guest_data.h"
+#include "devices/nvme/interrupt_coalescer.h"
 #include "devices/nvme/nvm_command_set.h"
 #include "devices/nvme/nvme_defs.h"
 #include "devices/nvme/nvme_namespace.h"
@@ -200,8 +201,12 @@ class NvmeController : public PciDevice, private AdminQueueHost {
 
   // Any thread. Signals completion queue vector `vector` through the route
   // the guest enabled (PciDevice::RaiseInterrupt), honouring INTMS for MSI
-  // and INTx.
+  // and INTx. Completions reach it through `coalescer_`.
   void SignalVector(uint16_t vector);
+  // Admin thread: hands the coalescing features to `coalescer_`.
+  void ApplyCoalescing() {
+    coalescer_.Configure(admin_.interrupt_coalescing(), admin_.coalescing_disabled());
+  }
   // INTx goes down once no completion queue holds unconsumed entries.
   void UpdateIntxLevel() ABSL_LOCKS_EXCLUDED(queues_mu_);
   void Fatal(const char* why) ABSL_LOCKS_EXCLUDED(mu_);
@@ -278,6 +283,12 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   std::atomic<uint64_t> zero_copy_{0};
   std::atomic<uint64_t> bounced_{0};
   std::atomic<uint64_t> delayed_events_{0};
+
+  // Interrupt coalescing of the I/O completion queues; its timer thread
+  // raises vectors through SignalVector. Paused while the controller is
+  // quiesced or stopped by migration (it signals what waits when pausing),
+  // reset with the controller, stopped after the I/O threads.
+  InterruptCoalescer coalescer_{[this](uint16_t vector) { SignalVector(vector); }};
 
   // Last: started once everything above exists.
   std::vector<std::unique_ptr<IoThread>> io_threads_;
