@@ -53,6 +53,12 @@ class Recorder {
 
 class CoalescerTest : public ::testing::Test {
  protected:
+  // Whether TIME = 255 (25.5 ms) cannot have expired since `start`, so
+  // entries must still be held.
+  static bool InWindow(Clock::time_point start) {
+    return Clock::now() - start < std::chrono::milliseconds(20);
+  }
+
   Recorder recorder_;
   InterruptCoalescer coalescer_{[this](uint16_t vector) { recorder_.Signal(vector); }};
   std::array<bool, kMsixVectors> none_disabled_ = {};
@@ -64,8 +70,7 @@ TEST_F(CoalescerTest, ThresholdOfFourEntriesGivesOneInterrupt) {
   coalescer_.Configure(Coalescing(3, 255), none_disabled_);
   const Clock::time_point start = Clock::now();
   for (int i = 0; i < 3; ++i) coalescer_.Completed(1, 1);
-  const bool in_window = Clock::now() - start < std::chrono::milliseconds(25);
-  if (in_window) {
+  if (InWindow(start)) {
     EXPECT_EQ(recorder_.count(1), 0u) << "three entries wait";
   }
   coalescer_.Completed(1, 1);
@@ -75,8 +80,13 @@ TEST_F(CoalescerTest, ThresholdOfFourEntriesGivesOneInterrupt) {
 
 TEST_F(CoalescerTest, BatchReachingThresholdSignalsOnce) {
   coalescer_.Configure(Coalescing(3, 255), none_disabled_);
+  const Clock::time_point start = Clock::now();
+  coalescer_.Completed(2, 3);
+  if (InWindow(start)) {
+    EXPECT_EQ(recorder_.count(2), 0u) << "three held";
+  }
   coalescer_.Completed(2, 9);
-  EXPECT_EQ(recorder_.count(2), 1u);
+  EXPECT_EQ(recorder_.count(2), 1u) << "one interrupt covers the twelve";
 }
 
 // A lone entry below the threshold is signalled by the timer, not before
@@ -106,6 +116,9 @@ TEST_F(CoalescerTest, ZeroTimeOrZeroThresholdSignalsEveryCompletion) {
   coalescer_.Configure(Coalescing(0, 255), none_disabled_);
   for (int i = 0; i < 4; ++i) coalescer_.Completed(1, 1);
   EXPECT_EQ(recorder_.count(1), 8u);
+  coalescer_.Configure(Coalescing(3, 255), none_disabled_);
+  for (int i = 0; i < 4; ++i) coalescer_.Completed(1, 1);
+  EXPECT_EQ(recorder_.count(1), 9u) << "both set: coalesced";
 }
 
 TEST_F(CoalescerTest, CoalescingDisabledVectorSignalsEveryCompletion) {
@@ -143,7 +156,11 @@ TEST_F(CoalescerTest, PauseSignalsWaitingEntriesAndStopsCoalescing) {
 
 TEST_F(CoalescerTest, ChangingTheSettingSignalsWaitingEntries) {
   coalescer_.Configure(Coalescing(255, 255), none_disabled_);
+  const Clock::time_point start = Clock::now();
   coalescer_.Completed(9, 1);
+  if (InWindow(start)) {
+    EXPECT_EQ(recorder_.count(9), 0u) << "held";
+  }
   coalescer_.Configure(Coalescing(0, 0), none_disabled_);
   EXPECT_EQ(recorder_.count(9), 1u);
 }
@@ -151,6 +168,12 @@ TEST_F(CoalescerTest, ChangingTheSettingSignalsWaitingEntries) {
 // A reset drops waiting entries: no interrupt after it, even once their
 // deadline has passed, and the setting is back to none.
 TEST_F(CoalescerTest, ResetDropsWaitingEntriesAndSetting) {
+  coalescer_.Configure(Coalescing(3, 255), none_disabled_);
+  const Clock::time_point start = Clock::now();
+  coalescer_.Completed(13, 3);
+  if (InWindow(start)) {
+    EXPECT_EQ(recorder_.count(13), 0u) << "held";
+  }
   coalescer_.Configure(Coalescing(255, 1), none_disabled_);  // 100 us
   coalescer_.Completed(10, 1);
   coalescer_.Reset();
@@ -169,8 +192,12 @@ TEST_F(CoalescerTest, ResetDropsWaitingEntriesAndSetting) {
 // Stop with an entry waiting on a long TIME: returns at once, no signal.
 TEST_F(CoalescerTest, StopWithWaitingEntryIsSafe) {
   coalescer_.Configure(Coalescing(255, 255), none_disabled_);
+  const Clock::time_point start = Clock::now();
   coalescer_.Completed(1, 1);
   coalescer_.Stop();
+  if (InWindow(start)) {
+    EXPECT_EQ(recorder_.count(1), 0u) << "held, then dropped by Stop";
+  }
   coalescer_.Completed(2, 1);
   EXPECT_EQ(recorder_.count(2), 1u) << "stopped: signals at once";
 }

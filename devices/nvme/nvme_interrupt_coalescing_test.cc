@@ -99,22 +99,6 @@ class CoalescingTest : public NvmeTest {
     }
   }
 
-  // Runs `count` commands one after the other on `qid` (each its own
-  // batch, so without coalescing each raises the vector) and returns the
-  // interrupts vector `qid` raised meanwhile. nullopt when the round took
-  // longer than kWindow (then a TIME of kLongTime may have expired).
-  std::optional<uint64_t> RoundOf(uint16_t qid, int count) {
-    TakeInterrupts(qid);
-    const Clock::time_point start = Clock::now();
-    for (int i = 0; i < count; ++i) {
-      CompleteOne(qid);
-      if (::testing::Test::HasFatalFailure()) return std::nullopt;
-    }
-    const uint64_t interrupts = TakeInterrupts(qid);
-    if (Clock::now() - start > kWindow) return std::nullopt;
-    return interrupts;
-  }
-
   // Asserts that THR = 3 holds four completions to one interrupt on `qid`
   // (TIME long), retrying rounds that outlasted the window.
   void ExpectFourCompletionsOneInterrupt(uint16_t qid) {
@@ -145,15 +129,6 @@ class CoalescingTest : public NvmeTest {
   uint64_t buffer_ = 0;
   uint16_t next_cid_ = 0x100;
 };
-
-TEST_F(CoalescingTest, WithoutCoalescingEachCompletionRaisesItsVector) {
-  std::optional<uint64_t> interrupts;
-  for (int round = 0; round < kRounds && !interrupts; ++round) interrupts = RoundOf(1, 4);
-  ASSERT_TRUE(interrupts.has_value());
-  // Each interrupt may still be on its way when the next command is
-  // found; all four come.
-  EXPECT_EQ(*interrupts + WaitForTotal(1, 4 - std::min<uint64_t>(*interrupts, 4)), 4u);
-}
 
 TEST_F(CoalescingTest, ThresholdOfFourGivesOneInterruptForFourCompletions) {
   ExpectFourCompletionsOneInterrupt(1);
