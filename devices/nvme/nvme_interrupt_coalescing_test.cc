@@ -13,6 +13,7 @@
 #include <chrono>
 
 #include "devices/nvme/nvme_test_fixture.h"
+#include "vfu/client/migration.h"
 
 namespace vfu::nvme {
 namespace {
@@ -268,6 +269,30 @@ TEST_F(CoalescingTest, QuiesceSignalsWaitingCompletions) {
     EXPECT_EQ(held, 0u) << "held back before the quiesce";
     EXPECT_EQ(after_quiesce, 1u) << "signalled by the time the map returned";
     // Coalescing works again once the device runs.
+    ExpectFourCompletionsOneInterrupt(1);
+    return;
+  }
+  FAIL() << "no round fitted in " << kWindow.count() << " ms";
+}
+
+// Migration: entering STOP (quiesced) signals the completions waiting for
+// a coalesced interrupt before the state change completes, so the saved
+// state holds no coalescing in progress; back in RUNNING, coalescing
+// applies again with the same setting.
+TEST_F(CoalescingTest, MigrationStopSignalsWaitingCompletions) {
+  for (int round = 0; round < kRounds; ++round) {
+    SetCoalescing(255, kLongTime);
+    TakeInterrupts(1);
+    const Clock::time_point start = Clock::now();
+    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+    const uint64_t held = TakeInterrupts(1);
+    ASSERT_OK(SetMigrationState(*client_, MigrationState::kStop));
+    const uint64_t after_stop = TakeInterrupts(1);
+    const bool in_window = Clock::now() - start < kWindow;
+    ASSERT_OK(SetMigrationState(*client_, MigrationState::kRunning));
+    if (!in_window) continue;
+    EXPECT_EQ(held, 0u) << "held back while running";
+    EXPECT_EQ(after_stop, 1u) << "signalled by the time STOP was reached";
     ExpectFourCompletionsOneInterrupt(1);
     return;
   }
