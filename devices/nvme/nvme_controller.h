@@ -13,7 +13,10 @@
 // I/O submission queues, queue q by thread (q - 1) % io_threads; a thread
 // fetches a command only after reserving its completion slot, runs it to
 // the end (file I/O straight into client memory when pinnable) and posts
-// the completion, then raises the completion queue's vector once per batch.
+// the completion, then raises the completion queue's vector once per batch,
+// or less often under interrupt coalescing (InterruptCoalescer: Features
+// 08h/09h, I/O completion queues only; its timer thread raises vectors
+// whose TIME ran out).
 //
 // Reset (CC.EN 1 -> 0, DEVICE_RESET, the client's detach): the admin
 // thread removes every I/O queue from its thread and waits until that
