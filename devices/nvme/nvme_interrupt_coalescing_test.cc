@@ -191,7 +191,9 @@ TEST_F(CoalescingTest, AdminCompletionQueueIsNeverCoalesced) {
     for (int i = 0; i < 4; ++i) ASSERT_NO_FATAL_FAILURE(CompleteOne(0));
     const uint64_t io = TakeInterrupts(1);
     const bool in_window = Clock::now() - start < kWindow;
-    EXPECT_EQ(WaitForTotal(0, 4), 4u) << "each admin completion raises vector 0";
+    // At least: the Set Features' own interrupt may land after its
+    // completion was seen. Coalesced, the four would give one.
+    EXPECT_GE(WaitForTotal(0, 4), 4u) << "each admin completion raises vector 0";
     SetCoalescing(0, 0);  // signals what waits on vector 1
     if (!in_window) continue;
     EXPECT_EQ(io, 0u) << "the I/O completion is held back meanwhile";
