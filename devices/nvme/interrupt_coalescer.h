@@ -2,11 +2,10 @@
 // Interrupt Coalescing, and 09h, Interrupt Vector Configuration) to the
 // interrupts of I/O completion queues.
 //
-// Semantics (NVMe 1.4 section 5.21.1.8 / 5.21.1.9 as restated in
-// Microsoft's NVME_CDW11_FEATURE_INTERRUPT_COALESCING reference, which
-// quotes the field definitions; QEMU's hw/nvme and SPDK's vfio-user target
-// store the feature without applying it, so there is no implementation to
-// compare with):
+// Semantics (the NVMe spec was not at hand: checked against Microsoft's
+// NVME_CDW11_FEATURE_INTERRUPT_COALESCING reference, which restates the
+// spec's field definitions; the versions of QEMU's hw/nvme/ctrl.c seen only
+// store and report the value, so offer no behaviour to compare with):
 // - THR (bits 7:0) is 0-based: aggregate THR + 1 completion entries per
 //   interrupt vector. TIME (bits 15:8) is the longest delay in 100 us units
 //   since the first entry not yet signalled. The vector is signalled when
