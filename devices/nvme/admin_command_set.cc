@@ -439,6 +439,9 @@ absl::Status AdminCommandSet::CheckState(const NvmeAdminState& state) {
   if (state.queues_allocated() == 0 || state.queues_allocated() > kMaxIoQueues) {
     return absl::InvalidArgumentError("nvme: queue count out of range");
   }
+  if (state.interrupt_coalescing() > 0xffff) {
+    return absl::InvalidArgumentError("nvme: interrupt coalescing value out of range");
+  }
   for (uint32_t vector : state.coalescing_disabled_vectors()) {
     if (vector >= kMsixVectors) return absl::InvalidArgumentError("nvme: vector out of range");
   }

@@ -95,6 +95,11 @@ class AdminCommandSet {
 
   // Whether the volatile write cache is enabled (Set Features 06h).
   bool write_cache_enabled() const { return write_cache_enabled_; }
+  // Set Features 08h (THR 7:0, TIME 15:8) and 09h's CD bit per vector.
+  uint32_t interrupt_coalescing() const { return interrupt_coalescing_; }
+  const std::array<bool, kMsixVectors>& coalescing_disabled() const {
+    return coalescing_disabled_;
+  }
 
   static constexpr size_t kMaxQueuedEvents = 16;
 

@@ -130,6 +130,7 @@ NvmeController::~NvmeController() {
     }
     thread->thread.join();
   }
+  coalescer_.Stop();
 }
 
 // ---- Registers ----
@@ -342,6 +343,10 @@ void NvmeController::OnClientDetached() {
 // ---- Quiesce ----
 
 void NvmeController::OnQuiesce(QuiesceReason reason, QuiesceDone done) {
+  // Completions waiting for a coalesced interrupt get it now, before the
+  // quiesce can complete (a migration then carries no pending coalescing);
+  // batches still running signal at once until the threads run again.
+  coalescer_.Pause();
   QuiesceDone now;
   QuiesceDone abandoned;
   {
@@ -395,6 +400,7 @@ void NvmeController::OnUnquiesce() {
 
 void NvmeController::ResumeLocked() {
   if (PausedLocked()) return;
+  coalescer_.Resume();
   for (auto& thread : io_threads_) {
     absl::MutexLock thread_lock(&thread->mu);
     thread->paused = false;
@@ -483,7 +489,7 @@ void NvmeController::AdminLoop() {
       }
       for (const auto& cq : unconsumed) {
         if (cq->irq_enabled() && cq->HasUnconsumed()) {
-          SignalVector(cq->vector());
+          coalescer_.SignalNow(cq->vector());
           break;
         }
       }
@@ -562,6 +568,9 @@ void NvmeController::Disable() {
   for (const auto& cq : cqs) cq->Kill();
   for (const auto& sq : sqs) DetachQueue(sq);
   admin_.Reset();
+  // No thread completes anything now: coalesced interrupts still waiting
+  // are dropped with their completions' queues, and no timer fires after.
+  coalescer_.Reset();
   aer_completions_.clear();  // a reset drops outstanding requests uncompleted
   write_cache_enabled_.store(admin_.write_cache_enabled(), std::memory_order_relaxed);
   admin_dma_ = nullptr;
@@ -607,6 +616,7 @@ bool NvmeController::ServeAdminQueue() {
     ++done;
     AdminCommandSet::Result result = admin_.Execute(sqe, *admin_dma_, admin_data_);
     write_cache_enabled_.store(admin_.write_cache_enabled(), std::memory_order_relaxed);
+    if (sqe.opcode == kAdminSetFeatures) ApplyCoalescing();
     if (result.deferred) {
       sq->cq().Unreserve();
       continue;
@@ -626,7 +636,9 @@ bool NvmeController::ServeAdminQueue() {
     }
     posted = true;
   }
-  if (posted) SignalVector(0);
+  // The admin CQ is never coalesced (its interrupt also covers I/O
+  // completions waiting on vector 0).
+  if (posted) coalescer_.SignalNow(0);
   return sq->Pending() > 0;
 }
 
@@ -665,7 +677,9 @@ void NvmeController::PostPendingEvents() {
     aer_completions_.pop_front();
     posted = true;
   }
-  if (posted) SignalVector(0);
+  // The admin CQ is never coalesced (its interrupt also covers I/O
+  // completions waiting on vector 0).
+  if (posted) coalescer_.SignalNow(0);
 }
 
 // ---- AdminQueueHost ----
@@ -810,7 +824,7 @@ void NvmeController::AbortUnfetched(SubmissionQueue& sq) {
     }
     ++aborted;
   }
-  if (aborted > 0 && cq.irq_enabled()) SignalVector(cq.vector());
+  if (aborted > 0 && cq.irq_enabled()) coalescer_.Completed(cq.vector(), aborted);
   if (dropped > 0) {
     VFU_LOG_RATE_LIMITED(kWarning, "nvme: SQ ", sq.id(), " deleted with ", dropped,
                          " commands its full CQ had no room for: not completed");
@@ -871,7 +885,7 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
   const bool write_cache = write_cache_enabled_.load(std::memory_order_relaxed);
   const bool shadowed = queue.shadowed();
   uint32_t done = 0;
-  bool posted = false;
+  uint32_t posted = 0;
   // The batch ended waiting for completion slots (or on a queue it could
   // not read): no EventIdx to arm.
   bool stalled = false;
@@ -931,10 +945,10 @@ bool NvmeController::ServeIoQueue(SubmissionQueue& queue, DeviceContext& dma, Gu
         for (size_t j = i + 1; j < *fetched; ++j) cq.Unreserve();
         return false;
       }
-      posted = true;
+      ++posted;
     }
   }
-  if (posted && cq.irq_enabled()) SignalVector(cq.vector());
+  if (posted > 0 && cq.irq_enabled()) coalescer_.Completed(cq.vector(), posted);
   if (done == kBatch && queue.Pending() > 0) return true;
   // Going idle: with shadow doorbells, ask for the next submission's
   // doorbell; entries that raced with that are served at once.

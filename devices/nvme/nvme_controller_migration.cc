@@ -214,6 +214,7 @@ absl::Status NvmeController::LoadState(absl::Span<const std::string> pieces) {
   if (state.has_admin_sq()) admin_sq = RestoreSq(state.admin_sq(), RestoreCq(state.admin_cq()));
   VFU_RETURN_IF_ERROR(admin_.LoadState(state.admin()));
   write_cache_enabled_.store(admin_.write_cache_enabled(), std::memory_order_relaxed);
+  ApplyCoalescing();
   aer_completions_.clear();
   for (const NvmeEventCompletion& completion : state.event_completions()) {
     aer_completions_.push_back(

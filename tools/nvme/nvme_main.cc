@@ -15,9 +15,12 @@
 //
 // Exit status: 0 when everything worked (and the demo's data verified), 1
 // otherwise, 2 for a malformed command line.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,9 +54,40 @@ ABSL_FLAG(bool, ioeventfds, false,
           "with --shadow: ring the doorbells the controller asks for through its ioeventfds, "
           "as QEMU with KVM does");
 ABSL_FLAG(uint64_t, span_mib, 64, "MiB of the namespace the bench touches");
+ABSL_FLAG(std::string, coalescing, "",
+          "THR,TIME: Set Features Interrupt Coalescing before the bench (THR 0-based entries, "
+          "TIME in 100 us, each 0..255); the bench reports interrupts per completion");
 
 namespace vfu::nvme {
 namespace {
+
+// --coalescing as the Feature 08h value (THR 7:0, TIME 15:8); nullopt
+// when not given.
+absl::StatusOr<std::optional<uint32_t>> CoalescingFlag() {
+  const std::string text = absl::GetFlag(FLAGS_coalescing);
+  if (text.empty()) return std::optional<uint32_t>();
+  std::vector<absl::string_view> parts = absl::StrSplit(text, ',');
+  uint32_t thr, time;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &thr) ||
+      !absl::SimpleAtoi(parts[1], &time) || thr > 255 || time > 255) {
+    return absl::InvalidArgumentError("--coalescing wants THR,TIME, each 0..255");
+  }
+  return std::optional<uint32_t>(thr | (time << 8));
+}
+
+// Interrupts raised on the vectors of queues 1..queues that the driver has
+// not read yet (reads and so resets their eventfds).
+uint64_t DrainInterrupts(NvmeDriver& driver, uint32_t queues) {
+  uint64_t total = 0;
+  for (uint32_t q = 1; q <= queues; ++q) {
+    uint64_t count = 0;
+    if (::read(driver.interrupt_fd(static_cast<uint16_t>(q)), &count, sizeof count) ==
+        sizeof count) {
+      total += count;
+    }
+  }
+  return total;
+}
 
 struct Setup {
   std::unique_ptr<Client> client;
@@ -168,7 +202,19 @@ absl::Status Bench(const std::string& socket) {
   const uint64_t memory =
       ((uint64_t{queues} * depth * (largest + NvmeDriver::kPage)) + (64ull << 20) + 4095) &
       ~uint64_t{4095};
+  VFU_ASSIGN_OR_RETURN(std::optional<uint32_t> coalescing, CoalescingFlag());
   VFU_ASSIGN_OR_RETURN(Setup setup, Connect(socket, queues, depth, memory));
+  if (coalescing.has_value()) {
+    SubmissionEntry set = {};
+    set.opcode = kAdminSetFeatures;
+    set.cdw10 = kFeatInterruptCoalescing;
+    set.cdw11 = *coalescing;
+    VFU_ASSIGN_OR_RETURN(Completion done, setup.driver->Run(0, set));
+    if (done.status != kSuccess) return absl::InternalError("Set Features 08h failed");
+    std::printf("interrupt coalescing: THR %u (%u entries), TIME %u (%u us)\n",
+                *coalescing & 0xff, (*coalescing & 0xff) + 1, *coalescing >> 8,
+                (*coalescing >> 8) * 100);
+  }
   const std::string file = absl::GetFlag(FLAGS_file);
   std::printf("doorbells: %s, completions: %s, guest memory: %s\n",
               absl::GetFlag(FLAGS_shadow)
@@ -203,7 +249,11 @@ absl::Status Bench(const std::string& socket) {
       workload.span_bytes =
           std::min<uint64_t>(setup.namespace_bytes, absl::GetFlag(FLAGS_span_mib) << 20);
       const uint64_t doorbells_before = setup.driver->mmio_doorbells();
+      DrainInterrupts(*setup.driver, queues);
+      const uint64_t interrupts_before = setup.driver->interrupts_seen();
       VFU_ASSIGN_OR_RETURN(WorkloadResult device, RunOnController(*setup.driver, workload));
+      const uint64_t interrupts = setup.driver->interrupts_seen() - interrupts_before +
+                                  DrainInterrupts(*setup.driver, queues);
       const double doorbells_per_io =
           device.ios > 0 ? static_cast<double>(setup.driver->mmio_doorbells() - doorbells_before) /
                                static_cast<double>(device.ios)
@@ -217,6 +267,10 @@ absl::Status Bench(const std::string& socket) {
         std::printf(" %10.0f %10.1f %9.1f | %5.2fx  (%.2f doorbells per I/O)\n",
                     floor.iops, floor.mib_per_second, floor.p50_us,
                     floor.iops > 0 ? device.iops / floor.iops : 0, doorbells_per_io);
+      }
+      if (!absl::GetFlag(FLAGS_poll) && device.ios > 0) {
+        std::printf("%-32s %.3f interrupts per completion\n", "",
+                    static_cast<double>(interrupts) / static_cast<double>(device.ios));
       }
       if (device.errors != 0) {
         return absl::InternalError(absl::StrFormat("%d commands failed", device.errors));
