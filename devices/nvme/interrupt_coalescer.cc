@@ -102,6 +102,13 @@ uint64_t InterruptCoalescer::timer_signals() const {
   return timer_signals_;
 }
 
+void InterruptCoalescer::HoldTimerForTesting(bool hold) {
+  absl::MutexLock lock(&mu_);
+  timer_held_ = hold;
+  AwaitTimerIdleLocked();
+  timer_cv_.Signal();
+}
+
 uint32_t InterruptCoalescer::TakeAllLocked(std::array<uint16_t, kMsixVectors>& vectors) {
   uint32_t count = 0;
   for (uint16_t vector = 0; vector < kMsixVectors; ++vector) {
@@ -130,7 +137,7 @@ void InterruptCoalescer::TimerLoop() {
         if (stopped_) return;
         const Clock::time_point now = Clock::now();
         std::optional<Clock::time_point> next;
-        if (!paused_) {
+        if (!paused_ && !timer_held_) {
           for (uint16_t vector = 0; vector < kMsixVectors; ++vector) {
             if (pending_[vector] == 0) continue;
             if (deadline_[vector] <= now) {

@@ -125,6 +125,8 @@ class NvmeController : public PciDevice, private AdminQueueHost {
   uint64_t bounced_transfers() const { return bounced_.load(std::memory_order_relaxed); }
   // Event completions that had to wait for room in the admin CQ.
   uint64_t delayed_events() const { return delayed_events_.load(std::memory_order_relaxed); }
+  // Tests: holds the coalescing timer (InterruptCoalescer::HoldTimerForTesting).
+  void HoldCoalescingTimerForTesting(bool hold) { coalescer_.HoldTimerForTesting(hold); }
 
  private:
   // One I/O thread and the submission queues it serves.

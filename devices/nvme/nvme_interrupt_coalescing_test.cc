@@ -3,10 +3,10 @@
 // found by looking at the CQ memory (never by waiting for the interrupt
 // being counted).
 //
-// TIME is at most 25.5 ms, so "no interrupt yet" can only be asserted
-// while that long has not passed since the first completion was
-// submitted: a round that took longer (a loaded machine, sanitizers) is
-// run again, up to kRounds times.
+// TIME is at most 25.5 ms, so a step that asserts "no interrupt yet"
+// holds the controller's coalescing timer
+// (NvmeController::HoldCoalescingTimerForTesting): a slow machine cannot
+// make TIME run out under it. Steps that test the timer let it run.
 #include <poll.h>
 #include <unistd.h>
 
@@ -21,10 +21,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t Coalescing(uint32_t thr, uint32_t time) { return thr | (time << 8); }
-// TIME = 255: 25.5 ms; a round must fit well inside it.
+// TIME = 255: 25.5 ms.
 constexpr uint32_t kLongTime = 255;
-constexpr auto kWindow = std::chrono::milliseconds(20);
-constexpr int kRounds = 10;
 
 class CoalescingTest : public NvmeTest {
  protected:
@@ -100,31 +98,25 @@ class CoalescingTest : public NvmeTest {
     }
   }
 
+  void HoldTimer(bool hold) { controller_->HoldCoalescingTimerForTesting(hold); }
+
   // Asserts that THR = 3 holds four completions to one interrupt on `qid`
-  // (TIME long), retrying rounds that outlasted the window.
+  // (TIME long, the timer held).
   void ExpectFourCompletionsOneInterrupt(uint16_t qid) {
-    for (int round = 0; round < kRounds; ++round) {
-      // Any interrupt still due from an earlier round goes first.
-      SetCoalescing(0, 0);
-      TakeInterrupts(qid);
-      SetCoalescing(3, kLongTime);
-      TakeInterrupts(qid);
-      const Clock::time_point start = Clock::now();
-      int completed = 0;
-      for (; completed < 3; ++completed) {
-        ASSERT_NO_FATAL_FAILURE(CompleteOne(qid));
-      }
-      const uint64_t early = TakeInterrupts(qid);
-      ASSERT_NO_FATAL_FAILURE(CompleteOne(qid));
-      const bool in_window = Clock::now() - start < kWindow;
-      // The fourth reaches THR + 1: its interrupt comes now.
-      const uint64_t late = early + WaitForTotal(qid, 1);
-      if (!in_window) continue;
-      EXPECT_EQ(early, 0u) << "three completions are held back";
-      EXPECT_EQ(late, 1u) << "four completions, one interrupt";
-      return;
-    }
-    FAIL() << "no round fitted in " << kWindow.count() << " ms";
+    HoldTimer(true);
+    // Any interrupt still due from an earlier step goes first.
+    SetCoalescing(0, 0);
+    TakeInterrupts(qid);
+    SetCoalescing(3, kLongTime);
+    TakeInterrupts(qid);
+    for (int i = 0; i < 3; ++i) ASSERT_NO_FATAL_FAILURE(CompleteOne(qid));
+    const uint64_t early = TakeInterrupts(qid);
+    ASSERT_NO_FATAL_FAILURE(CompleteOne(qid));
+    // The fourth reaches THR + 1: its interrupt comes now, timer or not.
+    const uint64_t late = early + WaitForTotal(qid, 1);
+    HoldTimer(false);
+    EXPECT_EQ(early, 0u) << "three completions are held back";
+    EXPECT_EQ(late, 1u) << "four completions, one interrupt";
   }
 
   uint64_t buffer_ = 0;
@@ -182,24 +174,19 @@ TEST_F(CoalescingTest, CoalescingDisableBitExemptsItsVector) {
 // Admin completions raise vector 0 every time, while an I/O completion on
 // vector 1 is held back under the same setting.
 TEST_F(CoalescingTest, AdminCompletionQueueIsNeverCoalesced) {
-  for (int round = 0; round < kRounds; ++round) {
-    SetCoalescing(255, kLongTime);
-    TakeInterrupts(0);
-    TakeInterrupts(1);
-    const Clock::time_point start = Clock::now();
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    for (int i = 0; i < 4; ++i) ASSERT_NO_FATAL_FAILURE(CompleteOne(0));
-    const uint64_t io = TakeInterrupts(1);
-    const bool in_window = Clock::now() - start < kWindow;
-    // At least: the Set Features' own interrupt may land after its
-    // completion was seen. Coalesced, the four would give one.
-    EXPECT_GE(WaitForTotal(0, 4), 4u) << "each admin completion raises vector 0";
-    SetCoalescing(0, 0);  // signals what waits on vector 1
-    if (!in_window) continue;
-    EXPECT_EQ(io, 0u) << "the I/O completion is held back meanwhile";
-    return;
-  }
-  FAIL() << "no round fitted in " << kWindow.count() << " ms";
+  HoldTimer(true);
+  SetCoalescing(255, kLongTime);
+  TakeInterrupts(0);
+  TakeInterrupts(1);
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  for (int i = 0; i < 4; ++i) ASSERT_NO_FATAL_FAILURE(CompleteOne(0));
+  EXPECT_EQ(TakeInterrupts(1), 0u) << "the I/O completion is held back meanwhile";
+  // At least: the Set Features' own interrupt may land after its
+  // completion was seen. Coalesced, the four would give one.
+  EXPECT_GE(WaitForTotal(0, 4), 4u) << "each admin completion raises vector 0";
+  SetCoalescing(0, 0);  // signals what waits on vector 1
+  EXPECT_EQ(WaitForTotal(1, 1), 1u);
+  HoldTimer(false);
 }
 
 // A controller reset returns coalescing to off: after it, the recreated
@@ -222,59 +209,48 @@ TEST_F(CoalescingTest, ResetClearsCoalescing) {
 }
 
 // Deleting the queue pair while its completion waits for the timer: the
-// timer touches no queue, the vector is still signalled on time, and the
-// controller serves a queue recreated on the same id.
+// timer touches no queue, the vector is still signalled once the timer
+// runs, and the controller serves a queue recreated on the same id.
 TEST_F(CoalescingTest, DeletingQueueWithPendingTimerIsSafe) {
-  for (int round = 0; round < kRounds; ++round) {
-    SetCoalescing(255, kLongTime);
-    TakeInterrupts(1);
-    const Clock::time_point start = Clock::now();
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    ASSERT_OK(driver_->DeleteIoQueuePair(1));
-    const uint64_t before = TakeInterrupts(1);
-    const bool in_window = Clock::now() - start < kWindow;
-    EXPECT_EQ(before + WaitForTotal(1, 1), 1u) << "the waiting completion's interrupt";
-    ASSERT_OK(driver_->CreateIoQueuePair(1, 64));
-    if (!in_window) continue;
-    EXPECT_EQ(before, 0u) << "still held when the queue went away";
-    // Again with a reset instead of the deletion: the reset drops it.
-    TakeInterrupts(1);
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    ASSERT_OK(driver_->Disable());
-    ASSERT_OK(driver_->Enable());
-    ASSERT_OK(driver_->CreateIoQueuePair(1, 64));
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    EXPECT_GE(WaitForTotal(1, 1), 1u) << "served after the reset";
-    return;
-  }
-  FAIL() << "no round fitted in " << kWindow.count() << " ms";
+  HoldTimer(true);
+  SetCoalescing(255, kLongTime);
+  TakeInterrupts(1);
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  ASSERT_OK(driver_->DeleteIoQueuePair(1));
+  EXPECT_EQ(TakeInterrupts(1), 0u) << "still held when the queue went away";
+  HoldTimer(false);
+  EXPECT_EQ(WaitForTotal(1, 1), 1u) << "the waiting completion's interrupt";
+  ASSERT_OK(driver_->CreateIoQueuePair(1, 64));
+  // Again with a reset instead of the deletion: the reset drops it.
+  HoldTimer(true);
+  TakeInterrupts(1);
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  ASSERT_OK(driver_->Disable());
+  ASSERT_OK(driver_->Enable());
+  HoldTimer(false);
+  ASSERT_OK(driver_->CreateIoQueuePair(1, 64));
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  EXPECT_GE(WaitForTotal(1, 1), 1u) << "served after the reset";
 }
 
 // A quiesce (here for a DMA map) signals the completions waiting for a
 // coalesced interrupt before it completes: a migration, which runs
 // quiesced, carries none.
 TEST_F(CoalescingTest, QuiesceSignalsWaitingCompletions) {
-  for (int round = 0; round < kRounds; ++round) {
-    SetCoalescing(255, kLongTime);
-    TakeInterrupts(1);
-    const Clock::time_point start = Clock::now();
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    const uint64_t held = TakeInterrupts(1);
-    // Another mapping: the server quiesces the device around it.
-    std::vector<uint8_t> extra(4096);
-    ASSERT_OK(client_->DmaMapMemory(0x900000000ull, absl::MakeSpan(extra)));
-    const uint64_t after_quiesce = TakeInterrupts(1);
-    const bool in_window = Clock::now() - start < kWindow;
-    ASSERT_OK(client_->DmaUnmap(0x900000000ull, extra.size()));
-    SetCoalescing(0, 0);
-    if (!in_window) continue;
-    EXPECT_EQ(held, 0u) << "held back before the quiesce";
-    EXPECT_EQ(after_quiesce, 1u) << "signalled by the time the map returned";
-    // Coalescing works again once the device runs.
-    ExpectFourCompletionsOneInterrupt(1);
-    return;
-  }
-  FAIL() << "no round fitted in " << kWindow.count() << " ms";
+  HoldTimer(true);
+  SetCoalescing(255, kLongTime);
+  TakeInterrupts(1);
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  EXPECT_EQ(TakeInterrupts(1), 0u) << "held back before the quiesce";
+  // Another mapping: the server quiesces the device around it.
+  std::vector<uint8_t> extra(4096);
+  ASSERT_OK(client_->DmaMapMemory(0x900000000ull, absl::MakeSpan(extra)));
+  EXPECT_EQ(TakeInterrupts(1), 1u) << "signalled by the time the map returned";
+  ASSERT_OK(client_->DmaUnmap(0x900000000ull, extra.size()));
+  SetCoalescing(0, 0);
+  HoldTimer(false);
+  // Coalescing works again once the device runs.
+  ExpectFourCompletionsOneInterrupt(1);
 }
 
 // Migration: entering STOP (quiesced) signals the completions waiting for
@@ -282,23 +258,16 @@ TEST_F(CoalescingTest, QuiesceSignalsWaitingCompletions) {
 // state holds no coalescing in progress; back in RUNNING, coalescing
 // applies again with the same setting.
 TEST_F(CoalescingTest, MigrationStopSignalsWaitingCompletions) {
-  for (int round = 0; round < kRounds; ++round) {
-    SetCoalescing(255, kLongTime);
-    TakeInterrupts(1);
-    const Clock::time_point start = Clock::now();
-    ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
-    const uint64_t held = TakeInterrupts(1);
-    ASSERT_OK(SetMigrationState(*client_, MigrationState::kStop));
-    const uint64_t after_stop = TakeInterrupts(1);
-    const bool in_window = Clock::now() - start < kWindow;
-    ASSERT_OK(SetMigrationState(*client_, MigrationState::kRunning));
-    if (!in_window) continue;
-    EXPECT_EQ(held, 0u) << "held back while running";
-    EXPECT_EQ(after_stop, 1u) << "signalled by the time STOP was reached";
-    ExpectFourCompletionsOneInterrupt(1);
-    return;
-  }
-  FAIL() << "no round fitted in " << kWindow.count() << " ms";
+  HoldTimer(true);
+  SetCoalescing(255, kLongTime);
+  TakeInterrupts(1);
+  ASSERT_NO_FATAL_FAILURE(CompleteOne(1));
+  EXPECT_EQ(TakeInterrupts(1), 0u) << "held back while running";
+  ASSERT_OK(SetMigrationState(*client_, MigrationState::kStop));
+  EXPECT_EQ(TakeInterrupts(1), 1u) << "signalled by the time STOP was reached";
+  ASSERT_OK(SetMigrationState(*client_, MigrationState::kRunning));
+  HoldTimer(false);
+  ExpectFourCompletionsOneInterrupt(1);
 }
 
 }  // namespace
