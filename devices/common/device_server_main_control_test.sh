@@ -3,6 +3,7 @@
 # binary linked with the control plane; refused by one without, which must
 # not link gRPC at all.
 set -euo pipefail
+source testing/shell/wait_for.sh
 with=$1
 without=$2
 # Short: socket paths must fit in sockaddr_un (TEST_TMPDIR may not).
@@ -14,20 +15,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Polls (bounded) until the path is a socket.
-await_socket() {
-  for _ in $(seq 600); do
-    [[ -S $1 ]] && return 0
-    kill -0 "$pid" 2>/dev/null || { echo "FAIL: server exited" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "FAIL: $1 never appeared" >&2
-  return 1
-}
-
 "$with" --control="$dir/control.sock" --control_mode=0640 "$dir/dev.sock" 2>"$dir/log" &
 pid=$!
-await_socket "$dir/control.sock"
+wait_for_socket "$dir/control.sock" "$dir/log" "$pid"
 mode=$(stat -c %a "$dir/control.sock")
 [[ $mode == 640 ]] || { echo "FAIL: control socket mode $mode, want 640" >&2; exit 1; }
 kill -TERM "$pid"

@@ -220,9 +220,9 @@ void DmaEngineDevice::FinishLocked(uint32_t channel, uint32_t error) {
 absl::Status DmaEngineDevice::OnRegionRead(uint32_t region, uint64_t offset,
                                           absl::Span<uint8_t> out) {
   absl::MutexLock lock(&mu_);
-  ReadRegisterBytes(offset, out, [this](uint64_t reg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return ReadRegisterLocked(reg);
-  });
+  for (const RegisterSlice& slice : RegisterSlices(offset, out.size())) {
+    slice.Scatter(ReadRegisterLocked(slice.reg), out);
+  }
   return absl::OkStatus();
 }
 
@@ -231,9 +231,9 @@ absl::Status DmaEngineDevice::OnRegionWrite(uint32_t region, uint64_t offset,
   absl::MutexLock lock(&mu_);
   // One register at a time, in address order: an 8-byte write of LENGTH
   // and DOORBELL sets the length first, then rings.
-  WriteRegisterBytes(offset, data,
-                     [this](uint64_t reg, uint32_t value, uint32_t mask)
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { WriteRegisterLocked(reg, value, mask); });
+  for (const RegisterSlice& slice : RegisterSlices(offset, data.size())) {
+    WriteRegisterLocked(slice.reg, slice.Gather(data), slice.mask());
+  }
   return absl::OkStatus();
 }
 

@@ -133,9 +133,9 @@ void GpioDevice::WriteRegisterLocked(uint64_t offset, uint32_t value, uint32_t m
 absl::Status GpioDevice::OnRegionRead(uint32_t region, uint64_t offset,
                                      absl::Span<uint8_t> out) {
   absl::MutexLock lock(&mu_);
-  ReadRegisterBytes(offset, out, [this](uint64_t reg) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return ReadRegisterLocked(reg);
-  });
+  for (const RegisterSlice& slice : RegisterSlices(offset, out.size())) {
+    slice.Scatter(ReadRegisterLocked(slice.reg), out);
+  }
   return absl::OkStatus();
 }
 
@@ -145,9 +145,9 @@ absl::Status GpioDevice::OnRegionWrite(uint32_t region, uint64_t offset,
   // Masked per register, so a byte write to OUTPUT leaves the other byte
   // alone and a byte of ones written to IRQ_STATUS clears only that byte's
   // lines.
-  WriteRegisterBytes(offset, data,
-                     [this](uint64_t reg, uint32_t value, uint32_t mask)
-                         ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { WriteRegisterLocked(reg, value, mask); });
+  for (const RegisterSlice& slice : RegisterSlices(offset, data.size())) {
+    WriteRegisterLocked(slice.reg, slice.Gather(data), slice.mask());
+  }
   return absl::OkStatus();
 }
 

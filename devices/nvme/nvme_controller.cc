@@ -144,10 +144,9 @@ absl::Status NvmeController::OnRegionRead(uint32_t region, uint64_t offset,
     return absl::OkStatus();
   }
   absl::MutexLock lock(&mu_);
-  devices::ReadRegisterBytes(offset, out,
-                             [this](uint64_t reg) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                               return ReadRegisterLocked(reg);
-                             });
+  for (const devices::RegisterSlice& slice : devices::RegisterSlices(offset, out.size())) {
+    slice.Scatter(ReadRegisterLocked(slice.reg), out);
+  }
   return absl::OkStatus();
 }
 
@@ -198,11 +197,9 @@ absl::Status NvmeController::OnRegionWrite(uint32_t region, uint64_t offset,
     return absl::OkStatus();
   }
   absl::MutexLock lock(&mu_);
-  devices::WriteRegisterBytes(offset, data,
-                              [this](uint64_t reg, uint32_t value, uint32_t mask)
-                                  ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                                    WriteRegisterLocked(reg, value, mask);
-                                  });
+  for (const devices::RegisterSlice& slice : devices::RegisterSlices(offset, data.size())) {
+    WriteRegisterLocked(slice.reg, slice.Gather(data), slice.mask());
+  }
   return absl::OkStatus();
 }
 

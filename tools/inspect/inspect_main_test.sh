@@ -2,6 +2,7 @@
 # The inspect binary as a user runs it: exit codes, --help, error messages,
 # and each subcommand against the test device served by another process.
 set -euo pipefail
+source testing/shell/wait_for.sh
 
 inspect=tools/inspect/inspect
 serve=tools/inspect/serve_test_device
@@ -53,14 +54,11 @@ read -r line <"$dir/ready"
 [[ "$line" == "serving $dir/dev.sock" ]] || fail "server said: $line"
 
 # Each run is one client; the server notices a client has left a moment
-# after it exits, so a refused connection is retried a bounded number of
-# times (the refusal itself is the signal, not a timer).
-run_served() {
-  for _ in $(seq 1 200); do
-    run "$@"
-    if [[ $rc -ne 1 ]] || ! grep -q "another client" <<<"$err"; then return; fi
-  done
-}
+# after it exits, so a connection refused for that is retried until a
+# deadline (the refusal itself is the signal). run's $rc, $out and $err
+# are the last try's.
+not_refused() { run "$@"; [[ $rc -ne 1 ]] || ! grep -q "another client" <<<"$err"; }
+run_served() { wait_until "the server to take inspect $*" not_refused "$@"; }
 
 run_served "$dir/dev.sock"
 expect_rc 0 "listing"

@@ -3,6 +3,7 @@
 # the event feed, runtime changes, device state and errors.
 # Args: VFUCTL SERVER READER GPIO_SERVER GPIO_TOGGLE
 set -euo pipefail
+source testing/shell/wait_for.sh
 vfuctl=$1 server=$2 reader=$3 gpio=$4 toggle=$5
 # Short: socket paths must fit in sockaddr_un (TEST_TMPDIR may not).
 dir=$(mktemp -d /tmp/vfuctl-XXXXXX)
@@ -19,11 +20,7 @@ expect_line() { grep -qxF -- "$1" "$2" || { cat "$2" >&2; fail "no line '$1'"; }
 
 "$server" --control="$dir/control.sock" "$dir/a.sock" "$dir/b.sock" 2>"$dir/log" &
 pid=$!
-for _ in $(seq 600); do
-  [[ -S $dir/control.sock ]] && break
-  kill -0 "$pid" 2>/dev/null || { cat "$dir/log" >&2; fail "server exited"; }
-  sleep 0.1
-done
+wait_for_socket "$dir/control.sock" "$dir/log" "$pid"
 ctl() { "$vfuctl" --control="$dir/control.sock" "$@"; }
 
 # list: a table with one row per device.
@@ -97,24 +94,15 @@ status=0; ctl frobnicate 2>/dev/null || status=$?
 start_gpio() {  # NAME: serves $dir/NAME.sock, control socket $dir/NAME.ctl
   "$gpio" --control="$dir/$1.ctl" "$dir/$1.sock" 2>"$dir/$1.log" &
   gpio_pids+=($!)
-  for _ in $(seq 600); do
-    [[ -S $dir/$1.ctl ]] && return 0
-    kill -0 "${gpio_pids[-1]}" 2>/dev/null || { cat "$dir/$1.log" >&2; fail "$1 exited"; }
-    sleep 0.1
-  done
-  fail "$1 did not start"
+  wait_for_socket "$dir/$1.ctl" "$dir/$1.log" "${gpio_pids[-1]}" || fail "$1 did not start"
 }
 start_gpio src
 start_gpio dst
 gctl() { local which=$1; shift; "$vfuctl" --control="$dir/$which.ctl" "$@"; }
+# idle NAME: the server lists NAME's device without a client.
+idle() { grep -qE "^[^ ]+ +$dir/$1.sock +- +- " <<<"$(gctl "$1" list)"; }
 # wait_idle NAME: until the server has seen NAME's last client leave.
-wait_idle() {
-  for _ in $(seq 600); do
-    gctl "$1" list | grep -qE "^[^ ]+ +$dir/$1.sock +- +- " && return 0
-    sleep 0.1
-  done
-  fail "$1's client did not leave"
-}
+wait_idle() { wait_until "$1's client to leave" idle "$1" || fail "$1's client did not leave"; }
 # Leaves IRQ_ENABLE and OUTPUT with line 5's bit, CONTROL in loopback.
 "$toggle" --line=5 "$dir/src.sock" >"$dir/toggle" 2>&1 || { cat "$dir/toggle" >&2; fail "gpio_toggle"; }
 wait_idle src

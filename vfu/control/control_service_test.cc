@@ -532,6 +532,22 @@ constexpr char kExpressSpec[] = R"pb(
   regions { index: 0 size: 4096 readable: true writable: true }
 )pb";
 
+// The offset of the PCI Express capability in the client's device's
+// config space, found through the capability list; 0 if there is none, -1
+// if a read fails.
+int ExpressCapability(ControlTestServer& server, int client) {
+  std::vector<uint8_t> byte;
+  if (server.ConfigRead(client, 0x34, 1, &byte) != 0 || byte.size() != 1) return -1;
+  uint8_t cap = byte[0];
+  for (int hops = 0; cap != 0 && hops < 48; ++hops) {
+    std::vector<uint8_t> header;
+    if (server.ConfigRead(client, cap, 2, &header) != 0 || header.size() != 2) return -1;
+    if (header[0] == 0x10) return cap;  // PCI_CAP_ID_EXP
+    cap = header[1];
+  }
+  return 0;
+}
+
 TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
   StartServer();
   const std::string path = server_->dir() + "/express.sock";
@@ -539,17 +555,8 @@ TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
   ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
   const int client = server_->ConnectPath(path);
   ASSERT_GT(client, 0);
-  // Find the PCI Express capability through the capability list.
-  std::vector<uint8_t> byte;
-  ASSERT_EQ(server_->ConfigRead(client, 0x34, 1, &byte), 0);
-  uint8_t cap = byte.at(0);
-  for (int hops = 0; cap != 0 && hops < 48; ++hops) {
-    std::vector<uint8_t> header;
-    ASSERT_EQ(server_->ConfigRead(client, cap, 2, &header), 0);
-    if (header.at(0) == 0x10) break;  // PCI_CAP_ID_EXP
-    cap = header.at(1);
-  }
-  ASSERT_NE(cap, 0);
+  const int cap = ExpressCapability(*server_, client);
+  ASSERT_GT(cap, 0);
 
   auto context = Context();
   std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
@@ -571,6 +578,42 @@ TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
   EXPECT_EQ(events[0].sequence(), attached + 1);
   EXPECT_EQ(events[1].kind(), v1::Event::CLIENT_DETACHED);
   EXPECT_EQ(events[1].sequence(), attached + 2);
+  context->TryCancel();
+}
+
+// A posted (NO_REPLY) Initiate FLR resets the function all the same: one
+// DEVICE_FLR event, before the client's detach.
+TEST_F(ControlServiceTest, PostedFunctionLevelResetIsOneEvent) {
+  StartServer();
+  const std::string path = server_->dir() + "/express.sock";
+  v1::AddDeviceResponse added;
+  ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
+  const int client = server_->ConnectPath(path);
+  ASSERT_GT(client, 0);
+  const int cap = ExpressCapability(*server_, client);
+  ASSERT_GT(cap, 0);
+
+  auto context = Context();
+  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
+      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
+  v1::Event event;
+  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
+  }
+  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  ASSERT_EQ(server_->ConfigWrite(client, cap + 8, {0x00, 0x80}, /*posted=*/true), 0);
+  // Commands run in order: once this read is answered the reset is done.
+  std::vector<uint8_t> devctl;
+  ASSERT_EQ(server_->ConfigRead(client, cap + 8, 2, &devctl), 0);
+  server_->Disconnect(client);
+  // Everything up to the detach (which always comes), so a missing or a
+  // doubled event shows without waiting out a deadline.
+  std::vector<v1::Event::Kind> kinds;
+  while (feed->Read(&event)) {
+    kinds.push_back(event.kind());
+    if (event.kind() == v1::Event::CLIENT_DETACHED) break;
+  }
+  EXPECT_EQ(kinds, (std::vector<v1::Event::Kind>{v1::Event::DEVICE_FLR,
+                                                 v1::Event::CLIENT_DETACHED}));
   context->TryCancel();
 }
 

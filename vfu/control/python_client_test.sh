@@ -2,6 +2,7 @@
 # Runs python_client_test.py with Debian's python3 against a device server
 # serving its control plane. Args: SERVER REGION_READER SCRIPT STUB_FILES...
 set -euo pipefail
+source testing/shell/wait_for.sh
 server=$1 reader=$2 script=$3
 shift 3
 # The stubs' root: the directory holding proto/control_pb2.py.
@@ -20,10 +21,6 @@ cleanup() {
 trap cleanup EXIT
 "$server" --control="$dir/control.sock" "$dir/a.sock" "$dir/b.sock" 2>"$dir/log" &
 pid=$!
-for _ in $(seq 600); do
-  [[ -S $dir/control.sock ]] && break
-  kill -0 "$pid" 2>/dev/null || { echo "FAIL: server exited" >&2; cat "$dir/log" >&2; exit 1; }
-  sleep 0.1
-done
+wait_for_socket "$dir/control.sock" "$dir/log" "$pid"
 "$reader" "$dir/b.sock" 7
 PYTHONPATH="$stub" /usr/bin/python3 "$script" "$dir" 7

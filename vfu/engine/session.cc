@@ -183,17 +183,16 @@ Session::Result Session::RunQuiesced(InboundMessage message, QuiesceReason reaso
                          absl::StrCat("device quiesce failed: ", quiesced.message())),
                std::move(result));
   }
-  result = Run(std::move(message), absl::OkStatus(), std::move(result));
+  bool succeeded = false;
+  result = Run(std::move(message), absl::OkStatus(), std::move(result), &succeeded);
   device_.Unquiesce();
-  if (reason == QuiesceReason::kFunctionReset && result.reply &&
-      result.reply->bytes.size() >= wire::kHeaderSize &&
-      !wire::DecodeHeader(result.reply->bytes).is_error()) {
-    result.function_reset = true;
-  }
+  // From the command's outcome, not its reply: a NO_REPLY write has none.
+  result.function_reset = reason == QuiesceReason::kFunctionReset && succeeded;
   return result;
 }
 
-Session::Result Session::Run(InboundMessage message, absl::Status status, Result result) {
+Session::Result Session::Run(InboundMessage message, absl::Status status, Result result,
+                             bool* succeeded) {
   const wire::Header header = message.header;
   std::vector<uint8_t> reply;
   if (spares_ != nullptr) {
@@ -212,6 +211,7 @@ Session::Result Session::Run(InboundMessage message, absl::Status status, Result
   }
   // Whatever fds a handler did not take close with `message`.
   if (spares_ != nullptr) spares_->Give(std::move(message.bytes));
+  if (succeeded != nullptr) *succeeded = status.ok();
 
   if (!status.ok()) {
     // Row 9: the first message must be a good VERSION; whatever else comes

@@ -155,8 +155,11 @@ class Session {
   absl::Status Admit(const InboundMessage& message, Result& result) const;
   // Why `message` needs the device quiesced first, if it does.
   std::optional<QuiesceReason> QuiesceFor(const InboundMessage& message) const;
-  // Runs the command (when `status` is OK) and builds its reply.
-  Result Run(InboundMessage message, absl::Status status, Result result);
+  // Runs the command (when `status` is OK) and builds its reply (none
+  // under NO_REPLY). `succeeded`, when given, says whether the command
+  // did what it asked: under NO_REPLY no reply says so.
+  Result Run(InboundMessage message, absl::Status status, Result result,
+             bool* succeeded = nullptr);
   // Run() after a quiesce that answered `quiesced`, then Unquiesce().
   Result RunQuiesced(InboundMessage message, QuiesceReason reason, absl::Status quiesced,
                      Result result);

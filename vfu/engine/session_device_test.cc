@@ -293,27 +293,46 @@ TEST_F(SessionDeviceTest, TruncatedRegionInfoCarriesNoFd) {
 namespace vfu {
 namespace {
 
+// A PCI Express device that logs its quiesce, reset and unquiesce calls.
+class FlrDevice : public PciDevice {
+ public:
+  FlrDevice() : PciDevice([] {
+      PciDeviceSpec spec = Spec();
+      spec.express = true;
+      return spec;
+    }()) {}
+  void OnQuiesce(QuiesceReason reason, QuiesceDone done) override {
+    events.push_back(reason == QuiesceReason::kFunctionReset ? "quiesce flr" : "quiesce");
+    std::move(done)(absl::OkStatus());
+  }
+  void OnUnquiesce() override { events.push_back("unquiesce"); }
+  absl::Status OnReset() override {
+    events.push_back("reset");
+    return absl::OkStatus();
+  }
+  // Device Control with Initiate FLR set, little-endian, at `*offset`.
+  std::vector<uint8_t> InitiateFlr(uint32_t* offset) {
+    uint32_t exp = ReadConfig16(PCI_CAPABILITY_LIST) & 0xfc;
+    while (exp != 0 && (ReadConfig16(exp) & 0xff) != PCI_CAP_ID_EXP) {
+      exp = (ReadConfig16(exp) >> 8) & 0xfc;
+    }
+    *offset = exp == 0 ? 0 : exp + PCI_EXP_DEVCTL;
+    const uint16_t devctl = ReadConfig16(*offset) | PCI_EXP_DEVCTL_BCR_FLR;
+    return {static_cast<uint8_t>(devctl), static_cast<uint8_t>(devctl >> 8)};
+  }
+  std::vector<std::string> events;
+};
+
+InboundMessage ConfigWrite(uint16_t id, uint32_t offset, const std::vector<uint8_t>& data,
+                           bool no_reply = false) {
+  std::vector<uint8_t> p;
+  wire::EncodeRegionWriteRequest({.offset = offset, .region = kConfigRegion, .data = data}, p);
+  return MakeCommand(id, Command::kRegionWrite, p, no_reply);
+}
+
 // A function-level reset arrives as a config-space REGION_WRITE: the
 // engine quiesces the device around it, and the device resets.
 TEST(SessionFlrTest, ConfigWriteOfInitiateFlrIsQuiescedAndResets) {
-  class FlrDevice : public PciDevice {
-   public:
-    FlrDevice() : PciDevice([] {
-        PciDeviceSpec spec = Spec();
-        spec.express = true;
-        return spec;
-      }()) {}
-    void OnQuiesce(QuiesceReason reason, QuiesceDone done) override {
-      events.push_back(reason == QuiesceReason::kFunctionReset ? "quiesce flr" : "quiesce");
-      std::move(done)(absl::OkStatus());
-    }
-    void OnUnquiesce() override { events.push_back("unquiesce"); }
-    absl::Status OnReset() override {
-      events.push_back("reset");
-      return absl::OkStatus();
-    }
-    std::vector<std::string> events;
-  };
   FlrDevice device;
   testing::LocalDmaContext context;
   Session session(device, context, context.table(), SessionOptions{}, "t");
@@ -321,26 +340,45 @@ TEST(SessionFlrTest, ConfigWriteOfInitiateFlrIsQuiescedAndResets) {
                 MakeCommand(1, Command::kVersion, VersionPayload(R"({"capabilities":{}})")))),
             0);
   session.Attach();
-  auto write_config = [&](uint16_t id, uint32_t offset, std::vector<uint8_t> data) {
-    std::vector<uint8_t> p;
-    wire::EncodeRegionWriteRequest({.offset = offset, .region = kConfigRegion, .data = data}, p);
-    return ReplyErrno(session.Handle(MakeCommand(id, Command::kRegionWrite, p)));
-  };
-  ASSERT_EQ(write_config(2, PCI_COMMAND, {PCI_COMMAND_MEMORY, 0}), 0);
+  Session::Result ordinary = session.Handle(ConfigWrite(2, PCI_COMMAND, {PCI_COMMAND_MEMORY, 0}));
+  ASSERT_EQ(ReplyErrno(ordinary), 0);
+  EXPECT_FALSE(ordinary.function_reset);
   ASSERT_EQ(device.ReadConfig16(PCI_COMMAND), PCI_COMMAND_MEMORY);
   EXPECT_TRUE(device.events.empty()) << "an ordinary config write is not quiesced";
 
-  uint32_t exp = device.ReadConfig16(PCI_CAPABILITY_LIST) & 0xfc;
-  while (exp != 0 && (device.ReadConfig16(exp) & 0xff) != PCI_CAP_ID_EXP) {
-    exp = (device.ReadConfig16(exp) >> 8) & 0xfc;
-  }
-  ASSERT_NE(exp, 0u);
-  const uint16_t devctl = device.ReadConfig16(exp + PCI_EXP_DEVCTL) | PCI_EXP_DEVCTL_BCR_FLR;
-  ASSERT_EQ(write_config(3, exp + PCI_EXP_DEVCTL,
-                         {static_cast<uint8_t>(devctl), static_cast<uint8_t>(devctl >> 8)}),
-            0);
+  uint32_t devctl = 0;
+  const std::vector<uint8_t> flr = device.InitiateFlr(&devctl);
+  ASSERT_NE(devctl, 0u);
+  Session::Result reset = session.Handle(ConfigWrite(3, devctl, flr));
+  ASSERT_EQ(ReplyErrno(reset), 0);
+  EXPECT_TRUE(reset.function_reset);
   EXPECT_EQ(device.events, (std::vector<std::string>{"quiesce flr", "reset", "unquiesce"}));
   EXPECT_EQ(device.ReadConfig16(PCI_COMMAND), 0);
+}
+
+// Under NO_REPLY there is no reply to tell success by: the reset is still
+// reported (once).
+TEST(SessionFlrTest, PostedConfigWriteOfInitiateFlrIsReported) {
+  FlrDevice device;
+  testing::LocalDmaContext context;
+  Session session(device, context, context.table(), SessionOptions{}, "t");
+  ASSERT_EQ(ReplyErrno(session.Handle(
+                MakeCommand(1, Command::kVersion, VersionPayload(R"({"capabilities":{}})")))),
+            0);
+  session.Attach();
+  uint32_t devctl = 0;
+  const std::vector<uint8_t> flr = device.InitiateFlr(&devctl);
+  ASSERT_NE(devctl, 0u);
+  Session::Result reset = session.Handle(ConfigWrite(2, devctl, flr, /*no_reply=*/true));
+  EXPECT_FALSE(reset.reply.has_value());
+  EXPECT_TRUE(reset.function_reset);
+  EXPECT_EQ(device.events, (std::vector<std::string>{"quiesce flr", "reset", "unquiesce"}));
+
+  // A posted ordinary write resets nothing.
+  Session::Result ordinary =
+      session.Handle(ConfigWrite(3, PCI_COMMAND, {PCI_COMMAND_MEMORY, 0}, /*no_reply=*/true));
+  EXPECT_FALSE(ordinary.reply.has_value());
+  EXPECT_FALSE(ordinary.function_reset);
 }
 
 }  // namespace

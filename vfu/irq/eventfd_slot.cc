@@ -23,23 +23,23 @@ EventfdSlot::Lease::~Lease() {
   if (slot_ != nullptr) slot_->EndLease(static_cast<uint64_t>(fd_ + 1));
 }
 
-bool EventfdSlot::Lease::Notify() const {
-  if (fd_ < 0) return false;
+EventfdSlot::NotifyResult EventfdSlot::Lease::Notify() const {
+  if (fd_ < 0) return NotifyResult::kFailed;
   const uint64_t one = 1;
   switch (GuardedWrite(fd_, &one, sizeof(one)).outcome) {
     case GuardedWriteOutcome::kWritten:
-      return true;
+      return NotifyResult::kWritten;
     // The counter is at its maximum, so the reader has a wake-up waiting
     // already: coalesced. EAGAIN on the non-blocking fd Replace() made;
     // EINTR if the peer made it blocking again and the write blocked until
     // the watchdog (or another signal) cut it short.
     case GuardedWriteOutcome::kWouldBlock:
     case GuardedWriteOutcome::kInterrupted:
-      return true;
+      return NotifyResult::kCoalesced;
     case GuardedWriteOutcome::kFailed:
-      return false;
+      return NotifyResult::kFailed;
   }
-  return false;
+  return NotifyResult::kFailed;
 }
 
 EventfdSlot::~EventfdSlot() {

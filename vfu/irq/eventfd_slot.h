@@ -4,7 +4,7 @@
 //   EventfdSlot slot;
 //   slot.Replace(std::move(fd));            // owner thread
 //   if (EventfdSlot::Lease lease = slot.Acquire(); lease) {
-//     lease.Notify();                       // any thread: writes 1
+//     lease.Notify();                       // any thread: adds 1
 //   }
 //
 // The hazard this solves: a signaller reads the fd number, the owner closes
@@ -33,8 +33,9 @@
 // Replace(), which waits only for leases already in flight.
 //
 // A full counter means the reader has a wake-up it has not consumed yet,
-// so a Notify that finds it full is coalesced into that one and counts as
-// delivered, as several raises of a pending MSI coalesce into one.
+// so a Notify that finds it full is coalesced into that one (kCoalesced:
+// nothing written, and no error), as several raises of a pending MSI
+// coalesce into one.
 //
 // Threads: Acquire/Lease/has_fd from any thread (Acquire is wait-free,
 // ending a lease is a short CAS loop; Notify is one guarded write). Replace
@@ -52,6 +53,15 @@ namespace vfu {
 
 class EventfdSlot {
  public:
+  // What one Notify did.
+  enum class NotifyResult {
+    kWritten,    // 1 was added to the counter
+    kCoalesced,  // the counter was full (the reader has a wake-up pending
+                 // already) or the client made the fd blocking and the
+                 // write was cut short: nothing added, not an error
+    kFailed,     // the write failed otherwise, or the lease has no fd
+  };
+
   // The right to use the fd read by Acquire() until this object dies.
   // Move-only; false when the slot had no fd.
   class Lease {
@@ -65,13 +75,13 @@ class EventfdSlot {
     explicit operator bool() const { return fd_ >= 0; }
     int fd() const { return fd_; }
 
-    // Adds 1 to the eventfd's counter. A full counter (EAGAIN, or EINTR
-    // when the client made the fd blocking and the guarded write was cut
-    // short) already means "signalled": coalesced, and true. False only if
+    // Adds 1 to the eventfd's counter (kWritten). A full counter (EAGAIN,
+    // or EINTR when the client made the fd blocking and the guarded write
+    // was cut short) already means "signalled": kCoalesced. kFailed only if
     // the write failed otherwise (or there is no fd). Returns within about
     // 1.5 * the guarded-write stall bound at worst; never allocates after
     // the calling thread's first Notify.
-    bool Notify() const;
+    NotifyResult Notify() const;
 
    private:
     friend class EventfdSlot;

@@ -19,6 +19,8 @@
 namespace vfu {
 namespace {
 
+using Result = EventfdSlot::NotifyResult;
+
 UniqueFd MakeEventfd() {
   UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   EXPECT_TRUE(fd.valid()) << "eventfd: errno " << errno;
@@ -43,7 +45,7 @@ TEST(EventfdSlotTest, EmptySlotGivesNoFd) {
   EXPECT_FALSE(slot.has_fd());
   EventfdSlot::Lease lease = slot.Acquire();
   EXPECT_FALSE(lease);
-  EXPECT_FALSE(lease.Notify());
+  EXPECT_EQ(lease.Notify(), Result::kFailed);
 }
 
 // Notify adds exactly 1 to the installed eventfd's counter.
@@ -53,8 +55,8 @@ TEST(EventfdSlotTest, NotifyWritesOne) {
   UniqueFd observer = DuplicateFd(fd.get());
   EXPECT_FALSE(slot.Replace(std::move(fd)));
   EXPECT_TRUE(slot.has_fd());
-  EXPECT_TRUE(slot.Acquire().Notify());
-  EXPECT_TRUE(slot.Acquire().Notify());
+  EXPECT_EQ(slot.Acquire().Notify(), Result::kWritten);
+  EXPECT_EQ(slot.Acquire().Notify(), Result::kWritten);
   EXPECT_EQ(ReadCount(observer.get()), 2u);
 }
 
@@ -68,7 +70,7 @@ TEST(EventfdSlotTest, ReplaceClosesPreviousFd) {
   UniqueFd observer = DuplicateFd(second.get());
   EXPECT_TRUE(slot.Replace(std::move(second)));
   EXPECT_FALSE(IsOpen(first_number));
-  EXPECT_TRUE(slot.Acquire().Notify());
+  EXPECT_EQ(slot.Acquire().Notify(), Result::kWritten);
   EXPECT_EQ(ReadCount(observer.get()), 1u);
 }
 
@@ -104,7 +106,7 @@ TEST(EventfdSlotTest, MovedLeaseKeepsPin) {
   EventfdSlot::Lease second(std::move(first));
   EXPECT_FALSE(first);
   EXPECT_TRUE(second);
-  EXPECT_TRUE(second.Notify());
+  EXPECT_EQ(second.Notify(), Result::kWritten);
 }
 
 // Replace() installs the new fd at once but closes the old one only after
@@ -128,7 +130,7 @@ TEST(EventfdSlotTest, ReplaceWaitsForLeaseOnOldFd) {
   while (slot.Acquire().fd() != new_number) std::this_thread::yield();
   EXPECT_FALSE(replaced.load());
   EXPECT_TRUE(IsOpen(old_number));
-  EXPECT_TRUE(lease->Notify());
+  EXPECT_EQ(lease->Notify(), Result::kWritten);
   EXPECT_EQ(ReadCount(old_observer.get()), 1u);
   lease.reset();
   owner.join();
@@ -160,7 +162,7 @@ TEST(EventfdSlotTest, ConcurrentNotifyAndReplace) {
       while (!stop.load(std::memory_order_relaxed)) {
         EventfdSlot::Lease lease = slot.Acquire();
         if (!lease) continue;
-        if (lease.Notify()) {
+        if (lease.Notify() == Result::kWritten) {
           notified.fetch_add(1, std::memory_order_relaxed);
         } else {
           failed.fetch_add(1, std::memory_order_relaxed);
@@ -219,7 +221,7 @@ TEST(EventfdSlotTest, ReplaceSetsNonBlocking) {
 }
 
 // The client filled the counter of the eventfd it passed: Notify returns
-// at once, coalesced (true), and adds nothing.
+// at once, coalesced, and adds nothing.
 TEST(EventfdSlotTest, NotifyOnFullEventfdIsCoalesced) {
   EventfdSlot slot;
   UniqueFd fd = MakeBlockingEventfd();
@@ -227,7 +229,7 @@ TEST(EventfdSlotTest, NotifyOnFullEventfdIsCoalesced) {
   ASSERT_EQ(::write(client.get(), &kFullCount, sizeof(kFullCount)), 8);
   slot.Replace(std::move(fd));
   HangRescue rescue([&client] { DrainBlocking(client.get()); });
-  EXPECT_TRUE(slot.Acquire().Notify());
+  EXPECT_EQ(slot.Acquire().Notify(), Result::kCoalesced);
   ASSERT_TRUE(rescue.Finish()) << "Notify blocked until the test drained the eventfd";
   EXPECT_EQ(ReadCount(client.get()), kFullCount);
 }
@@ -242,7 +244,7 @@ TEST(EventfdSlotTest, NotifyAfterClientClearsNonBlockingReturns) {
   slot.Replace(std::move(fd));
   MakeBlockingAndFull(client.get());
   HangRescue rescue([&client] { DrainBlocking(client.get()); });
-  EXPECT_TRUE(slot.Acquire().Notify());
+  EXPECT_EQ(slot.Acquire().Notify(), Result::kCoalesced);
   ASSERT_TRUE(rescue.Finish()) << "Notify blocked until the test drained the eventfd";
 }
 

@@ -280,9 +280,18 @@ absl::Status IrqController::Raise(Vector& v) {
   return CountSignal(lease.Notify()) ? absl::OkStatus() : WriteFailedError();
 }
 
-bool IrqController::CountSignal(bool notified) {
-  if (notified) raised_.fetch_add(1, std::memory_order_relaxed);
-  return notified;
+bool IrqController::CountSignal(EventfdSlot::NotifyResult notified) {
+  switch (notified) {
+    case EventfdSlot::NotifyResult::kWritten:
+      raised_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    case EventfdSlot::NotifyResult::kCoalesced:
+      coalesced_.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    case EventfdSlot::NotifyResult::kFailed:
+      return false;
+  }
+  return false;
 }
 
 IrqController::Counts IrqController::counts() const {

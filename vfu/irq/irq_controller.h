@@ -29,8 +29,8 @@
 //
 // The eventfds are the client's: it holds the same open file description
 // and may fill a counter, or clear the O_NONBLOCK that SetIrqs sets, at any
-// moment. A raise that finds the counter full (2^64 - 2) is coalesced and
-// reported OK: a full counter means the client has a wake-up it has not
+// moment. A raise that finds the counter full (2^64 - 2) is coalesced
+// (counted so, not as raised) and reported OK: a full counter means the client has a wake-up it has not
 // read yet, which covers this raise too, as a second MSI of a vector whose
 // first is still pending carries no extra information. A raise never waits
 // on the client: EAGAIN on the non-blocking fd, or, if the client made it
@@ -67,6 +67,7 @@
 
 #include "absl/status/status.h"
 #include "vfu/base/unique_fd.h"
+#include "vfu/irq/eventfd_slot.h"
 #include "vfu/wire/irq.h"
 
 namespace vfu {
@@ -156,10 +157,11 @@ class IrqController {
 
   // Interrupt statistics since construction. `raised`: signals written to
   // a trigger eventfd (a raise, an unmask delivering a pending one, a level
-  // delivered; a write the full counter absorbed counts too). `coalesced`:
-  // raises merged into one already pending (masked, or an auto-masked
-  // vector still in service). `pending`: vectors pending now. Relaxed
-  // counters, cheap on the raising path; any thread.
+  // delivered). `coalesced`: raises merged into one already pending
+  // (masked, an auto-masked vector still in service, or a signal the
+  // client's full eventfd counter absorbed, nothing written). `pending`:
+  // vectors pending now. Relaxed counters, cheap on the raising path; any
+  // thread.
   struct Counts {
     uint64_t raised = 0;
     uint64_t coalesced = 0;
@@ -203,9 +205,9 @@ class IrqController {
   bool IndexEnabled(uint32_t index) const;
   // Raises `v` (Trigger after the lookup).
   absl::Status Raise(Vector& v);
-  // Counts an eventfd signal that was written (raised_); returns
-  // `notified`.
-  bool CountSignal(bool notified);
+  // Counts an eventfd signal: raised_ if written, coalesced_ if the full
+  // counter absorbed it. Returns false if the write failed.
+  bool CountSignal(EventfdSlot::NotifyResult notified);
   // Delivers `v`'s level if it is up, unmasked and has an eventfd.
   void DeliverLevel(Vector& v);
   // Refreshes enabled_vectors_[index] (command strand).

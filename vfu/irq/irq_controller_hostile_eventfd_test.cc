@@ -70,7 +70,8 @@ uint64_t ReadNonZero(int fd) {
 
 // The client passes a blocking eventfd it has already filled: the raise
 // returns at once and is coalesced into the wake-up the client has not
-// read yet (nothing is added to the counter).
+// read yet (nothing is added to the counter), and counted so. Once the
+// client has read, a raise is written and counted as raised.
 TEST(IrqControllerHostileEventfdTest, TriggerOnFullBlockingEventfdIsCoalesced) {
   IrqController irqs({0, 0, 1, 0, 0});
   UniqueFd client;
@@ -80,7 +81,17 @@ TEST(IrqControllerHostileEventfdTest, TriggerOnFullBlockingEventfdIsCoalesced) {
   HangRescue rescue([&client] { ReadNonZero(client.get()); });
   EXPECT_THAT(irqs.Trigger(kMsix, 0), IsOk());
   ASSERT_TRUE(rescue.Finish()) << "Trigger blocked until the test drained the eventfd";
+  IrqController::Counts counts = irqs.counts();
+  EXPECT_EQ(counts.raised, 0u);
+  EXPECT_EQ(counts.coalesced, 1u);
+  EXPECT_EQ(counts.pending, 0u);
   EXPECT_EQ(ReadNonZero(client.get()), kFullCount);
+
+  EXPECT_THAT(irqs.Trigger(kMsix, 0), IsOk());
+  counts = irqs.counts();
+  EXPECT_EQ(counts.raised, 1u);
+  EXPECT_EQ(counts.coalesced, 1u);
+  EXPECT_EQ(ReadNonZero(client.get()), 1u);
 }
 
 // SET_IRQS made the eventfd non-blocking; the client clears the flag again
@@ -97,6 +108,8 @@ TEST(IrqControllerHostileEventfdTest, TriggerAfterClientClearsNonBlockingReturns
   EXPECT_THAT(irqs.Trigger(kMsix, 0), IsOk());
   EXPECT_THAT(irqs.Trigger(kMsix, 0), IsOk());
   ASSERT_TRUE(rescue.Finish()) << "Trigger blocked until the test drained the eventfd";
+  EXPECT_EQ(irqs.counts().raised, 0u);
+  EXPECT_EQ(irqs.counts().coalesced, 2u);
   EXPECT_EQ(ReadNonZero(client.get()), kFullCount);
 }
 

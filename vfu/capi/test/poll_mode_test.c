@@ -258,44 +258,11 @@ static void test_config_space_and_flr(void) {
     vfu_destroy_ctx(ctx);
 }
 
-static int make_memfd(size_t size, uint8_t fill) {
-    int fd = memfd_create("guest", MFD_CLOEXEC);
-    CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
-    uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    CHECK(p != MAP_FAILED);
-    memset(p, fill, size);
-    munmap(p, size);
-    return fd;
-}
-
-static void send_dma_map(int sock, uint16_t id, uint64_t iova, uint64_t size, int fd) {
-    uint8_t payload[32];
-    uint32_t argsz = 32, flags = 3; /* READ | WRITE */
-    uint64_t offset = 0;
-    memcpy(payload, &argsz, 4);
-    memcpy(payload + 4, &flags, 4);
-    memcpy(payload + 8, &offset, 8);
-    memcpy(payload + 16, &iova, 8);
-    memcpy(payload + 24, &size, 8);
-    raw_command(sock, id, VFIO_USER_DMA_MAP, payload, sizeof(payload), fd >= 0 ? &fd : NULL,
-                fd >= 0 ? 1 : 0);
-}
-
-static void send_dma_unmap(int sock, uint16_t id, uint64_t iova, uint64_t size) {
-    uint8_t payload[24];
-    uint32_t argsz = 24, flags = 0;
-    memcpy(payload, &argsz, 4);
-    memcpy(payload + 4, &flags, 4);
-    memcpy(payload + 8, &iova, 8);
-    memcpy(payload + 16, &size, 8);
-    raw_command(sock, id, VFIO_USER_DMA_UNMAP, payload, sizeof(payload), NULL, 0);
-}
-
 static void test_dma_map_sgl_and_quiesce(void) {
     vfu_ctx_t *ctx = make_ctx();
     int sock = attach_client(ctx);
-    int fd = make_memfd(0x2000, 0x5a);
-    send_dma_map(sock, 20, 0x100000, 0x2000, fd);
+    int fd = raw_guest_memfd(0x2000, 0x5a);
+    raw_dma_map(sock, 20, 0x100000, 0x2000, fd);
     close(fd);
     expect_run(ctx, 1, 0);
     expect_reply(sock, 20, VFIO_USER_DMA_MAP, 0);
@@ -328,7 +295,7 @@ static void test_dma_map_sgl_and_quiesce(void) {
 
     /* A deferred quiesce holds the unmap: EBUSY until the device is done. */
     seen.quiesce_result = EBUSY;
-    send_dma_unmap(sock, 21, 0x100000, 0x2000);
+    raw_dma_unmap(sock, 21, 0x100000, 0x2000);
     expect_run(ctx, -1, EBUSY);
     expect_run(ctx, -1, EBUSY);
     CHECK(seen.unregistered == 0);
@@ -341,8 +308,8 @@ static void test_dma_map_sgl_and_quiesce(void) {
     expect_run(ctx, -1, EAGAIN);
 
     /* A failed deferred quiesce fails the command: the client gets a reply. */
-    fd = make_memfd(0x1000, 0);
-    send_dma_map(sock, 22, 0x300000, 0x1000, fd);
+    fd = raw_guest_memfd(0x1000, 0);
+    raw_dma_map(sock, 22, 0x300000, 0x1000, fd);
     close(fd);
     expect_run(ctx, -1, EBUSY);
     CHECK(vfu_device_quiesced(ctx, EIO) == 0);
@@ -395,8 +362,8 @@ static void test_irqs(void) {
 static void test_shrunk_memory_fails_the_copy_and_disconnects(void) {
     vfu_ctx_t *ctx = make_ctx();
     int sock = attach_client(ctx);
-    int fd = make_memfd(0x2000, 0x33);
-    send_dma_map(sock, 60, 0x300000, 0x2000, fd);
+    int fd = raw_guest_memfd(0x2000, 0x33);
+    raw_dma_map(sock, 60, 0x300000, 0x2000, fd);
     expect_run(ctx, 1, 0);
     expect_reply(sock, 60, VFIO_USER_DMA_MAP, 0);
     dma_sg_t *sgl = calloc(1, dma_sg_size());
@@ -420,8 +387,8 @@ static void test_disconnect_and_reattach(void) {
     int listen_fd = vfu_get_poll_fd(ctx);
     int sock = attach_client(ctx);
     CHECK(vfu_get_poll_fd(ctx) != listen_fd);
-    int fd = make_memfd(0x1000, 1);
-    send_dma_map(sock, 40, 0x1000, 0x1000, fd);
+    int fd = raw_guest_memfd(0x1000, 1);
+    raw_dma_map(sock, 40, 0x1000, 0x1000, fd);
     close(fd);
     expect_run(ctx, 1, 0);
     expect_reply(sock, 40, VFIO_USER_DMA_MAP, 0);
@@ -525,7 +492,7 @@ static void *serve_one_dma_read(void *arg) {
 static void test_sgl_read_without_fd_keeps_commands(void) {
     vfu_ctx_t *ctx = make_ctx();
     int sock = attach_client(ctx);
-    send_dma_map(sock, 60, 0x500000, 0x1000, -1);
+    raw_dma_map(sock, 60, 0x500000, 0x1000, -1);
     expect_run(ctx, 1, 0);
     expect_reply(sock, 60, VFIO_USER_DMA_MAP, 0);
     CHECK(seen.registered == 1 && seen.last_registered.vaddr == NULL);

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "raw_client.h"
 
 #include <errno.h>
@@ -5,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -122,4 +124,37 @@ size_t raw_region_write(uint8_t *out, uint16_t msg_id, uint32_t region, uint64_t
     memcpy(payload + 12, &count, 4);
     memcpy(payload + 16, data, count);
     return raw_build(out, msg_id, VFIO_USER_REGION_WRITE, payload, 16 + count);
+}
+
+void raw_dma_map(int sock, uint16_t msg_id, uint64_t iova, uint64_t size, int fd) {
+    uint8_t payload[32];
+    uint32_t argsz = sizeof(payload), flags = 3; /* READ | WRITE */
+    uint64_t offset = 0;
+    memcpy(payload, &argsz, 4);
+    memcpy(payload + 4, &flags, 4);
+    memcpy(payload + 8, &offset, 8);
+    memcpy(payload + 16, &iova, 8);
+    memcpy(payload + 24, &size, 8);
+    raw_command(sock, msg_id, VFIO_USER_DMA_MAP, payload, sizeof(payload), fd >= 0 ? &fd : NULL,
+                fd >= 0 ? 1 : 0);
+}
+
+void raw_dma_unmap(int sock, uint16_t msg_id, uint64_t iova, uint64_t size) {
+    uint8_t payload[24];
+    uint32_t argsz = sizeof(payload), flags = 0;
+    memcpy(payload, &argsz, 4);
+    memcpy(payload + 4, &flags, 4);
+    memcpy(payload + 8, &iova, 8);
+    memcpy(payload + 16, &size, 8);
+    raw_command(sock, msg_id, VFIO_USER_DMA_UNMAP, payload, sizeof(payload), NULL, 0);
+}
+
+int raw_guest_memfd(size_t size, uint8_t fill) {
+    int fd = memfd_create("guest", MFD_CLOEXEC);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+    uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CHECK(p != MAP_FAILED);
+    memset(p, fill, size);
+    munmap(p, size);
+    return fd;
 }

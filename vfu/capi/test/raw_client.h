@@ -59,6 +59,17 @@ size_t raw_region_read(uint8_t *out, uint16_t msg_id, uint32_t region, uint64_t 
 size_t raw_region_write(uint8_t *out, uint16_t msg_id, uint32_t region, uint64_t offset,
                         const void *data, uint32_t count);
 
+/*
+ * Sends DMA_MAP (READ | WRITE) of [iova, iova + size), backed by `fd` from
+ * its offset 0 (fd < 0: no fd).
+ */
+void raw_dma_map(int sock, uint16_t msg_id, uint64_t iova, uint64_t size, int fd);
+/* Sends DMA_UNMAP of [iova, iova + size). */
+void raw_dma_unmap(int sock, uint16_t msg_id, uint64_t iova, uint64_t size);
+
+/* A memfd of `size` bytes, each `fill`: guest memory to map. */
+int raw_guest_memfd(size_t size, uint8_t fill);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,6 +16,7 @@
 
 #include "libvfio-user.h"
 #include "raw_client.h"
+#include "threaded_ctx.h"
 
 static pthread_t main_thread;
 static atomic_int region_calls, calls_off_main, registered, lost_conn_resets;
@@ -43,19 +44,12 @@ static int reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type) {
 
 int main(void) {
     main_thread = pthread_self();
-    char dir[] = "/tmp/vfu-thr-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[64];
-    snprintf(path, sizeof(path), "%s/s", dir);
-    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, path,
-                                    VFU_FLAG_THREADED | LIBVFIO_USER_FLAG_ATTACH_NB, NULL,
-                                    VFU_DEV_TYPE_PCI);
-    CHECK(ctx != NULL);
-    CHECK(vfu_setup_region(ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x100, bar0_access,
-                           VFU_REGION_FLAG_RW, NULL, 0, -1, 0) == 0);
-    CHECK(vfu_setup_device_reset_cb(ctx, reset_cb) == 0);
-    CHECK(vfu_setup_device_dma(ctx, dma_register, dma_unregister) == 0);
-    CHECK(vfu_realize_ctx(ctx) == 0);
+    struct threaded_ctx t;
+    threaded_ctx_create(&t, &(struct threaded_callbacks){.bar0 = bar0_access,
+                                                         .reset = reset_cb,
+                                                         .dma_register = dma_register,
+                                                         .dma_unregister = dma_unregister});
+    vfu_ctx_t *ctx = t.ctx;
     errno = 0;
     CHECK(vfu_attach_ctx(ctx) == -1 && errno == EAGAIN);
     errno = 0;
@@ -63,39 +57,20 @@ int main(void) {
     CHECK(!raw_readable(vfu_get_poll_fd(ctx), 0));
 
     for (int round = 0; round < 2; round++) {
-        int sock = raw_connect(path);
-        uint8_t msg[64];
-        size_t n = raw_version(msg, 1);
-        raw_send(sock, msg, n, NULL, 0);
-        struct vfio_user_header hdr;
-        uint8_t payload[4096];
-        raw_receive(sock, &hdr, payload, sizeof(payload));
-        CHECK(hdr.cmd == VFIO_USER_VERSION && !hdr.flags.error);
-        CHECK(raw_readable(vfu_get_poll_fd(ctx), 5000));
-        CHECK(vfu_attach_ctx(ctx) == 0);
+        int sock = threaded_ctx_attach_client(&t);
         CHECK(!raw_readable(vfu_get_poll_fd(ctx), 0));
         CHECK(vfu_run_ctx(ctx) == 0);
 
-        n = raw_region_read(msg, 2, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 4);
-        raw_send(sock, msg, n, NULL, 0);
+        uint8_t msg[64];
+        struct vfio_user_header hdr;
+        uint8_t payload[4096];
+        raw_send(sock, msg, raw_region_read(msg, 2, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 4), NULL, 0);
         CHECK(raw_receive(sock, &hdr, payload, sizeof(payload)) == 20);
         CHECK(!hdr.flags.error && payload[16] == 0x3c);
 
         /* Memory shared with an fd, read from this thread through the C API. */
-        int fd = memfd_create("guest", MFD_CLOEXEC);
-        CHECK(fd >= 0 && ftruncate(fd, 0x1000) == 0);
-        uint8_t *guest = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        CHECK(guest != MAP_FAILED);
-        memset(guest, 0x77, 0x1000);
-        uint8_t map[32];
-        uint32_t argsz = 32, flags = 3;
-        uint64_t offset = 0, iova = 0x10000, size = 0x1000;
-        memcpy(map, &argsz, 4);
-        memcpy(map + 4, &flags, 4);
-        memcpy(map + 8, &offset, 8);
-        memcpy(map + 16, &iova, 8);
-        memcpy(map + 24, &size, 8);
-        raw_command(sock, 3, VFIO_USER_DMA_MAP, map, sizeof(map), &fd, 1);
+        int fd = raw_guest_memfd(0x1000, 0x77);
+        raw_dma_map(sock, 3, 0x10000, 0x1000, fd);
         raw_receive(sock, &hdr, payload, sizeof(payload));
         CHECK(hdr.msg_id == 3 && !hdr.flags.error);
         close(fd);
@@ -106,7 +81,6 @@ int main(void) {
         uint8_t out[16];
         CHECK(vfu_sgl_read(ctx, sg, 1, out) == 0 && out[0] == 0x77 && out[15] == 0x77);
         free(sg);
-        munmap(guest, 0x1000);
 
         close(sock);
         CHECK(raw_readable(vfu_get_poll_fd(ctx), 5000));
@@ -121,8 +95,7 @@ int main(void) {
         free(sg);
     }
     CHECK(atomic_load(&region_calls) == 2 && atomic_load(&calls_off_main) == 2);
-    vfu_destroy_ctx(ctx);
-    CHECK(rmdir(dir) == 0);
+    threaded_ctx_destroy(&t);
     printf("threaded mode ok\n");
     return 0;
 }

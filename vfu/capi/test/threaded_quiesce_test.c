@@ -20,6 +20,7 @@
 
 #include "libvfio-user.h"
 #include "raw_client.h"
+#include "threaded_ctx.h"
 
 #define IOVA 0x40000
 #define SIZE 0x1000
@@ -86,59 +87,20 @@ static void expect_reply(int sock, uint16_t msg_id, uint32_t error_no) {
     CHECK(error_no == 0 ? !hdr.flags.error : (hdr.flags.error && hdr.error_no == error_no));
 }
 
-static void send_dma_map(int sock, uint16_t id, int fd) {
-    uint8_t map[32];
-    uint32_t argsz = 32, flags = 3;
-    uint64_t offset = 0, iova = IOVA, size = SIZE;
-    memcpy(map, &argsz, 4);
-    memcpy(map + 4, &flags, 4);
-    memcpy(map + 8, &offset, 8);
-    memcpy(map + 16, &iova, 8);
-    memcpy(map + 24, &size, 8);
-    raw_command(sock, id, VFIO_USER_DMA_MAP, map, sizeof(map), &fd, 1);
-}
-
-static void send_dma_unmap(int sock, uint16_t id) {
-    uint8_t unmap[24];
-    uint32_t argsz = 24, flags = 0;
-    uint64_t iova = IOVA, size = SIZE;
-    memcpy(unmap, &argsz, 4);
-    memcpy(unmap + 4, &flags, 4);
-    memcpy(unmap + 8, &iova, 8);
-    memcpy(unmap + 16, &size, 8);
-    raw_command(sock, id, VFIO_USER_DMA_UNMAP, unmap, sizeof(unmap), NULL, 0);
-}
-
 int main(void) {
-    char dir[] = "/tmp/vfu-thrq-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL);
-    char path[64];
-    snprintf(path, sizeof(path), "%s/s", dir);
-    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, path,
-                                    VFU_FLAG_THREADED | LIBVFIO_USER_FLAG_ATTACH_NB, NULL,
-                                    VFU_DEV_TYPE_PCI);
-    CHECK(ctx != NULL);
-    CHECK(vfu_setup_region(ctx, VFU_PCI_DEV_BAR0_REGION_IDX, 0x100, bar0_access,
-                           VFU_REGION_FLAG_RW, NULL, 0, -1, 0) == 0);
-    CHECK(vfu_setup_device_reset_cb(ctx, reset_cb) == 0);
-    CHECK(vfu_setup_device_dma(ctx, dma_register, dma_unregister) == 0);
-    vfu_setup_device_quiesce_cb(ctx, quiesce_cb);
-    CHECK(vfu_realize_ctx(ctx) == 0);
-
-    int sock = raw_connect(path);
+    struct threaded_ctx t;
+    threaded_ctx_create(&t, &(struct threaded_callbacks){.bar0 = bar0_access,
+                                                         .reset = reset_cb,
+                                                         .dma_register = dma_register,
+                                                         .dma_unregister = dma_unregister,
+                                                         .quiesce = quiesce_cb});
+    vfu_ctx_t *ctx = t.ctx;
+    int sock = threaded_ctx_attach_client(&t);
     uint8_t msg[64];
-    raw_send(sock, msg, raw_version(msg, 1), NULL, 0);
-    expect_reply(sock, 1, 0);
-    CHECK(raw_readable(vfu_get_poll_fd(ctx), 5000));
-    CHECK(vfu_attach_ctx(ctx) == 0);
 
     /* A quiesce answered at once. */
-    int fd = memfd_create("guest", MFD_CLOEXEC);
-    CHECK(fd >= 0 && ftruncate(fd, SIZE) == 0);
-    uint8_t *guest = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    CHECK(guest != MAP_FAILED);
-    memset(guest, 0x6b, SIZE);
-    send_dma_map(sock, 2, fd);
+    int fd = raw_guest_memfd(SIZE, 0x6b);
+    raw_dma_map(sock, 2, IOVA, SIZE, fd);
     expect_reply(sock, 2, 0);
     CHECK(atomic_load(&quiesce_calls) == 1);
 
@@ -146,7 +108,7 @@ int main(void) {
     errno = 0;
     CHECK(vfu_device_quiesced(ctx, 0) == -1 && errno == EINVAL);
     atomic_store(&quiesce_mode, EBUSY);
-    send_dma_unmap(sock, 3);
+    raw_dma_unmap(sock, 3, IOVA, SIZE);
     raw_send(sock, msg, raw_region_read(msg, 4, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 4), NULL, 0);
     await_count(&quiesce_calls, 2);
     CHECK(!raw_readable(sock, 50));
@@ -162,7 +124,7 @@ int main(void) {
 
     /* A failing quiesce fails the command with its errno. */
     atomic_store(&quiesce_mode, EPERM);
-    send_dma_map(sock, 5, fd);
+    raw_dma_map(sock, 5, IOVA, SIZE, fd);
     expect_reply(sock, 5, EPERM);
     CHECK(atomic_load(&quiesce_calls) == 3);
 
@@ -187,10 +149,8 @@ int main(void) {
     CHECK(vfu_run_ctx(ctx) == -1 && errno == ENOTCONN);
     CHECK(atomic_load(&quiesce_calls) == 6);
 
-    munmap(guest, SIZE);
     close(fd);
-    vfu_destroy_ctx(ctx);
-    CHECK(rmdir(dir) == 0);
+    threaded_ctx_destroy(&t);
     printf("threaded quiesce ok\n");
     return 0;
 }

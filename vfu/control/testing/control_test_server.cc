@@ -148,9 +148,10 @@ int ControlTestServer::ConfigRead(int client, uint64_t offset, uint32_t count,
   return 0;
 }
 
-int ControlTestServer::ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data) {
-  return ErrnoOf(
-      state_->clients.at(client)->RegionWrite(VFIO_PCI_CONFIG_REGION_INDEX, offset, data));
+int ControlTestServer::ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data,
+                                   bool posted) {
+  return ErrnoOf(state_->clients.at(client)->RegionWrite(VFIO_PCI_CONFIG_REGION_INDEX, offset,
+                                                         data, posted));
 }
 
 int ControlTestServer::ReadRegister(int client, uint64_t offset, uint32_t* value) {

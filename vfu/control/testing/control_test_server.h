@@ -57,9 +57,11 @@ class ControlTestServer {
   // The client sets the device's migration state (MIG_DEVICE_STATE; `state`
   // as VFIO numbers it).
   int ClientSetMigrationState(int client, uint32_t state);
-  // Config space (region 7) access.
+  // Config space (region 7) access. A `posted` write carries NO_REPLY and
+  // returns once sent (0 says only that).
   int ConfigRead(int client, uint64_t offset, uint32_t count, std::vector<uint8_t>* data);
-  int ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data);
+  int ConfigWrite(int client, uint64_t offset, const std::vector<uint8_t>& data,
+                  bool posted = false);
   // A 32-bit little-endian BAR0 register into `value`.
   int ReadRegister(int client, uint64_t offset, uint32_t* value);
   int WriteRegister(int client, uint64_t offset, uint32_t value);
