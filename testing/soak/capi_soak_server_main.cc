@@ -1,7 +1,7 @@
 // capi_soak_server: the soak server (soak_server_main.cc) for the
 // libvfio-user C API in poll mode. Device instances are C API contexts
-// (capi_scratchpad.h, capi_gpio.h: the scratchpad and gpio register files
-// written against "libvfio-user.h" alone), and ONE thread serves them all
+// (capi_scratchpad.h, capi_gpio.h, capi_dma_engine.h: the sample devices'
+// register files written against "libvfio-user.h" alone), and ONE thread serves them all
 // as an SPDK-style event loop does: poll(2) on stdin and on every context's
 // vfu_get_poll_fd(); vfu_attach_ctx() when a waiting context's listening
 // socket is readable, vfu_run_ctx() when an attached one's poll fd is, and
@@ -9,7 +9,7 @@
 //
 //   capi_soak_server [--max_write_stall_ms=N] KIND:SOCKET_PATH [KIND:SOCKET_PATH...]
 //
-// KIND is scratchpad or gpio. --max_write_stall_ms is accepted for the
+// KIND is scratchpad, gpio or dma_engine. --max_write_stall_ms is accepted for the
 // runner's sake and unused: poll mode has no write-stall timer (a client
 // that reads no replies stops being read once 16 MiB of them are queued;
 // vfu/capi/README.md). The stdin protocol is soak_server's: "ready" once
@@ -39,8 +39,10 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libvfio-user.h"
+#include "testing/soak/capi_dma_engine.h"
 #include "testing/soak/capi_gpio.h"
 #include "testing/soak/capi_scratchpad.h"
+#include "devices/dma_engine/dma_engine_registers.h"
 #include "devices/gpio/gpio_device.h"
 #include "devices/scratchpad/scratchpad_device.h"
 #include "testing/soak/process_figures.h"
@@ -75,6 +77,33 @@ static_assert(CAPI_GPIO_REG_ID == GpioDevice::kRegId && CAPI_GPIO_REG_INFO == Gp
 static_assert(CAPI_GPIO_ID_VALUE == GpioDevice::kIdValue &&
               CAPI_GPIO_INFO_VALUE == GpioDevice::kInfoValue &&
               CAPI_GPIO_CONTROL_LOOPBACK == GpioDevice::kControlLoopback);
+namespace de = devices::dma_engine;
+static_assert(CAPI_DMA_ENGINE_CHANNELS == de::kNumChannels &&
+              CAPI_DMA_ENGINE_CHUNK == de::kChunkSize && CAPI_DMA_ENGINE_BAR_SIZE == de::kBarSize);
+static_assert(CAPI_DMA_ENGINE_REG_ID == de::kRegId && CAPI_DMA_ENGINE_REG_VERSION == de::kRegVersion &&
+              CAPI_DMA_ENGINE_REG_CHANNELS == de::kRegChannels &&
+              CAPI_DMA_ENGINE_REG_IRQ_STATUS == de::kRegIrqStatus &&
+              CAPI_DMA_ENGINE_CHANNEL_BASE == de::kChannelBase &&
+              CAPI_DMA_ENGINE_CHANNEL_STRIDE == de::kChannelStride);
+static_assert(CAPI_DMA_ENGINE_REG_SOURCE_LO == de::kRegSourceLo &&
+              CAPI_DMA_ENGINE_REG_SOURCE_HI == de::kRegSourceHi &&
+              CAPI_DMA_ENGINE_REG_DESTINATION_LO == de::kRegDestinationLo &&
+              CAPI_DMA_ENGINE_REG_DESTINATION_HI == de::kRegDestinationHi &&
+              CAPI_DMA_ENGINE_REG_LENGTH == de::kRegLength &&
+              CAPI_DMA_ENGINE_REG_DOORBELL == de::kRegDoorbell &&
+              CAPI_DMA_ENGINE_REG_STATUS == de::kRegStatus &&
+              CAPI_DMA_ENGINE_REG_ERROR == de::kRegError &&
+              CAPI_DMA_ENGINE_REG_PROGRESS == de::kRegProgress);
+static_assert(CAPI_DMA_ENGINE_ID_VALUE == de::kIdValue && de::kRegisterRevision == 1 &&
+              CAPI_DMA_ENGINE_DOORBELL_START == de::kDoorbellStart &&
+              CAPI_DMA_ENGINE_DOORBELL_ABORT == de::kDoorbellAbort);
+static_assert(CAPI_DMA_ENGINE_BUSY == de::kStatusBusy && CAPI_DMA_ENGINE_DONE == de::kStatusDone &&
+              CAPI_DMA_ENGINE_ERROR == de::kStatusError);
+static_assert(CAPI_DMA_ENGINE_ERROR_SOURCE_FAULT == de::kErrorSourceFault &&
+              CAPI_DMA_ENGINE_ERROR_DESTINATION_FAULT == de::kErrorDestinationFault &&
+              CAPI_DMA_ENGINE_ERROR_ABORTED == de::kErrorAborted &&
+              CAPI_DMA_ENGINE_ERROR_DETACHED == de::kErrorDetached &&
+              CAPI_DMA_ENGINE_ERROR_INVALID == de::kErrorInvalid);
 static_assert(GpioDevice::kVendorId == 0xf00d && GpioDevice::kDeviceId == 0x0001 &&
               GpioDevice::kClassCode == 0x088000);
 
@@ -182,11 +211,14 @@ int Main(const std::vector<char*>& args) {
     if (parts.size() == 2 && parts[0] == "scratchpad") {
       slot.ctx = capi_scratchpad_create(parts[1].c_str(), LogToStderr, log_level);
       slot.destroy = capi_scratchpad_destroy;
+    } else if (parts.size() == 2 && parts[0] == "dma_engine") {
+      slot.ctx = capi_dma_engine_create(parts[1].c_str(), LogToStderr, log_level);
+      slot.destroy = capi_dma_engine_destroy;
     } else if (parts.size() == 2 && parts[0] == "gpio") {
       slot.ctx = capi_gpio_create(parts[1].c_str(), LogToStderr, log_level);
       slot.destroy = capi_gpio_destroy;
     } else {
-      std::cerr << "capi_soak_server: expected scratchpad:PATH or gpio:PATH, got " << args[i]
+      std::cerr << "capi_soak_server: expected KIND:PATH (scratchpad, gpio, dma_engine), got " << args[i]
                 << "\n";
       destroy_all();
       return 2;
