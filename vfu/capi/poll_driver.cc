@@ -57,24 +57,42 @@ absl::StatusOr<std::unique_ptr<PollDriver>> PollDriver::Listen(vfu_ctx& ctx) {
   if (!epoll_fd) return wire::WireError(errno, "epoll_create1");
   UniqueFd wake_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd) return wire::WireError(errno, "eventfd");
-  epoll_event event = {};
-  event.events = EPOLLIN;
-  event.data.fd = wake_fd.get();
-  if (epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, wake_fd.get(), &event) != 0) {
-    return wire::WireError(errno, "epoll_ctl");
+  UniqueFd fault_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fault_fd) return wire::WireError(errno, "eventfd");
+  for (int fd : {wake_fd.get(), fault_fd.get()}) {
+    epoll_event event = {};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    if (epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
+      return wire::WireError(errno, "epoll_ctl");
+    }
   }
-  return std::unique_ptr<PollDriver>(
-      new PollDriver(ctx, std::move(listen_fd), std::move(epoll_fd), std::move(wake_fd)));
+  return std::unique_ptr<PollDriver>(new PollDriver(ctx, std::move(listen_fd), std::move(epoll_fd),
+                                                    std::move(wake_fd), std::move(fault_fd)));
 }
 
-PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd)
+PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd,
+                       UniqueFd fault_fd)
     : ctx_(ctx),
       listen_fd_(std::move(listen_fd)),
       epoll_fd_(std::move(epoll_fd)),
-      wake_fd_(std::move(wake_fd)) {
+      wake_fd_(std::move(wake_fd)),
+      fault_fd_(std::move(fault_fd)) {
   writer_.set_spare_buffers(&spares_);
-  dma_.set_fault_handler(
-      [this](uint64_t, uint64_t) { memory_faulted_.store(true, std::memory_order_release); });
+  dma_.set_fault_handler([this](uint64_t, uint64_t) {
+    // The fd first: whoever sees the flag then finds the fd signalled, and
+    // drains it with the flag (ConsumeMemoryFault).
+    const uint64_t one = 1;
+    (void)!write(fault_fd_.get(), &one, sizeof(one));
+    memory_faulted_.store(true, std::memory_order_release);
+  });
+}
+
+bool PollDriver::ConsumeMemoryFault() {
+  if (!memory_faulted_.exchange(false, std::memory_order_acq_rel)) return false;
+  uint64_t count;
+  (void)!read(fault_fd_.get(), &count, sizeof(count));
+  return true;
 }
 
 PollDriver::~PollDriver() {
@@ -131,7 +149,7 @@ int PollDriver::Attach() {
   reader_->assembler().set_spare_buffers(&spares_);
   session_->set_spare_buffers(&spares_);
   dma_config_ = MessageDmaConfig();
-  memory_faulted_.store(false, std::memory_order_relaxed);
+  (void)ConsumeMemoryFault();
   peer_gone_ = false;
   close_after_flush_ = false;
   return 0;
@@ -152,7 +170,7 @@ int PollDriver::Run() {
 
 int PollDriver::RunOnce() {
   if (parked_) return Fail(EBUSY);
-  if (memory_faulted_.exchange(false, std::memory_order_acq_rel)) {
+  if (ConsumeMemoryFault()) {
     VFU_LOG_RATE_LIMITED(kWarning, ctx_.path,
                          ": the client took away memory under a DMA copy: disconnecting it");
     peer_gone_ = true;
@@ -290,7 +308,11 @@ void PollDriver::FlushWriter() {
 }
 
 void PollDriver::UpdateReadiness() {
-  const bool pending = InboundPending() && !parked_;
+  // Work for the next vfu_run_ctx(): kept-back commands, or a departure
+  // decided here (the client broke the stream, its negotiation failed and
+  // the error reply is out, it sent too much during a DMA wait), which the
+  // client's socket may never show. A parked command holds both.
+  const bool pending = (InboundPending() || peer_gone_) && !parked_;
   if (pending != wake_signalled_) {
     uint64_t value = 1;
     if (pending) {
