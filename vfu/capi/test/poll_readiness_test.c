@@ -5,6 +5,7 @@
  * departure (-1/ENOTCONN) without the client sending anything more:
  *   - after the error reply to a first command that is not a good VERSION
  *     (the connection must end once that reply is out, PROTOCOL.md 3.2);
+ *   - after a broken stream that followed commands in the same read;
  *   - after a copy from memory the client took away (a file shrunk under
  *     its mapping), whether the copy ran inside vfu_run_ctx() (a region
  *     callback) or outside it.
@@ -13,6 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +196,31 @@ static int negotiate_and_map(vfu_ctx_t *ctx, int sock) {
     return fd;
 }
 
+static void test_broken_stream_after_a_command_ends_the_connection(void) {
+    vfu_ctx_t *ctx = make_ctx();
+    int sock = connect_client(ctx);
+    uint8_t msg[64];
+    size_t n = raw_version(msg, 1);
+    raw_send(sock, msg, n, NULL, 0);
+    CHECK(loop_round(ctx) == 1);
+    struct vfio_user_header hdr;
+    uint8_t reply[4096];
+    raw_receive(sock, &hdr, reply, sizeof(reply));
+    CHECK(!hdr.flags.error);
+    /* A good command, then a header announcing fewer bytes than itself,
+     * in one send: the command is handled, the stream is broken. */
+    uint8_t bytes[128];
+    size_t good = raw_region_read(bytes, 2, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 4);
+    size_t bad = raw_region_read(bytes + good, 3, VFU_PCI_DEV_BAR0_REGION_IDX, 0, 4);
+    const uint32_t too_small = 4;
+    memcpy(bytes + good + offsetof(struct vfio_user_header, msg_size), &too_small, 4);
+    raw_send(sock, bytes, good + bad, NULL, 0);
+    CHECK(loop_round(ctx) == 1);
+    /* (Its reply is not sent: the connection is dropped first.) */
+    expect_departure(ctx, sock);
+    vfu_destroy_ctx(ctx);
+}
+
 static void test_copy_fault_in_a_callback_ends_the_connection(void) {
     vfu_ctx_t *ctx = make_ctx();
     int sock = connect_client(ctx);
@@ -239,6 +266,7 @@ static const struct {
 } tests[] = {
     {"first_command_not_version", test_first_command_not_version_ends_the_connection},
     {"failed_version", test_failed_version_ends_the_connection},
+    {"broken_stream", test_broken_stream_after_a_command_ends_the_connection},
     {"copy_fault_in_a_callback", test_copy_fault_in_a_callback_ends_the_connection},
     {"copy_fault_between_runs", test_copy_fault_between_runs_ends_the_connection},
 };
