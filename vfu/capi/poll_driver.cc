@@ -25,8 +25,9 @@ namespace {
 
 // Before negotiation: a VERSION message with its JSON, and some headroom.
 constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
-// Most bytes of commands kept back while one DMA request waits for its
-// reply; a client that sends more instead of answering is disconnected.
+// Most bytes of commands received and not yet handled, which grow only
+// while the device waits for DMA replies (however many waits one callback
+// makes); a client that sends more instead of answering is disconnected.
 constexpr size_t kMaxKeptBackBytes = 64 << 20;
 // Replies queued for a client that does not read them: past this, no more
 // commands are read from it until it has read some (the socket's own buffer
@@ -243,6 +244,7 @@ int PollDriver::ProcessInbound() {
   while (InboundPending() && !parked_ && session_ != nullptr) {
     // Moved out first: a callback's DMA wait may append to inbound_.
     InboundMessage message = std::move(inbound_[inbound_head_++]);
+    inbound_bytes_ -= message.bytes.size();
     if (!message.header.is_command()) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": dropped a reply (msg_id ", message.header.msg_id,
                            ") that no request of ours waits for");
@@ -272,6 +274,7 @@ int PollDriver::ProcessInbound() {
   if (!InboundPending()) {
     inbound_.clear();
     inbound_head_ = 0;
+    inbound_bytes_ = 0;
   }
   return handled;
 }
@@ -288,7 +291,9 @@ void PollDriver::Execute(InboundMessage message) {
 }
 
 void PollDriver::ReadInbound() {
+  const size_t before = inbound_.size();
   absl::Status status = reader_->ReadAvailable(client_fd_.get(), PosixSyscalls::Instance(), inbound_);
+  for (size_t i = before; i < inbound_.size(); ++i) inbound_bytes_ += inbound_[i].bytes.size();
   if (!status.ok()) {
     if (!absl::IsUnavailable(status)) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": closing the connection: ", status.message());
@@ -359,6 +364,8 @@ void PollDriver::Disconnect() {
   reader_.reset();
   writer_.Clear();
   inbound_.clear();
+  inbound_head_ = 0;
+  inbound_bytes_ = 0;
   parked_.reset();
   quiesced_ = false;
   peer_gone_ = false;
@@ -410,7 +417,6 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       return absl::DeadlineExceededError("the client does not read our DMA request");
     }
   }
-  size_t kept_bytes = 0;
   for (;;) {
     scratch_.clear();
     absl::Status status =
@@ -422,15 +428,15 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       } else {
         // Commands are kept for vfu_run_ctx(); stray replies are dropped
         // there.
-        kept_bytes += received.bytes.size();
+        inbound_bytes_ += received.bytes.size();
         inbound_.push_back(std::move(received));
       }
     }
     scratch_.clear();
     if (!status.ok()) peer_gone_ = true;
-    if (kept_bytes > kMaxKeptBackBytes && !reply) {
-      VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": the client sent ", kept_bytes,
-                           " bytes of commands instead of a DMA reply; disconnecting");
+    if (inbound_bytes_ > kMaxKeptBackBytes && !reply) {
+      VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": the client sent ", inbound_bytes_,
+                           " bytes of commands instead of DMA replies; disconnecting");
       peer_gone_ = true;
     }
     if (reply) {

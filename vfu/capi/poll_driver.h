@@ -28,8 +28,9 @@
 // reports EBUSY until vfu_device_quiesced(). A failed quiesce fails the
 // command with an error reply (libvfio-user leaves the client waiting).
 //
-// Bounds: the commands kept back during one DMA wait are at most 64 MiB
-// (more, and the client is disconnected); replies the client does not read
+// Bounds: commands received and not yet handled are at most 64 MiB in all,
+// across every DMA wait of a callback (more, and the client is
+// disconnected); replies the client does not read
 // stay queued up to 16 MiB, past which no more of its commands are read
 // until it reads (its further commands wait in the socket).
 //
@@ -163,6 +164,9 @@ class PollDriver : public Driver,
   // handled, so a batch costs no queue allocation and no extra move.
   std::vector<InboundMessage> inbound_;
   size_t inbound_head_ = 0;
+  // Bytes of inbound_[inbound_head_..]: bounded by kMaxKeptBackBytes while
+  // DMA waits keep commands back.
+  size_t inbound_bytes_ = 0;
   // What a DMA wait receives, before it is sorted into its reply and kept
   // commands.
   std::vector<InboundMessage> scratch_;
