@@ -5,7 +5,8 @@
 // as an SPDK-style event loop does: poll(2) on stdin and on every context's
 // vfu_get_poll_fd(); vfu_attach_ctx() when a waiting context's listening
 // socket is readable, vfu_run_ctx() when an attached one's poll fd is, and
-// back to waiting for the next client after ENOTCONN.
+// back to waiting for the next client after ENOTCONN. Every other quiesce
+// is deferred and completed by the loop, as SPDK defers them.
 //
 //   capi_soak_server [--max_write_stall_ms=N] KIND:SOCKET_PATH [KIND:SOCKET_PATH...]
 //
@@ -113,7 +114,29 @@ struct Slot {
   vfu_ctx_t* ctx = nullptr;
   void (*destroy)(vfu_ctx_t*) = nullptr;
   bool attached = false;
+  // Quiesces asked, and whether the last one was deferred (see Quiesce).
+  uint64_t quiesces = 0;
+  bool quiesce_deferred = false;
 };
+
+// Every slot, for the quiesce callback, which gets only the context. Set
+// once by Main before any context is served; the loop's thread only.
+std::vector<Slot>* all_slots = nullptr;
+
+// The quiesce callback (DMA_MAP, DMA_UNMAP, DEVICE_RESET...). SPDK defers
+// it until its poll groups have paused; this loop defers every other one
+// (-1/EBUSY), and Serve() completes it with vfu_device_quiesced() after the
+// vfu_run_ctx() that asked, so both paths of the library run under the
+// patterns.
+int Quiesce(vfu_ctx_t* ctx) {
+  for (Slot& slot : *all_slots) {
+    if (slot.ctx != ctx || (++slot.quiesces & 1) == 0) continue;
+    slot.quiesce_deferred = true;
+    errno = EBUSY;
+    return -1;
+  }
+  return 0;
+}
 
 void LogToStderr(vfu_ctx_t* ctx, int level, const char* message) {
   (void)ctx;
@@ -153,17 +176,27 @@ bool Serve(Slot& slot) {
     }
     return true;
   }
-  if (vfu_run_ctx(slot.ctx) >= 0) return true;
-  switch (errno) {
+  const int handled = vfu_run_ctx(slot.ctx);
+  const int run_errno = errno;
+  if (slot.quiesce_deferred) {
+    slot.quiesce_deferred = false;
+    if (vfu_device_quiesced(slot.ctx, 0) != 0) {
+      std::fprintf(stderr, "capi_soak_server: %s: vfu_device_quiesced: %s\n", slot.path.c_str(),
+                   std::strerror(errno));
+      return false;
+    }
+  }
+  if (handled >= 0) return true;
+  switch (run_errno) {
     case ENOTCONN:
       slot.attached = false;  // its poll fd is the listening socket again
       return true;
     case EAGAIN:
-    case EBUSY:  // no quiesce callback is set up: not expected, harmless
+    case EBUSY:  // a quiesce deferred, completed above
       return true;
     default:
       std::fprintf(stderr, "capi_soak_server: %s: vfu_run_ctx: %s\n", slot.path.c_str(),
-                   std::strerror(errno));
+                   std::strerror(run_errno));
       return false;
   }
 }
@@ -201,6 +234,7 @@ class CommandReader {
 int Main(const std::vector<char*>& args) {
   const int log_level = SyslogLevelFromEnvironment();
   std::vector<Slot> slots;
+  all_slots = &slots;
   auto destroy_all = [&slots] {
     for (Slot& slot : slots) slot.destroy(slot.ctx);
     slots.clear();
@@ -229,6 +263,7 @@ int Main(const std::vector<char*>& args) {
       return 1;
     }
     slot.path = parts[1];
+    vfu_setup_device_quiesce_cb(slot.ctx, Quiesce);
     slots.push_back(std::move(slot));
   }
   if (::fcntl(STDIN_FILENO, F_SETFL, ::fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK) != 0) {
