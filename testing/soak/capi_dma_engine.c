@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 struct channel {
     uint64_t source;
@@ -18,6 +19,10 @@ struct channel {
 struct capi_dma_engine {
     struct channel channels[CAPI_DMA_ENGINE_CHANNELS];
     uint32_t irq_status;
+    /* Fault lines: the second the last one went out, and those dropped
+     * since (a client can fault every job it starts). */
+    time_t last_fault_log;
+    uint64_t faults_unlogged;
     /* One chunk of a copy through this process. */
     uint8_t buffer[CAPI_DMA_ENGINE_CHUNK];
 };
@@ -55,12 +60,24 @@ static int dma_access(vfu_ctx_t *ctx, uint64_t iova, void *data, size_t length, 
     }
 }
 
-/* The ERROR value of a failed access to one side of the copy. */
-static uint32_t fault(vfu_ctx_t *ctx, uint32_t channel, uint32_t side_error, const char *what,
-                      uint64_t iova, size_t length) {
+/* The ERROR value of a failed access to one side of the copy; logged, at
+ * most once a second. */
+static uint32_t fault(vfu_ctx_t *ctx, struct capi_dma_engine *engine, uint32_t channel,
+                      uint32_t side_error, const char *what, uint64_t iova, size_t length) {
     const int error = errno;
-    vfu_log(ctx, LOG_WARNING, "dma_engine: channel %u: %s [0x%llx, +0x%zx) failed: %s", channel,
-            what, (unsigned long long)iova, length, strerror(error));
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec != engine->last_fault_log) {
+        vfu_log(ctx, LOG_WARNING,
+                "dma_engine: channel %u: %s [0x%llx, +0x%zx) failed: %s (%llu similar lines "
+                "suppressed)",
+                channel, what, (unsigned long long)iova, length, strerror(error),
+                (unsigned long long)engine->faults_unlogged);
+        engine->last_fault_log = now.tv_sec;
+        engine->faults_unlogged = 0;
+    } else {
+        engine->faults_unlogged++;
+    }
     return error == ECONNRESET ? CAPI_DMA_ENGINE_ERROR_DETACHED : side_error;
 }
 
@@ -81,11 +98,11 @@ static uint32_t run_job(vfu_ctx_t *ctx, struct capi_dma_engine *engine, uint32_t
         const size_t n =
             length - done < CAPI_DMA_ENGINE_CHUNK ? (size_t)(length - done) : CAPI_DMA_ENGINE_CHUNK;
         if (dma_access(ctx, source + done, engine->buffer, n, PROT_READ) != 0) {
-            return fault(ctx, index, CAPI_DMA_ENGINE_ERROR_SOURCE_FAULT, "reading source",
+            return fault(ctx, engine, index, CAPI_DMA_ENGINE_ERROR_SOURCE_FAULT, "reading source",
                          source + done, n);
         }
         if (dma_access(ctx, destination + done, engine->buffer, n, PROT_WRITE) != 0) {
-            return fault(ctx, index, CAPI_DMA_ENGINE_ERROR_DESTINATION_FAULT,
+            return fault(ctx, engine, index, CAPI_DMA_ENGINE_ERROR_DESTINATION_FAULT,
                          "writing destination", destination + done, n);
         }
         c->progress = (uint32_t)(done + n);
