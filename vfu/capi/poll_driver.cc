@@ -164,8 +164,11 @@ int PollDriver::Run() {
   for (;;) {
     if (RunOnce() > 0) continue;
     if (errno != EAGAIN) return -1;
-    WaitSocket(static_cast<short>(POLLIN | (writer_.empty() ? 0 : POLLOUT)),
-               absl::InfiniteFuture());
+    // The epoll fd, not the socket: it also wakes us when another thread's
+    // copy found the client's memory gone (fault_fd_). RunOnce() left its
+    // interest (EPOLLOUT while replies are queued) up to date.
+    pollfd waiter = {.fd = epoll_fd_.get(), .events = POLLIN, .revents = 0};
+    if (poll(&waiter, 1, -1) < 0 && errno != EINTR) return -1;
   }
 }
 

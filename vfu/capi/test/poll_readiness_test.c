@@ -8,13 +8,17 @@
  *   - after a broken stream that followed commands in the same read;
  *   - after a copy from memory the client took away (a file shrunk under
  *     its mapping), whether the copy ran inside vfu_run_ctx() (a region
- *     callback) or outside it.
+ *     callback) or outside it;
+ * and a blocking context's vfu_run_ctx(), waiting for the client, returns
+ * ENOTCONN when another thread's copy finds the client's memory gone.
  * Each case also checks the client sees its connection end.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +72,7 @@ static int reset_cb(vfu_ctx_t *ctx, vfu_reset_type_t type) {
 
 static char socket_path[256];
 
-static vfu_ctx_t *make_ctx(void) {
+static vfu_ctx_t *make_ctx_with_flags(int flags) {
     static char dir[64];
     static int serial;
     /* Bazel's TEST_TMPDIR is too long for a socket path. */
@@ -79,8 +83,7 @@ static vfu_ctx_t *make_ctx(void) {
     snprintf(socket_path, sizeof(socket_path), "%s/ready%d.sock", dir, serial++);
     unlink(socket_path);
     memset(&seen, 0, sizeof(seen));
-    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, socket_path, LIBVFIO_USER_FLAG_ATTACH_NB,
-                                    NULL, VFU_DEV_TYPE_PCI);
+    vfu_ctx_t *ctx = vfu_create_ctx(VFU_TRANS_SOCK, socket_path, flags, NULL, VFU_DEV_TYPE_PCI);
     CHECK(ctx != NULL);
     CHECK(vfu_pci_init(ctx, VFU_PCI_TYPE_CONVENTIONAL, PCI_HEADER_TYPE_NORMAL, 0) == 0);
     CHECK(vfu_setup_region(ctx, VFU_PCI_DEV_BAR0_REGION_IDX, BAR0_SIZE, bar0_access,
@@ -90,6 +93,8 @@ static vfu_ctx_t *make_ctx(void) {
     CHECK(vfu_realize_ctx(ctx) == 0);
     return ctx;
 }
+
+static vfu_ctx_t *make_ctx(void) { return make_ctx_with_flags(LIBVFIO_USER_FLAG_ATTACH_NB); }
 
 /* A raw client, attached; not negotiated. */
 static int connect_client(vfu_ctx_t *ctx) {
@@ -260,6 +265,73 @@ static void test_copy_fault_between_runs_ends_the_connection(void) {
     vfu_destroy_ctx(ctx);
 }
 
+/* A blocking context's serving thread: attach, then serve until it ends. */
+static struct {
+    vfu_ctx_t *ctx;
+    int result;
+    int error;
+} blocking;
+
+static void *serve_blocking(void *arg) {
+    (void)arg;
+    CHECK(vfu_attach_ctx(blocking.ctx) == 0);
+    errno = 0;
+    blocking.result = vfu_run_ctx(blocking.ctx);
+    blocking.error = errno;
+    return NULL;
+}
+
+/* Negotiates and maps over `sock` while another thread serves. */
+static int negotiate_and_map_served(int sock) {
+    uint8_t msg[64];
+    size_t n = raw_version(msg, 1);
+    raw_send(sock, msg, n, NULL, 0);
+    struct vfio_user_header hdr;
+    uint8_t reply[4096];
+    raw_receive(sock, &hdr, reply, sizeof(reply));
+    CHECK(!hdr.flags.error && hdr.cmd == VFIO_USER_VERSION);
+    int fd = memfd_create("guest", MFD_CLOEXEC);
+    CHECK(fd >= 0 && ftruncate(fd, MAPPED_SIZE) == 0);
+    uint8_t payload[32];
+    uint32_t argsz = 32, flags = 3;
+    uint64_t offset = 0, iova = MAPPED_IOVA, size = MAPPED_SIZE;
+    memcpy(payload, &argsz, 4);
+    memcpy(payload + 4, &flags, 4);
+    memcpy(payload + 8, &offset, 8);
+    memcpy(payload + 16, &iova, 8);
+    memcpy(payload + 24, &size, 8);
+    raw_command(sock, 2, VFIO_USER_DMA_MAP, payload, sizeof(payload), &fd, 1);
+    raw_receive(sock, &hdr, reply, sizeof(reply));
+    CHECK(!hdr.flags.error && hdr.cmd == VFIO_USER_DMA_MAP);
+    return fd;
+}
+
+static void test_blocking_run_ends_on_another_threads_copy_fault(void) {
+    blocking.ctx = make_ctx_with_flags(0);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, serve_blocking, NULL) == 0);
+    int sock = raw_connect(socket_path);
+    int fd = negotiate_and_map_served(sock);
+    /* A device thread copies while the serving thread waits for the client. */
+    dma_sg_t *sgl = calloc(1, dma_sg_size());
+    CHECK(vfu_addr_to_sgl(blocking.ctx, (vfu_dma_addr_t)MAPPED_IOVA, 0x100, sgl, 1, PROT_READ) ==
+          1);
+    CHECK(ftruncate(fd, 0) == 0);
+    close(fd);
+    uint8_t data[0x100];
+    errno = 0;
+    CHECK(vfu_sgl_read(blocking.ctx, sgl, 1, data) == -1 && errno == EIO);
+    free(sgl);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += READY_MS / 1000;
+    CHECK(pthread_timedjoin_np(thread, NULL, &deadline) == 0);
+    CHECK(blocking.result == -1 && blocking.error == ENOTCONN);
+    CHECK(seen.lost_conn == 1);
+    close(sock);
+    vfu_destroy_ctx(blocking.ctx);
+}
+
 static const struct {
     const char *name;
     void (*run)(void);
@@ -269,6 +341,7 @@ static const struct {
     {"broken_stream", test_broken_stream_after_a_command_ends_the_connection},
     {"copy_fault_in_a_callback", test_copy_fault_in_a_callback_ends_the_connection},
     {"copy_fault_between_runs", test_copy_fault_between_runs_ends_the_connection},
+    {"blocking_copy_fault", test_blocking_run_ends_on_another_threads_copy_fault},
 };
 
 /* Runs every test, or the one named by the argument. */
