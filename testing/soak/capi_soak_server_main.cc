@@ -297,7 +297,7 @@ int Main(const std::vector<char*>& args) {
       }
     }
     if (fds[0].revents != 0) {
-      stopping = !commands.Read();  // end of input counts as "stop"
+      const bool open = commands.Read();
       std::string line;
       while (!stopping && commands.NextLine(line)) {
         if (line == "stop") {
@@ -308,6 +308,7 @@ int Main(const std::vector<char*>& args) {
           std::cout << "unknown command" << std::endl;
         }
       }
+      if (!open) stopping = true;  // end of input counts as "stop"
     }
   }
   const absl::Time start = absl::Now();
