@@ -178,7 +178,8 @@ bool Serve(Slot& slot) {
   }
   const int handled = vfu_run_ctx(slot.ctx);
   const int run_errno = errno;
-  if (slot.quiesce_deferred) {
+  // Completing one may run kept commands whose quiesce is deferred again.
+  while (slot.quiesce_deferred) {
     slot.quiesce_deferred = false;
     if (vfu_device_quiesced(slot.ctx, 0) != 0) {
       std::fprintf(stderr, "capi_soak_server: %s: vfu_device_quiesced: %s\n", slot.path.c_str(),
