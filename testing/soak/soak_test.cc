@@ -3,6 +3,7 @@
 //   --patterns=all,-name   run a subset (see SelectPatterns)
 //   --duration=20s         default: DefaultShortDuration() for this build
 //   --seed=N               default: a fresh seed, printed
+//   --server=PATH          default: testing/soak/soak_server
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
@@ -19,6 +20,8 @@
 ABSL_FLAG(std::string, patterns, "all", "patterns to run (see SelectPatterns)");
 ABSL_FLAG(absl::Duration, duration, absl::ZeroDuration(), "run length (0: build default)");
 ABSL_FLAG(uint64_t, seed, 0, "random seed (0: pick one and print it)");
+ABSL_FLAG(std::string, server, "testing/soak/soak_server",
+          "the server binary (soak_server, or capi_soak_server for the C API)");
 
 namespace vfu::soak {
 namespace {
@@ -34,6 +37,7 @@ TEST(SoakTest, ServerSurvivesHostileClientsAndServesWellBehavedOnes) {
                          : DefaultShortDuration();
   options.seed = absl::GetFlag(FLAGS_seed);
   if (options.seed == 0) options.seed = std::random_device()() | 1;
+  options.server_binary = absl::GetFlag(FLAGS_server);
   std::cout << "soak: seed " << options.seed << " (replay with --seed=" << options.seed << ")"
             << std::endl;
   absl::StatusOr<SoakReport> report = RunSoak(options);

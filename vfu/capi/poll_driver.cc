@@ -25,8 +25,9 @@ namespace {
 
 // Before negotiation: a VERSION message with its JSON, and some headroom.
 constexpr size_t kPreNegotiationMaxMessage = 64 * 1024 + 64;
-// Most bytes of commands kept back while one DMA request waits for its
-// reply; a client that sends more instead of answering is disconnected.
+// Most bytes of commands received and not yet handled, which grow only
+// while the device waits for DMA replies (however many waits one callback
+// makes); a client that sends more instead of answering is disconnected.
 constexpr size_t kMaxKeptBackBytes = 64 << 20;
 // Replies queued for a client that does not read them: past this, no more
 // commands are read from it until it has read some (the socket's own buffer
@@ -57,24 +58,42 @@ absl::StatusOr<std::unique_ptr<PollDriver>> PollDriver::Listen(vfu_ctx& ctx) {
   if (!epoll_fd) return wire::WireError(errno, "epoll_create1");
   UniqueFd wake_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_fd) return wire::WireError(errno, "eventfd");
-  epoll_event event = {};
-  event.events = EPOLLIN;
-  event.data.fd = wake_fd.get();
-  if (epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, wake_fd.get(), &event) != 0) {
-    return wire::WireError(errno, "epoll_ctl");
+  UniqueFd fault_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!fault_fd) return wire::WireError(errno, "eventfd");
+  for (int fd : {wake_fd.get(), fault_fd.get()}) {
+    epoll_event event = {};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    if (epoll_ctl(epoll_fd.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
+      return wire::WireError(errno, "epoll_ctl");
+    }
   }
-  return std::unique_ptr<PollDriver>(
-      new PollDriver(ctx, std::move(listen_fd), std::move(epoll_fd), std::move(wake_fd)));
+  return std::unique_ptr<PollDriver>(new PollDriver(ctx, std::move(listen_fd), std::move(epoll_fd),
+                                                    std::move(wake_fd), std::move(fault_fd)));
 }
 
-PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd)
+PollDriver::PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd,
+                       UniqueFd fault_fd)
     : ctx_(ctx),
       listen_fd_(std::move(listen_fd)),
       epoll_fd_(std::move(epoll_fd)),
-      wake_fd_(std::move(wake_fd)) {
+      wake_fd_(std::move(wake_fd)),
+      fault_fd_(std::move(fault_fd)) {
   writer_.set_spare_buffers(&spares_);
-  dma_.set_fault_handler(
-      [this](uint64_t, uint64_t) { memory_faulted_.store(true, std::memory_order_release); });
+  dma_.set_fault_handler([this](uint64_t, uint64_t) {
+    // The fd first: whoever sees the flag then finds the fd signalled, and
+    // drains it with the flag (ConsumeMemoryFault).
+    const uint64_t one = 1;
+    (void)!write(fault_fd_.get(), &one, sizeof(one));
+    memory_faulted_.store(true, std::memory_order_release);
+  });
+}
+
+bool PollDriver::ConsumeMemoryFault() {
+  if (!memory_faulted_.exchange(false, std::memory_order_acq_rel)) return false;
+  uint64_t count;
+  (void)!read(fault_fd_.get(), &count, sizeof(count));
+  return true;
 }
 
 PollDriver::~PollDriver() {
@@ -131,7 +150,7 @@ int PollDriver::Attach() {
   reader_->assembler().set_spare_buffers(&spares_);
   session_->set_spare_buffers(&spares_);
   dma_config_ = MessageDmaConfig();
-  memory_faulted_.store(false, std::memory_order_relaxed);
+  (void)ConsumeMemoryFault();
   peer_gone_ = false;
   close_after_flush_ = false;
   return 0;
@@ -145,14 +164,17 @@ int PollDriver::Run() {
   for (;;) {
     if (RunOnce() > 0) continue;
     if (errno != EAGAIN) return -1;
-    WaitSocket(static_cast<short>(POLLIN | (writer_.empty() ? 0 : POLLOUT)),
-               absl::InfiniteFuture());
+    // The epoll fd, not the socket: it also wakes us when another thread's
+    // copy found the client's memory gone (fault_fd_). RunOnce() left its
+    // interest (EPOLLOUT while replies are queued) up to date.
+    pollfd waiter = {.fd = epoll_fd_.get(), .events = POLLIN, .revents = 0};
+    if (poll(&waiter, 1, -1) < 0 && errno != EINTR) return -1;
   }
 }
 
 int PollDriver::RunOnce() {
   if (parked_) return Fail(EBUSY);
-  if (memory_faulted_.exchange(false, std::memory_order_acq_rel)) {
+  if (ConsumeMemoryFault()) {
     VFU_LOG_RATE_LIMITED(kWarning, ctx_.path,
                          ": the client took away memory under a DMA copy: disconnecting it");
     peer_gone_ = true;
@@ -225,6 +247,7 @@ int PollDriver::ProcessInbound() {
   while (InboundPending() && !parked_ && session_ != nullptr) {
     // Moved out first: a callback's DMA wait may append to inbound_.
     InboundMessage message = std::move(inbound_[inbound_head_++]);
+    inbound_bytes_ -= message.bytes.size();
     if (!message.header.is_command()) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": dropped a reply (msg_id ", message.header.msg_id,
                            ") that no request of ours waits for");
@@ -254,6 +277,7 @@ int PollDriver::ProcessInbound() {
   if (!InboundPending()) {
     inbound_.clear();
     inbound_head_ = 0;
+    inbound_bytes_ = 0;
   }
   return handled;
 }
@@ -270,7 +294,9 @@ void PollDriver::Execute(InboundMessage message) {
 }
 
 void PollDriver::ReadInbound() {
+  const size_t before = inbound_.size();
   absl::Status status = reader_->ReadAvailable(client_fd_.get(), PosixSyscalls::Instance(), inbound_);
+  for (size_t i = before; i < inbound_.size(); ++i) inbound_bytes_ += inbound_[i].bytes.size();
   if (!status.ok()) {
     if (!absl::IsUnavailable(status)) {
       VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": closing the connection: ", status.message());
@@ -290,7 +316,11 @@ void PollDriver::FlushWriter() {
 }
 
 void PollDriver::UpdateReadiness() {
-  const bool pending = InboundPending() && !parked_;
+  // Work for the next vfu_run_ctx(): kept-back commands, or a departure
+  // decided here (the client broke the stream, its negotiation failed and
+  // the error reply is out, it sent too much during a DMA wait), which the
+  // client's socket may never show. A parked command holds both.
+  const bool pending = (InboundPending() || peer_gone_) && !parked_;
   if (pending != wake_signalled_) {
     uint64_t value = 1;
     if (pending) {
@@ -337,6 +367,8 @@ void PollDriver::Disconnect() {
   reader_.reset();
   writer_.Clear();
   inbound_.clear();
+  inbound_head_ = 0;
+  inbound_bytes_ = 0;
   parked_.reset();
   quiesced_ = false;
   peer_gone_ = false;
@@ -388,7 +420,6 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       return absl::DeadlineExceededError("the client does not read our DMA request");
     }
   }
-  size_t kept_bytes = 0;
   for (;;) {
     scratch_.clear();
     absl::Status status =
@@ -400,15 +431,15 @@ absl::StatusOr<InboundMessage> PollDriver::Call(std::vector<uint8_t> command, ab
       } else {
         // Commands are kept for vfu_run_ctx(); stray replies are dropped
         // there.
-        kept_bytes += received.bytes.size();
+        inbound_bytes_ += received.bytes.size();
         inbound_.push_back(std::move(received));
       }
     }
     scratch_.clear();
     if (!status.ok()) peer_gone_ = true;
-    if (kept_bytes > kMaxKeptBackBytes && !reply) {
-      VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": the client sent ", kept_bytes,
-                           " bytes of commands instead of a DMA reply; disconnecting");
+    if (inbound_bytes_ > kMaxKeptBackBytes && !reply) {
+      VFU_LOG_RATE_LIMITED(kWarning, ctx_.path, ": the client sent ", inbound_bytes_,
+                           " bytes of commands instead of DMA replies; disconnecting");
       peer_gone_ = true;
     }
     if (reply) {

@@ -10,10 +10,13 @@
 //
 // The poll fd. Once a client is attached, vfu_get_poll_fd() returns an
 // epoll fd that is readable when there is work: bytes from the client, room
-// for queued replies, or commands already received and kept back (commands
+// for queued replies, commands already received and kept back (commands
 // that arrived while vfu_sgl_read() waited for its DMA_READ reply, or the
-// rest of a batch after a deferred quiesce). A plain socket fd could not
-// say the latter: those bytes have left the socket.
+// rest of a batch after a deferred quiesce), or a disconnect decided here
+// (failed negotiation once its error reply is out, memory taken away under
+// a copy, a broken stream), which the next vfu_run_ctx() reports as
+// ENOTCONN. A plain socket fd could not say these: the bytes have left the
+// socket, or the client sends nothing more.
 //
 // DMA through messages. For memory the client shared without an fd, the
 // device's DMA (vfu_sgl_read/write) sends DMA_READ / DMA_WRITE and waits on
@@ -25,8 +28,9 @@
 // reports EBUSY until vfu_device_quiesced(). A failed quiesce fails the
 // command with an error reply (libvfio-user leaves the client waiting).
 //
-// Bounds: the commands kept back during one DMA wait are at most 64 MiB
-// (more, and the client is disconnected); replies the client does not read
+// Bounds: commands received and not yet handled are at most 64 MiB in all,
+// across every DMA wait of a callback (more, and the client is
+// disconnected); replies the client does not read
 // stay queued up to 16 MiB, past which no more of its commands are read
 // until it reads (its further commands wait in the socket).
 //
@@ -100,8 +104,12 @@ class PollDriver : public Driver,
                                       std::shared_ptr<ReplySink> sink) override;
 
  private:
-  PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd);
+  PollDriver(vfu_ctx& ctx, UniqueFd listen_fd, UniqueFd epoll_fd, UniqueFd wake_fd,
+             UniqueFd fault_fd);
 
+  // Whether a copy found the client's memory taken away since the last
+  // look; clears the flag and fault_fd_.
+  bool ConsumeMemoryFault();
   // One non-blocking pass: flush, read, handle what is complete.
   int RunOnce();
   // Handles kept-back commands until none is left or one waits for a
@@ -127,9 +135,14 @@ class PollDriver : public Driver,
   vfu_ctx& ctx_;
   UniqueFd listen_fd_;
   UniqueFd epoll_fd_;
-  // Readable while kept-back commands wait (part of epoll_fd_).
+  // Readable while kept-back commands wait or a departure is decided (part
+  // of epoll_fd_).
   UniqueFd wake_fd_;
   bool wake_signalled_ = false;
+  // Readable once a copy found the client's memory taken away, from
+  // whichever thread copied (part of epoll_fd_): the next vfu_run_ctx()
+  // disconnects the client even if it sends nothing more.
+  UniqueFd fault_fd_;
   UniqueFd client_fd_;
   DmaMapTable dma_;
   // The device's copies: the table's fast path, mmapped segments, messages.
@@ -151,6 +164,9 @@ class PollDriver : public Driver,
   // handled, so a batch costs no queue allocation and no extra move.
   std::vector<InboundMessage> inbound_;
   size_t inbound_head_ = 0;
+  // Bytes of inbound_[inbound_head_..]: bounded by kMaxKeptBackBytes while
+  // DMA waits keep commands back.
+  size_t inbound_bytes_ = 0;
   // What a DMA wait receives, before it is sorted into its reply and kept
   // commands.
   std::vector<InboundMessage> scratch_;
