@@ -4,6 +4,8 @@
 #
 # Usage: tools/test.sh [PASS...]
 #   plain     bazel test //... with g++
+#   clang     bazel build //... with clang, its thread-safety analysis as
+#             errors (checks every ABSL_GUARDED_BY and lock annotation)
 #   asan      the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan      the same under ThreadSanitizer
 #   fuzz      libFuzzer targets (clang), a fixed number of runs each
@@ -16,7 +18,7 @@ root=$PWD
 bash tools/install_deps.sh
 
 passes=("$@")
-[[ ${#passes[@]} -gt 0 ]] || passes=(plain asan tsan fuzz consumer)
+[[ ${#passes[@]} -gt 0 ]] || passes=(plain clang asan tsan fuzz consumer)
 
 # Output readable in a CI log. Build actions go through a disk cache shared
 # by every pass and by later runs on the same machine: the consumer
@@ -55,6 +57,15 @@ run_pass() {
     plain)
       step "plain: bazel test //..."
       bazel_test //...
+      ;;
+    clang)
+      step "clang: bazel build --config=clang //... (thread-safety analysis)"
+      if bazel build "${bazel_flags[@]}" --config=clang //...; then
+        passed=$((passed + 1))
+      else
+        failed=$((failed + 1))
+        return 1
+      fi
       ;;
     asan)
       step "asan: bazel test --config=asan //..."
