@@ -657,6 +657,8 @@ ssize_t CapiBarAccess(vfu_ctx_t* ctx, char* buf, size_t count, loff_t offset, bo
 // enough that it is asleep while the floors between its figures run (a
 // spinning server there would take a CPU from them).
 constexpr int64_t kCapiIdleSpinNs = 200 * 1000;
+// Iterations of a spinning C server between looks at its control socket.
+constexpr uint64_t kCapiSpinControlInterval = 256;
 
 // The poll-mode C server: one thread serves the parent's control socket and
 // the device, waiting in poll(2) on both, calling vfu_run_ctx() when the
@@ -680,11 +682,14 @@ int RunCapiServerChild(UniqueFd control, const std::string& socket_path, bool sp
   bool attached = false;
   int64_t last_work_ns = 0;
   int rc = 0;
-  for (;;) {
+  for (uint64_t iteration = 0;; ++iteration) {
     const bool spinning = spin && attached && NowNs() - last_work_ns < kCapiIdleSpinNs;
     pollfd fds[2] = {{.fd = control.get(), .events = POLLIN, .revents = 0},
                      {.fd = vfu_get_poll_fd(ctx), .events = POLLIN, .revents = 0}};
-    if (::poll(fds, 2, spinning ? 0 : -1) < 0 && errno != EINTR) {
+    // A spinning poller calls vfu_run_ctx() without asking poll(2) first,
+    // as SPDK's do; it looks at the control socket now and then.
+    const bool look = !spinning || iteration % kCapiSpinControlInterval == 0;
+    if (look && ::poll(fds, 2, spinning ? 0 : -1) < 0 && errno != EINTR) {
       rc = 1;
       break;
     }
