@@ -130,7 +130,8 @@ struct NvmeSession {
 // the controller it finds is reset (the previous client's detach resets it).
 absl::StatusOr<std::unique_ptr<NvmeSession>> OpenSession(SessionContext& context,
                                                          PatternStats& stats, bool shared,
-                                                         bool interrupts) {
+                                                         bool interrupts,
+                                                         bool ioeventfds = false) {
   auto session = std::make_unique<NvmeSession>();
   session->shared = shared;
   absl::StatusOr<std::unique_ptr<Client>> client = ConnectClient(context, stats, absl::Seconds(30));
@@ -140,6 +141,7 @@ absl::StatusOr<std::unique_ptr<NvmeSession>> OpenSession(SessionContext& context
   options.memory_bytes = kGuestMemory;
   options.shared_memory = shared;
   options.interrupts = interrupts;
+  options.ioeventfds = ioeventfds;
   options.admin_entries = 32;
   options.timeout = context.scale.call_timeout;
   absl::StatusOr<std::unique_ptr<NvmeDriver>> driver =
@@ -166,13 +168,52 @@ absl::StatusOr<std::unique_ptr<NvmeSession>> OpenSession(SessionContext& context
   return session;
 }
 
-absl::Status EnableWithQueues(SessionContext& context, NvmeSession& session, uint16_t queues) {
-  if (absl::Status s = session.driver->Enable(); !s.ok()) return s;
+// Optional controller features a well-behaved session may turn on.
+struct Features {
+  bool shadow_doorbells = false;  // Doorbell Buffer Config
+  bool shadow_late = false;       // ... after the queues exist
+  bool coalescing = false;        // Set Features 08h, random THR and TIME
+};
+
+Features RandomFeatures(SessionContext& context) {
+  return Features{.shadow_doorbells = context.Uniform(0, 2) == 0,
+                  .shadow_late = context.Uniform(0, 1) == 1,
+                  .coalescing = context.Uniform(0, 3) == 0};
+}
+
+std::string Describe(const Features& features) {
+  return absl::StrCat(features.shadow_doorbells
+                          ? (features.shadow_late ? ", late shadow doorbells" : ", shadow doorbells")
+                          : "",
+                      features.coalescing ? ", coalescing" : "");
+}
+
+absl::Status EnableWithQueues(SessionContext& context, NvmeSession& session, uint16_t queues,
+                              Features features = {}) {
+  NvmeDriver& d = *session.driver;
+  if (absl::Status s = d.Enable(); !s.ok()) return s;
+  if (features.shadow_doorbells && !features.shadow_late) {
+    if (absl::Status s = d.EnableShadowDoorbells(); !s.ok()) return s;
+  }
+  if (features.coalescing) {
+    SubmissionEntry sqe = {};
+    sqe.opcode = nvme::kAdminSetFeatures;
+    sqe.cdw10 = nvme::kFeatInterruptCoalescing;
+    sqe.cdw11 = static_cast<uint32_t>(context.Uniform(0, 7) | (context.Uniform(0, 5) << 8));
+    absl::StatusOr<Completion> done = d.Run(0, sqe);
+    if (!done.ok()) return done.status();
+    if (done->status != nvme::kSuccess) {
+      return absl::DataLossError(absl::StrCat("Set Features 08h: status ", Hex(done->status)));
+    }
+  }
   session.entries = static_cast<uint32_t>(context.Uniform(kSlots + 2, 64));
   for (uint16_t q = 1; q <= queues; ++q) {
-    if (absl::Status s = session.driver->CreateIoQueuePair(q, session.entries); !s.ok()) return s;
+    if (absl::Status s = d.CreateIoQueuePair(q, session.entries); !s.ok()) return s;
   }
   session.queues = queues;
+  if (features.shadow_doorbells && features.shadow_late) {
+    if (absl::Status s = d.EnableShadowDoorbells(); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
@@ -358,14 +399,18 @@ class GoodNvme : public Pattern {
     // fd-backed and fd-less memory in alternate sessions.
     const bool shared = (++sessions_ % 2) == 0;
     const bool interrupts = context.Uniform(0, 1) == 1;
-    const std::string how = absl::StrCat(shared ? "fd" : "fd-less", " memory, ",
-                                         interrupts ? "MSI-X" : "polled");
+    const Features features = RandomFeatures(context);
+    // Shadowed queues may be rung through the ioeventfds the device offers.
+    const bool ioeventfds = features.shadow_doorbells && context.Uniform(0, 1) == 1;
+    const std::string how =
+        absl::StrCat(shared ? "fd" : "fd-less", " memory, ", interrupts ? "MSI-X" : "polled",
+                     Describe(features), ioeventfds ? ", ioeventfds" : "");
     absl::StatusOr<std::unique_ptr<NvmeSession>> opened =
-        OpenSession(context, stats, shared, interrupts);
+        OpenSession(context, stats, shared, interrupts, ioeventfds);
     if (!opened.ok()) return stats.Fail("open (", how, "): ", opened.status().ToString());
     NvmeSession& session = **opened;
     const uint16_t queues = static_cast<uint16_t>(context.Uniform(1, 2));
-    if (absl::Status s = EnableWithQueues(context, session, queues); !s.ok()) {
+    if (absl::Status s = EnableWithQueues(context, session, queues, features); !s.ok()) {
       return stats.Fail("enable (", how, "): ", s.ToString());
     }
     for (int round = 0; round < kGoodRounds && !SessionOver(context); ++round) {
@@ -427,19 +472,16 @@ class NvmeAbruptClose : public Pattern {
       return;
     }
     const uint16_t queues = static_cast<uint16_t>(context.Uniform(1, 2));
-    if (absl::Status s = d.Enable(); !s.ok()) return stats.Fail("enable: ", s.ToString());
-    if (point == Point::kAfterEnable) return;
-    if (point == Point::kAdminInFlight && context.Uniform(0, 1) == 0) {
-      // An admin command the controller may be running when we go.
+    if (point == Point::kAfterEnable || (point == Point::kAdminInFlight && context.Uniform(0, 1) == 0)) {
+      if (absl::Status s = d.Enable(); !s.ok()) return stats.Fail("enable: ", s.ToString());
+      // Gone at once, or with an admin command the controller may be running.
+      if (point == Point::kAfterEnable) return;
       return SubmitAdminAndLeave(context, session, stats);
     }
-    session.entries = static_cast<uint32_t>(context.Uniform(kSlots + 2, 64));
-    for (uint16_t q = 1; q <= queues; ++q) {
-      if (absl::Status s = d.CreateIoQueuePair(q, session.entries); !s.ok()) {
-        return stats.Fail("create queue ", q, ": ", s.ToString());
-      }
+    const Features features = RandomFeatures(context);
+    if (absl::Status s = EnableWithQueues(context, session, queues, features); !s.ok()) {
+      return stats.Fail("enable", Describe(features), ": ", s.ToString());
     }
-    session.queues = queues;
     // What earlier sessions completed must be there (and a round of our own).
     if (absl::Status s = VerifiedRound(context, session, 1, &model_, stats); !s.ok()) {
       return stats.Fail("round: ", s.ToString());
@@ -505,6 +547,11 @@ enum class Misdeed {
   kDisableWithIoInFlight,
   kGarbageIo,
   kGarbageAdmin,
+  kEventRequestLimit,
+  kDoorbellStorm,
+  kDeviceResetWithIoInFlight,
+  kShutdownWithIoInFlight,
+  kBadEnable,
   kCount
 };
 
@@ -521,6 +568,11 @@ const char* MisdeedName(Misdeed misdeed) {
     case Misdeed::kDisableWithIoInFlight: return "CC.EN 0 with I/O in flight";
     case Misdeed::kGarbageIo: return "garbage I/O commands";
     case Misdeed::kGarbageAdmin: return "garbage admin commands";
+    case Misdeed::kEventRequestLimit: return "event requests beyond the limit";
+    case Misdeed::kDoorbellStorm: return "doorbell storm with I/O in flight";
+    case Misdeed::kDeviceResetWithIoInFlight: return "DEVICE_RESET with I/O in flight";
+    case Misdeed::kShutdownWithIoInFlight: return "shutdown with I/O in flight";
+    case Misdeed::kBadEnable: return "enable with a bad admin queue";
     case Misdeed::kCount: break;
   }
   return "?";
@@ -882,6 +934,90 @@ absl::StatusOr<Aftermath> NvmeHostile::Misbehave(SessionContext& context, NvmeSe
       if (!done.ok()) return done.status();
       stats.operations += count;
       return Aftermath{.queue_intact = !admin};
+    }
+    case Misdeed::kEventRequestLimit: {
+      // NVMe 1.4 section 5.2: requests beyond AERL + 1 outstanding complete
+      // with Asynchronous Event Request Limit Exceeded; the others wait.
+      const uint32_t excess = static_cast<uint32_t>(context.Uniform(1, 3));
+      std::set<uint16_t> beyond;
+      for (uint32_t i = 0; i < nvme::kAerLimit + excess; ++i) {
+        SubmissionEntry aer = {};
+        aer.opcode = nvme::kAdminAsyncEvent;
+        aer.cid = static_cast<uint16_t>(0xf000 + i);
+        if (i >= nvme::kAerLimit) beyond.insert(aer.cid);
+        if (absl::Status s = d.Submit(0, aer, /*ring=*/false); !s.ok()) return s;
+      }
+      if (absl::Status s = d.RingSubmission(0); !s.ok()) return s;
+      absl::StatusOr<std::vector<Completion>> done = ReapAll(context, session, 0, beyond);
+      if (!done.ok()) return done.status();
+      for (const Completion& c : *done) {
+        if (TypeAndCode(c.status) != TypeAndCode(nvme::kAerLimitExceeded)) {
+          return absl::DataLossError(absl::StrCat("event request ", c.cid - 0xf000 + 1,
+                                                  " of ", nvme::kAerLimit + excess, ": status ",
+                                                  Hex(c.status)));
+        }
+      }
+      return Aftermath{.queue_intact = true};
+    }
+    case Misdeed::kDoorbellStorm: {
+      const uint32_t count = std::min<uint32_t>(kSlots, session.entries - 2);
+      absl::StatusOr<Submitted> writes = SubmitWrites(context, session, 1, count, nullptr);
+      if (!writes.ok()) return writes.status();
+      const uint32_t storm = std::min<uint32_t>(context.scale.burst, 300);
+      for (uint32_t i = 0; i < storm; ++i) {
+        const uint64_t offset = nvme::kDoorbellBase + 4 * context.Uniform(0, 2 * nvme::kMaxIoQueues + 1);
+        const uint32_t value = static_cast<uint32_t>(
+            context.Uniform(0, 1) == 1 ? context.Uniform(0, session.entries) : (*context.rng)());
+        if (absl::Status s = d.Write32(offset, value, /*posted=*/true); !s.ok()) return s;
+      }
+      stats.operations += storm;
+      return Aftermath{};
+    }
+    case Misdeed::kDeviceResetWithIoInFlight: {
+      const uint32_t count = std::min<uint32_t>(kSlots, session.entries - 2);
+      absl::StatusOr<Submitted> writes = SubmitWrites(context, session, 1, count, nullptr);
+      if (!writes.ok()) return writes.status();
+      if (absl::Status s = session.client->Reset(); !s.ok()) {
+        return absl::InternalError(absl::StrCat("DEVICE_RESET: ", s.ToString()));
+      }
+      // A reset controller: CC.EN 0, and RDY 0 within CAP.TO.
+      absl::StatusOr<uint32_t> cc = d.Read32(nvme::kRegCc);
+      if (!cc.ok()) return cc.status();
+      if ((*cc & nvme::kCcEnable) != 0) {
+        return absl::DataLossError(absl::StrCat("CC ", Hex(*cc), " after DEVICE_RESET"));
+      }
+      if (absl::Status s = d.WaitForCsts(nvme::kCstsReady | nvme::kCstsFatal, 0); !s.ok()) {
+        return absl::DataLossError(absl::StrCat("after DEVICE_RESET: ", s.ToString()));
+      }
+      return Aftermath{};
+    }
+    case Misdeed::kShutdownWithIoInFlight: {
+      const uint32_t count = std::min<uint32_t>(kSlots, session.entries - 2);
+      absl::StatusOr<Submitted> writes = SubmitWrites(context, session, 1, count, nullptr);
+      if (!writes.ok()) return writes.status();
+      // NVMe 1.4 section 7.6.2: shutdown processing ends with SHST 10b.
+      if (absl::Status s = d.Shutdown(); !s.ok()) return s;
+      // Commands after a shutdown may fail; each still gets its completion.
+      return Aftermath{};
+    }
+    case Misdeed::kBadEnable: {
+      if (absl::Status s = d.Disable(); !s.ok()) return s;
+      // One-entry admin queues (AQA 0), or queues in unmapped memory; what
+      // the controller makes of it (RDY, CFS, neither) is its business, but
+      // it must answer and come back with the next reset.
+      const bool tiny = context.Uniform(0, 1) == 1;
+      absl::Status s = d.Write32(nvme::kRegAqa, tiny ? 0 : (15u | (15u << 16)));
+      const uint64_t base = tiny ? d.iova() : kUnmappedIova;
+      for (uint64_t reg : {nvme::kRegAsq, nvme::kRegAcq}) {
+        if (s.ok()) s = d.Write32(reg, static_cast<uint32_t>(base));
+        if (s.ok()) s = d.Write32(reg + 4, static_cast<uint32_t>(base >> 32));
+      }
+      if (s.ok()) s = d.Write32(nvme::kRegCc, (6u << 16) | (4u << 20) | nvme::kCcEnable);
+      if (s.ok()) s = d.Write32(nvme::SqTailDoorbell(0), 1, /*posted=*/true);
+      if (!s.ok()) return s;
+      absl::StatusOr<uint32_t> csts = d.Read32(nvme::kRegCsts);
+      if (!csts.ok()) return csts.status();
+      return Aftermath{};
     }
     case Misdeed::kCount:
       break;
