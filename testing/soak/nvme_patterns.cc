@@ -173,19 +173,23 @@ struct Features {
   bool shadow_doorbells = false;  // Doorbell Buffer Config
   bool shadow_late = false;       // ... after the queues exist
   bool coalescing = false;        // Set Features 08h, random THR and TIME
+  bool small_cqs = false;         // CQs smaller than a round: the controller
+                                  // must wait for head doorbells
 };
 
 Features RandomFeatures(SessionContext& context) {
   return Features{.shadow_doorbells = context.Uniform(0, 2) == 0,
                   .shadow_late = context.Uniform(0, 1) == 1,
-                  .coalescing = context.Uniform(0, 3) == 0};
+                  .coalescing = context.Uniform(0, 3) == 0,
+                  .small_cqs = context.Uniform(0, 3) == 0};
 }
 
 std::string Describe(const Features& features) {
   return absl::StrCat(features.shadow_doorbells
                           ? (features.shadow_late ? ", late shadow doorbells" : ", shadow doorbells")
                           : "",
-                      features.coalescing ? ", coalescing" : "");
+                      features.coalescing ? ", coalescing" : "",
+                      features.small_cqs ? ", small CQs" : "");
 }
 
 absl::Status EnableWithQueues(SessionContext& context, NvmeSession& session, uint16_t queues,
@@ -208,7 +212,9 @@ absl::Status EnableWithQueues(SessionContext& context, NvmeSession& session, uin
   }
   session.entries = static_cast<uint32_t>(context.Uniform(kSlots + 2, 64));
   for (uint16_t q = 1; q <= queues; ++q) {
-    if (absl::Status s = d.CreateIoQueuePair(q, session.entries); !s.ok()) return s;
+    const uint32_t cq_entries =
+        features.small_cqs ? static_cast<uint32_t>(context.Uniform(2, kSlots)) : session.entries;
+    if (absl::Status s = d.CreateIoQueuePair(q, session.entries, cq_entries); !s.ok()) return s;
   }
   session.queues = queues;
   if (features.shadow_doorbells && features.shadow_late) {
