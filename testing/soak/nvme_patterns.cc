@@ -764,15 +764,15 @@ absl::StatusOr<Aftermath> NvmeHostile::Misbehave(SessionContext& context, NvmeSe
       if (misdeed == Misdeed::kBadDoorbellValue) {
         // NVMe 1.4 section 3.1.24/3.1.25 (SQyTDBL, CQyHDBL): a value beyond
         // the queue is an invalid doorbell write value, reported by an
-        // error event (section 5.2, Figure 146: 01h) when a request is
-        // outstanding.
+        // error event (section 5.2, error information 01h) when a request
+        // is outstanding.
         const bool tail = context.Uniform(0, 1) == 1;
         offset = tail ? nvme::SqTailDoorbell(1) : nvme::CqHeadDoorbell(1);
         value = static_cast<uint32_t>(context.Uniform(session.entries, 0xffff));
         expected_info = nvme::kAerInfoInvalidDoorbellValue;
       } else {
         // A queue never created: write to an invalid doorbell register
-        // (Figure 146: 00h).
+        // (section 5.2, error information 00h).
         const uint16_t qid = static_cast<uint16_t>(context.Uniform(2, nvme::kMaxIoQueues));
         offset = context.Uniform(0, 1) == 1 ? nvme::SqTailDoorbell(qid) : nvme::CqHeadDoorbell(qid);
         value = static_cast<uint32_t>(context.Uniform(0, 64));
@@ -1014,7 +1014,9 @@ absl::StatusOr<Aftermath> NvmeHostile::Misbehave(SessionContext& context, NvmeSe
       if (absl::Status s = session.client->Reset(); !s.ok()) {
         return absl::InternalError(absl::StrCat("DEVICE_RESET: ", s.ToString()));
       }
-      // A reset controller: CC.EN 0, and RDY 0 within CAP.TO.
+      // DEVICE_RESET is a function-level reset: registers return to their
+      // reset values (NVMe 1.4 section 3.1.5: CC resets to 0), and RDY
+      // follows within CAP.TO (section 3.1.1).
       absl::StatusOr<uint32_t> cc = d.Read32(nvme::kRegCc);
       if (!cc.ok()) return cc.status();
       if ((*cc & nvme::kCcEnable) != 0) {
