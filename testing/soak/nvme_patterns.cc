@@ -538,12 +538,24 @@ class NvmeAbruptClose : public Pattern {
   }
 
  private:
-  // Submits Identify, Get Log Page or Create I/O CQ and leaves unreaped.
+  // Submits Identify, Get Log Page, Create I/O CQ, an Asynchronous Event
+  // Request or (with queues) Delete I/O SQ 1 behind I/O, and leaves unreaped.
   void SubmitAdminAndLeave(SessionContext& context, NvmeSession& session, PatternStats& stats) {
     NvmeDriver& d = *session.driver;
     SubmissionEntry sqe = {};
     sqe.cid = session.next_cid++;
-    switch (context.Uniform(0, 2)) {
+    switch (context.Uniform(0, session.queues > 0 ? 4 : 3)) {
+      case 3:
+        sqe.opcode = nvme::kAdminAsyncEvent;
+        break;
+      case 4: {
+        absl::StatusOr<Submitted> writes = SubmitWrites(
+            context, session, 1, std::min<uint32_t>(kSlots, session.entries - 2), &model_);
+        if (!writes.ok()) return stats.Fail("submit: ", writes.status().ToString());
+        sqe.opcode = nvme::kAdminDeleteSq;
+        sqe.cdw10 = 1;
+        break;
+      }
       case 0:
         sqe.opcode = nvme::kAdminIdentify;
         sqe.cdw10 = nvme::kCnsController;
