@@ -87,7 +87,7 @@ struct SessionContext {
   absl::Time CallDeadline() const { return absl::Now() + scale.call_timeout; }
 };
 
-enum class DeviceKind { kGpio, kDmaEngine, kScratchpad };
+enum class DeviceKind { kGpio, kDmaEngine, kScratchpad, kNvme };
 const char* DeviceKindName(DeviceKind kind);
 
 class Pattern {

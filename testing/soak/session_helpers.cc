@@ -23,6 +23,8 @@ const char* DeviceKindName(DeviceKind kind) {
       return "dma_engine";
     case DeviceKind::kScratchpad:
       return "scratchpad";
+    case DeviceKind::kNvme:
+      return "nvme";
   }
   return "?";
 }

@@ -7,7 +7,8 @@
 //   - Server::Stop() returning within SoakOptions::stop_bound;
 //   - the server's fd count back to its baseline (taken once it serves,
 //     before any client) within fd_tolerance (default 0: every connection's
-//     fds must be closed once its client is gone), waiting at most
+//     fds must be closed once its client is gone, and what a device holds
+//     across clients, like its ioeventfds, renewed), waiting at most
 //     quiesce_bound for the server to notice the last disconnects;
 //   - its RSS, after returning freed heap to the system, within
 //     rss_tolerance_kb of the baseline (see DefaultRssToleranceKb);

@@ -4,14 +4,19 @@
 //
 //   soak_server [--max_write_stall_ms=N] KIND:SOCKET_PATH [KIND:SOCKET_PATH...]
 //
-// KIND is gpio, dma_engine or scratchpad; each argument is one device
-// instance at its own socket. The server prints "ready" once it serves, then
+// KIND is gpio, dma_engine, scratchpad or nvme; each argument is one device
+// instance at its own socket. An nvme instance is an NvmeController (default
+// LBA size and I/O threads) over an 8 MiB image file of its own, created in a
+// temporary directory that is removed at exit; the image's fd is open from
+// before "ready", so it is part of the baseline the soak measures. The server prints "ready" once it serves, then
 // obeys one command per line on stdin, answering each with one line:
 //   measure  -> "fds=N rss_kb=N"   (after returning freed heap to the system)
 //   stop     -> "stopped stop_us=N fds=N rss_kb=N", then exits 0
 // End of input counts as "stop".
 #include <malloc.h>
 #include <unistd.h>
+
+#include <fcntl.h>
 
 #include <iostream>
 #include <memory>
@@ -26,8 +31,11 @@
 #include "absl/time/time.h"
 #include "devices/dma_engine/dma_engine_device.h"
 #include "devices/gpio/gpio_device.h"
+#include "devices/nvme/nvme_controller.h"
 #include "devices/scratchpad/scratchpad_device.h"
 #include "testing/soak/process_figures.h"
+#include "testing/temp_dir.h"
+#include "vfu/base/unique_fd.h"
 #include "vfu/vfu.h"
 
 ABSL_FLAG(int, max_write_stall_ms, 2000,
@@ -37,10 +45,35 @@ ABSL_FLAG(int, max_write_stall_ms, 2000,
 namespace vfu::soak {
 namespace {
 
-std::unique_ptr<Device> MakeDevice(const std::string& kind) {
+// Size of each nvme instance's namespace image (testing/soak/nvme_patterns.h
+// relies on it).
+constexpr off_t kNvmeImageBytes = 8 << 20;
+
+// An NvmeController over a fresh, zero-filled image `path`; nullptr (and a
+// message) when it cannot be made.
+std::unique_ptr<Device> MakeNvme(const std::string& path) {
+  {
+    UniqueFd image(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!image.valid() || ::ftruncate(image.get(), kNvmeImageBytes) != 0) {
+      std::cerr << "soak_server: cannot create " << path << "\n";
+      return nullptr;
+    }
+  }
+  absl::StatusOr<std::unique_ptr<nvme::NvmeController>> controller =
+      nvme::NvmeController::Create({path}, /*lba_size=*/512);
+  if (!controller.ok()) {
+    std::cerr << "soak_server: " << controller.status() << "\n";
+    return nullptr;
+  }
+  return *std::move(controller);
+}
+
+std::unique_ptr<Device> MakeDevice(const std::string& kind, const testing::ScopedTempDir& images,
+                                   size_t index) {
   if (kind == "gpio") return std::make_unique<devices::GpioDevice>();
   if (kind == "dma_engine") return std::make_unique<devices::DmaEngineDevice>();
   if (kind == "scratchpad") return std::make_unique<devices::ScratchpadDevice>();
+  if (kind == "nvme") return MakeNvme(images.File(absl::StrCat("nvme", index, ".img")));
   return nullptr;
 }
 
@@ -51,6 +84,8 @@ std::string FiguresLine() {
 }
 
 int Main(const std::vector<char*>& args) {
+  // The nvme images' directory outlives the devices that hold them open.
+  const testing::ScopedTempDir images("vfu-soak-nvme");
   // Devices outlive the server: declared first, destroyed last.
   std::vector<std::unique_ptr<Device>> devices;
   ServerOptions options;
@@ -62,7 +97,7 @@ int Main(const std::vector<char*>& args) {
   }
   for (size_t i = 1; i < args.size(); ++i) {
     std::vector<std::string> parts = absl::StrSplit(args[i], absl::MaxSplits(':', 1));
-    if (parts.size() != 2 || (devices.push_back(MakeDevice(parts[0])), devices.back() == nullptr)) {
+    if (parts.size() != 2 || (devices.push_back(MakeDevice(parts[0], images, i)), devices.back() == nullptr)) {
       std::cerr << "soak_server: expected KIND:SOCKET_PATH, got " << args[i] << "\n";
       return 2;
     }
