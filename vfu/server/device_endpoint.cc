@@ -97,8 +97,9 @@ void DeviceEndpoint::OnReady(uint32_t) {
     // waits in the backlog until the attached one is gone.
     if (!waiting_client_logged_) {
       waiting_client_logged_ = true;
-      VFU_LOG(kInfo, socket_path_,
-              ": a client is waiting; it is served once the attached one has left");
+      // Clients can make this happen at will (reconnect storms): rate-limited.
+      VFU_LOG_RATE_LIMITED(kInfo, socket_path_,
+                           ": a client is waiting; it is served once the attached one has left");
     }
     WatchListenerOnIoThread(false);
     return;
