@@ -7,6 +7,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "testing/soak/capi_register_access.h"
+
 struct channel {
     uint64_t source;
     uint64_t destination;
@@ -138,7 +140,8 @@ static uint64_t with_high(uint64_t value, uint32_t bits) {
     return (value & 0xffffffffull) | ((uint64_t)bits << 32);
 }
 
-static uint32_t read_register(const struct capi_dma_engine *engine, uint64_t reg) {
+static uint32_t read_register(const void *device, uint64_t reg) {
+    const struct capi_dma_engine *engine = device;
     switch (reg) {
     case CAPI_DMA_ENGINE_REG_ID: return CAPI_DMA_ENGINE_ID_VALUE;
     case CAPI_DMA_ENGINE_REG_VERSION: return 1;
@@ -167,8 +170,9 @@ static uint32_t read_register(const struct capi_dma_engine *engine, uint64_t reg
 }
 
 /* Stores the bytes of `value` selected by `mask` into register `reg`. */
-static void write_register(vfu_ctx_t *ctx, struct capi_dma_engine *engine, uint64_t reg,
+static void write_register(vfu_ctx_t *ctx, void *device, uint64_t reg,
                            uint32_t value, uint32_t mask) {
+    struct capi_dma_engine *engine = device;
     if (reg == CAPI_DMA_ENGINE_REG_IRQ_STATUS) {
         engine->irq_status &= ~(value & mask);
         return;
@@ -201,35 +205,8 @@ static void write_register(vfu_ctx_t *ctx, struct capi_dma_engine *engine, uint6
 
 static ssize_t bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t offset,
                            bool is_write) {
-    struct capi_dma_engine *engine = vfu_get_private(ctx);
-    if (offset < 0 || count > CAPI_DMA_ENGINE_BAR_SIZE ||
-        (uint64_t)offset > CAPI_DMA_ENGINE_BAR_SIZE - count) {
-        errno = EINVAL;
-        return -1;
-    }
-    const uint8_t *in = (const uint8_t *)buf;
-    size_t i = 0;
-    if (!is_write) {
-        for (; i < count; ++i) {
-            const uint64_t byte = (uint64_t)offset + i;
-            buf[i] = (char)(uint8_t)(read_register(engine, byte & ~(uint64_t)3) >> (8 * (byte & 3)));
-        }
-        return (ssize_t)count;
-    }
-    /* One register at a time, in address order: an 8-byte write of LENGTH
-     * and DOORBELL sets the length first, then rings. */
-    while (i < count) {
-        const uint64_t reg = ((uint64_t)offset + i) & ~(uint64_t)3;
-        uint32_t value = 0;
-        uint32_t mask = 0;
-        for (; i < count && (((uint64_t)offset + i) & ~(uint64_t)3) == reg; ++i) {
-            const uint32_t shift = 8 * (uint32_t)(((uint64_t)offset + i) & 3);
-            value |= (uint32_t)in[i] << shift;
-            mask |= 0xffu << shift;
-        }
-        write_register(ctx, engine, reg, value, mask);
-    }
-    return (ssize_t)count;
+    return capi_register_access(ctx, vfu_get_private(ctx), CAPI_DMA_ENGINE_BAR_SIZE, buf, count, offset,
+                                is_write, read_register, write_register);
 }
 
 static int reset(vfu_ctx_t *ctx, vfu_reset_type_t type) {

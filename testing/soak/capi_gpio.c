@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testing/soak/capi_register_access.h"
+
 #define LINE_MASK 0xffffu
 
 /* The writable registers, all zero at reset. */
@@ -35,7 +37,8 @@ static void signal_pending(vfu_ctx_t *ctx, const struct capi_gpio *gpio,
     (void)vfu_irq_trigger(ctx, 0);
 }
 
-static uint32_t read_register(const struct capi_gpio *gpio, uint64_t reg) {
+static uint32_t read_register(const void *device, uint64_t reg) {
+    const struct capi_gpio *gpio = device;
     switch (reg) {
     case CAPI_GPIO_REG_ID: return CAPI_GPIO_ID_VALUE;
     case CAPI_GPIO_REG_INFO: return CAPI_GPIO_INFO_VALUE;
@@ -54,8 +57,9 @@ static uint32_t merge(uint32_t old, uint32_t value, uint32_t mask, uint32_t bits
 }
 
 /* Stores the bytes of `value` selected by `mask` into register `reg`. */
-static void write_register(vfu_ctx_t *ctx, struct capi_gpio *gpio, uint64_t reg,
+static void write_register(vfu_ctx_t *ctx, void *device, uint64_t reg,
                            uint32_t value, uint32_t mask) {
+    struct capi_gpio *gpio = device;
     const uint16_t input_before = input_levels(gpio);
     const uint16_t pending_before = pending_lines(gpio);
     switch (reg) {
@@ -85,35 +89,8 @@ static void write_register(vfu_ctx_t *ctx, struct capi_gpio *gpio, uint64_t reg,
 
 static ssize_t bar0_access(vfu_ctx_t *ctx, char *buf, size_t count, loff_t offset,
                            bool is_write) {
-    struct capi_gpio *gpio = vfu_get_private(ctx);
-    if (offset < 0 || count > CAPI_GPIO_BAR_SIZE ||
-        (uint64_t)offset > CAPI_GPIO_BAR_SIZE - count) {
-        errno = EINVAL;
-        return -1;
-    }
-    const uint8_t *in = (const uint8_t *)buf;
-    size_t i = 0;
-    if (!is_write) {
-        for (; i < count; ++i) {
-            const uint64_t byte = (uint64_t)offset + i;
-            buf[i] = (char)(uint8_t)(read_register(gpio, byte & ~(uint64_t)3) >> (8 * (byte & 3)));
-        }
-        return (ssize_t)count;
-    }
-    /* One register at a time, in address order, with a mask of the bytes
-     * the access covers. */
-    while (i < count) {
-        const uint64_t reg = ((uint64_t)offset + i) & ~(uint64_t)3;
-        uint32_t value = 0;
-        uint32_t mask = 0;
-        for (; i < count && (((uint64_t)offset + i) & ~(uint64_t)3) == reg; ++i) {
-            const uint32_t shift = 8 * (uint32_t)(((uint64_t)offset + i) & 3);
-            value |= (uint32_t)in[i] << shift;
-            mask |= 0xffu << shift;
-        }
-        write_register(ctx, gpio, reg, value, mask);
-    }
-    return (ssize_t)count;
+    return capi_register_access(ctx, vfu_get_private(ctx), CAPI_GPIO_BAR_SIZE, buf, count, offset,
+                                is_write, read_register, write_register);
 }
 
 static int reset(vfu_ctx_t *ctx, vfu_reset_type_t type) {

@@ -169,15 +169,7 @@ int main(void) {
     raw_receive(sock, &hdr, reply, sizeof(reply));
     CHECK(!hdr.flags.error);
     /* Memory without an fd, then the write whose callback reads it. */
-    uint8_t map[32];
-    uint32_t argsz = 32, flags = 3;
-    uint64_t offset = 0, iova = MESSAGE_IOVA, size = MESSAGE_SIZE;
-    memcpy(map, &argsz, 4);
-    memcpy(map + 4, &flags, 4);
-    memcpy(map + 8, &offset, 8);
-    memcpy(map + 16, &iova, 8);
-    memcpy(map + 24, &size, 8);
-    raw_command(sock, 2, VFIO_USER_DMA_MAP, map, sizeof(map), NULL, 0);
+    raw_dma_map(sock, 2, MESSAGE_IOVA, MESSAGE_SIZE, -1);
     CHECK(raw_readable(vfu_get_poll_fd(ctx), READY_MS));
     CHECK(vfu_run_ctx(ctx) == 1);
     raw_receive(sock, &hdr, reply, sizeof(reply));
