@@ -78,6 +78,28 @@ class ControlServiceTest : public ::testing::Test {
     return false;
   }
 
+  // An event feed read past what was already buffered, up to and
+  // including the client's attach.
+  struct FeedAfterAttach {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<grpc::ClientReader<v1::Event>> reader;
+    bool attached = false;  // the attach was read
+    uint64_t attached_sequence = 0;
+  };
+  FeedAfterAttach WatchAfterAttach() {
+    FeedAfterAttach feed;
+    feed.context = Context();
+    feed.reader = stub_->WatchEvents(feed.context.get(), v1::WatchEventsRequest());
+    v1::Event event;
+    while (feed.reader->Read(&event)) {
+      if (event.kind() != v1::Event::CLIENT_ATTACHED) continue;
+      feed.attached = true;
+      feed.attached_sequence = event.sequence();
+      break;
+    }
+    return feed;
+  }
+
   std::unique_ptr<ControlTestServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::VfuControl::Stub> stub_;
@@ -548,58 +570,48 @@ int ExpressCapability(ControlTestServer& server, int client) {
   return 0;
 }
 
+// An express device added at runtime, with a client attached: the client
+// and the offset of its PCI Express capability (0 or less: failed).
+std::pair<int, int> AttachExpressClient(ControlTestServer& server, v1::VfuControl::Stub& stub,
+                                        grpc::ClientContext* context) {
+  const std::string path = server.dir() + "/express.sock";
+  v1::AddDeviceResponse added;
+  if (!stub.AddDevice(context, AddRequest(path, kExpressSpec), &added).ok()) return {-1, -1};
+  const int client = server.ConnectPath(path);
+  if (client <= 0) return {client, -1};
+  return {client, ExpressCapability(server, client)};
+}
+
 TEST_F(ControlServiceTest, FunctionLevelResetIsAnEventInOrder) {
   StartServer();
-  const std::string path = server_->dir() + "/express.sock";
-  v1::AddDeviceResponse added;
-  ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
-  const int client = server_->ConnectPath(path);
+  const auto [client, cap] = AttachExpressClient(*server_, *stub_, Context().get());
   ASSERT_GT(client, 0);
-  const int cap = ExpressCapability(*server_, client);
   ASSERT_GT(cap, 0);
-
-  auto context = Context();
-  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
-      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
-  // Skip what is already buffered: up to the client's attach.
-  v1::Event event;
-  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
-  }
-  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
-  const uint64_t attached = event.sequence();
+  FeedAfterAttach feed = WatchAfterAttach();
+  ASSERT_TRUE(feed.attached);
   // An ordinary config write is no FLR; DEVCTL's Initiate FLR bit is.
   ASSERT_EQ(server_->ConfigWrite(client, 0x04, {0x02, 0x00}), 0);  // memory space enable
   ASSERT_EQ(server_->ConfigWrite(client, cap + 8, {0x00, 0x80}), 0);  // DEVCTL: BCR_FLR
   server_->Disconnect(client);
-  std::vector<v1::Event> events = ReadEvents(*feed, 2);
+  std::vector<v1::Event> events = ReadEvents(*feed.reader, 2);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].kind(), v1::Event::DEVICE_FLR);
   EXPECT_EQ(events[0].device(), "express");
-  EXPECT_EQ(events[0].sequence(), attached + 1);
+  EXPECT_EQ(events[0].sequence(), feed.attached_sequence + 1);
   EXPECT_EQ(events[1].kind(), v1::Event::CLIENT_DETACHED);
-  EXPECT_EQ(events[1].sequence(), attached + 2);
-  context->TryCancel();
+  EXPECT_EQ(events[1].sequence(), feed.attached_sequence + 2);
+  feed.context->TryCancel();
 }
 
 // A posted (NO_REPLY) Initiate FLR resets the function all the same: one
 // DEVICE_FLR event, before the client's detach.
 TEST_F(ControlServiceTest, PostedFunctionLevelResetIsOneEvent) {
   StartServer();
-  const std::string path = server_->dir() + "/express.sock";
-  v1::AddDeviceResponse added;
-  ASSERT_TRUE(stub_->AddDevice(Context().get(), AddRequest(path, kExpressSpec), &added).ok());
-  const int client = server_->ConnectPath(path);
+  const auto [client, cap] = AttachExpressClient(*server_, *stub_, Context().get());
   ASSERT_GT(client, 0);
-  const int cap = ExpressCapability(*server_, client);
   ASSERT_GT(cap, 0);
-
-  auto context = Context();
-  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
-      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
-  v1::Event event;
-  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
-  }
-  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  FeedAfterAttach feed = WatchAfterAttach();
+  ASSERT_TRUE(feed.attached);
   ASSERT_EQ(server_->ConfigWrite(client, cap + 8, {0x00, 0x80}, /*posted=*/true), 0);
   // Commands run in order: once this read is answered the reset is done.
   std::vector<uint8_t> devctl;
@@ -608,41 +620,37 @@ TEST_F(ControlServiceTest, PostedFunctionLevelResetIsOneEvent) {
   // Everything up to the detach (which always comes), so a missing or a
   // doubled event shows without waiting out a deadline.
   std::vector<v1::Event::Kind> kinds;
-  while (feed->Read(&event)) {
+  v1::Event event;
+  while (feed.reader->Read(&event)) {
     kinds.push_back(event.kind());
     if (event.kind() == v1::Event::CLIENT_DETACHED) break;
   }
   EXPECT_EQ(kinds, (std::vector<v1::Event::Kind>{v1::Event::DEVICE_FLR,
                                                  v1::Event::CLIENT_DETACHED}));
-  context->TryCancel();
+  feed.context->TryCancel();
 }
 
 TEST_F(ControlServiceTest, ClientDrivenMigrationStateChangesAreEvents) {
   StartServer({.gpio = true});
   const int client = server_->Connect(0);
   ASSERT_GT(client, 0);
-  auto context = Context();
-  std::unique_ptr<grpc::ClientReader<v1::Event>> feed =
-      stub_->WatchEvents(context.get(), v1::WatchEventsRequest());
-  v1::Event event;
-  while (feed->Read(&event) && event.kind() != v1::Event::CLIENT_ATTACHED) {
-  }
-  ASSERT_EQ(event.kind(), v1::Event::CLIENT_ATTACHED);
+  FeedAfterAttach feed = WatchAfterAttach();
+  ASSERT_TRUE(feed.attached);
   ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_STOP_COPY), 0);
   EXPECT_EQ(List().devices(0).migration_state(), v1::MIGRATION_STATE_STOP_COPY);
   ASSERT_EQ(server_->ClientSetMigrationState(client, v1::MIGRATION_STATE_RUNNING), 0);
-  std::vector<v1::Event> events = ReadEvents(*feed, 4);
+  std::vector<v1::Event> events = ReadEvents(*feed.reader, 4);
   EXPECT_EQ(MigrationStates(events),
             (std::vector<v1::MigrationState>{v1::MIGRATION_STATE_STOP,
                                              v1::MIGRATION_STATE_STOP_COPY,
                                              v1::MIGRATION_STATE_STOP,
                                              v1::MIGRATION_STATE_RUNNING}));
   for (size_t i = 0; i < events.size(); ++i) {
-    EXPECT_EQ(events[i].sequence(), event.sequence() + 1 + i);
+    EXPECT_EQ(events[i].sequence(), feed.attached_sequence + 1 + i);
   }
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events[0].reason(), "RUNNING -> STOP");
-  context->TryCancel();
+  feed.context->TryCancel();
 }
 
 TEST_F(ControlServiceTest, MigrationNeedsADeviceThatMigrates) {
