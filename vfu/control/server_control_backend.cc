@@ -214,6 +214,7 @@ void ServerControlBackend::DescribeDevice(const DeviceEndpoint& endpoint, v1::De
 }
 
 ControlStatus ServerControlBackend::ListDevices(v1::ListDevicesResponse* response) {
+  absl::ReaderMutexLock lifetime(&device_lifetime_mu_);
   for (const std::shared_ptr<DeviceEndpoint>& endpoint : server_.devices()) {
     DescribeDevice(*endpoint, response->add_devices());
   }
@@ -336,6 +337,7 @@ ControlStatus ServerControlBackend::AddDevice(const v1::AddDeviceRequest& reques
     if (added.code() == absl::StatusCode::kInvalidArgument) status.message.insert(0, "spec: ");
     return status;
   }
+  absl::ReaderMutexLock lifetime(&device_lifetime_mu_);
   std::shared_ptr<DeviceEndpoint> endpoint = server_.FindDevice(path);
   if (endpoint != nullptr) DescribeDevice(*endpoint, response->mutable_device());
   return ControlStatus::Ok();
@@ -364,6 +366,11 @@ ControlStatus ServerControlBackend::RemoveDevice(const v1::RemoveDeviceRequest& 
       added_.erase(it);
     }
   }
+  if (released != nullptr) {
+    // Requests that found the device before its removal are done first.
+    absl::MutexLock lifetime(&device_lifetime_mu_);
+    released.reset();
+  }
   return ControlStatus::Ok();
 }
 
@@ -380,6 +387,7 @@ ControlStatus ServerControlBackend::RunMigrationTask(
   if (ref.empty()) {
     return ControlStatus::Error(ControlStatus::kInvalidArgument, "device.device: empty");
   }
+  absl::ReaderMutexLock lifetime(&device_lifetime_mu_);
   std::shared_ptr<DeviceEndpoint> endpoint = server_.FindDevice(ref);
   if (endpoint == nullptr) {
     return ControlStatus::Error(ControlStatus::kNotFound, absl::StrCat("no device named ", ref));

@@ -75,6 +75,13 @@ class ServerControlBackend : public ControlBackend {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   Server& server_;
+  // Shared by a request that reaches a device through an endpoint, from
+  // before it looks the endpoint up until it is done with the device;
+  // exclusive to destroy a device this backend built. The server stops
+  // listing a device before RemoveDevice destroys it, so a request either
+  // found the endpoint before the removal and is done first, or never sees
+  // it.
+  absl::Mutex device_lifetime_mu_;
   absl::Mutex mu_;
   // Keyed by socket path. An entry is made before the server serves the
   // device and erased after it no longer does.
