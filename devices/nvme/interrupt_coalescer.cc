@@ -18,6 +18,7 @@ void InterruptCoalescer::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopped_ = true;
+    active_.store(false, std::memory_order_relaxed);
     pending_.fill(0);
     timer_cv_.Signal();
   }
@@ -35,6 +36,7 @@ void InterruptCoalescer::Configure(uint32_t coalescing,
     if (threshold == threshold_ && delay == delay_ && disabled == disabled_) return;
     threshold_ = threshold;
     delay_ = delay;
+    active_.store(ActiveLocked(), std::memory_order_relaxed);
     disabled_ = disabled;
     count = TakeAllLocked(flush);
   }
@@ -43,6 +45,13 @@ void InterruptCoalescer::Configure(uint32_t coalescing,
 
 void InterruptCoalescer::Completed(uint16_t vector, uint32_t entries) {
   if (entries == 0) return;
+  // Coalescing off (the default): no lock on the I/O threads' path. Nothing
+  // waits then (turning it off signals what waited), and a stale "off" only
+  // signals early, which is always allowed.
+  if (!active_.load(std::memory_order_relaxed)) {
+    signal_(vector);
+    return;
+  }
   {
     absl::MutexLock lock(&mu_);
     if (vector < kMsixVectors && ActiveLocked() && !disabled_[vector]) {
@@ -77,6 +86,7 @@ void InterruptCoalescer::Pause() {
   {
     absl::MutexLock lock(&mu_);
     paused_ = true;
+    active_.store(false, std::memory_order_relaxed);
     count = TakeAllLocked(flush);
     AwaitTimerIdleLocked();
   }
@@ -86,12 +96,14 @@ void InterruptCoalescer::Pause() {
 void InterruptCoalescer::Resume() {
   absl::MutexLock lock(&mu_);
   paused_ = false;
+  active_.store(ActiveLocked(), std::memory_order_relaxed);
 }
 
 void InterruptCoalescer::Reset() {
   absl::MutexLock lock(&mu_);
   threshold_ = 1;
   delay_ = std::chrono::microseconds(0);
+  active_.store(false, std::memory_order_relaxed);
   disabled_.fill(false);
   pending_.fill(0);
   AwaitTimerIdleLocked();

@@ -32,6 +32,7 @@
 #define VFU_DEVICES_NVME_INTERRUPT_COALESCER_H_
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -121,6 +122,8 @@ class InterruptCoalescer {
   std::array<uint32_t, kMsixVectors> pending_ ABSL_GUARDED_BY(mu_) = {};
   std::array<Clock::time_point, kMsixVectors> deadline_ ABSL_GUARDED_BY(mu_) = {};
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  // ActiveLocked(), readable without the lock (written under it).
+  std::atomic<bool> active_{false};
   bool timer_held_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // The timer thread is calling `signal_` outside the lock.
