@@ -217,12 +217,19 @@ static void test_broken_stream_after_a_command_ends_the_connection(void) {
     vfu_destroy_ctx(ctx);
 }
 
-static void test_copy_fault_in_a_callback_ends_the_connection(void) {
-    vfu_ctx_t *ctx = make_ctx();
+/* A client attached to `ctx` that mapped memory and then took it away
+ * (truncated its memfd): the next copy from it faults. Its socket. */
+static int client_that_took_its_memory_away(vfu_ctx_t *ctx) {
     int sock = connect_client(ctx);
     int fd = negotiate_and_map(ctx, sock);
     CHECK(ftruncate(fd, 0) == 0);
     close(fd);
+    return sock;
+}
+
+static void test_copy_fault_in_a_callback_ends_the_connection(void) {
+    vfu_ctx_t *ctx = make_ctx();
+    int sock = client_that_took_its_memory_away(ctx);
     /* The region write's callback copies from the lost pages. */
     seen.copy_in_callback = true;
     uint8_t msg[64];
@@ -241,10 +248,7 @@ static void test_copy_fault_in_a_callback_ends_the_connection(void) {
 
 static void test_copy_fault_between_runs_ends_the_connection(void) {
     vfu_ctx_t *ctx = make_ctx();
-    int sock = connect_client(ctx);
-    int fd = negotiate_and_map(ctx, sock);
-    CHECK(ftruncate(fd, 0) == 0);
-    close(fd);
+    int sock = client_that_took_its_memory_away(ctx);
     /* The device's own work between vfu_run_ctx() calls copies. */
     dma_sg_t *sgl = calloc(1, dma_sg_size());
     CHECK(vfu_addr_to_sgl(ctx, (vfu_dma_addr_t)MAPPED_IOVA, 0x100, sgl, 1, PROT_READ) == 1);
